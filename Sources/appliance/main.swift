@@ -1,0 +1,3 @@
+import ApplianceCommands
+
+await ApplianceMain.main()
