@@ -34,8 +34,8 @@ public struct CommandContext: Sendable {
             if let fileHandler { handlers.append(fileHandler.handler(label: label)) }
             return MultiplexLogHandler(handlers)
         }
-        var logger = Logger(label: "appliance")
-        logger.logLevel = .trace
+        // The multiplexer passes each event to the handlers whose own level admits it.
+        let logger = Logger(label: "appliance")
         logger.debug(
             "run started", metadata: ["command": "\(command)", "version": "\(ApplianceVersion.current)"])
         let ctx = CommandContext(

@@ -86,10 +86,13 @@ final class FileLogHandler: @unchecked Sendable {  // all mutable state is behin
 struct StderrLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level
+    /// Fixed at start from --verbose/--quiet; a logger's level change does not make stderr noisier.
+    let threshold: Logger.Level
     let color: Bool
 
     init(level: Logger.Level, color: Bool) {
         self.logLevel = level
+        self.threshold = level
         self.color = color
     }
 
@@ -99,6 +102,7 @@ struct StderrLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
+        guard event.level >= threshold else { return }
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
         let meta = all.isEmpty ? "" : " (" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + ")"
         let prefix: String

@@ -89,6 +89,11 @@ public final class YAMLReader {
             let text = [context?.text, problem].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: ": ")
             return Diagnostic(
                 "YAML syntax error: \(text)", at: SourceLocation(file: file, line: mark.line, column: mark.column))
+        case let .duplicatedKeysInMapping(duplicates, context):
+            let keys = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            return Diagnostic(
+                "duplicate key \(keys) in a mapping",
+                at: SourceLocation(file: file, line: context.mark.line, column: context.mark.column))
         default:
             return Diagnostic("YAML error: \(error)", at: nil)
         }

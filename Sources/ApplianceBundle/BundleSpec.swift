@@ -1,0 +1,173 @@
+import ApplianceModel
+import Foundation
+
+/// `bundles/<name>.yaml`: what goes into a bundle. Paths are relative to the spec file.
+public struct BundleSpec: Sendable, Equatable {
+    public static let apiVersion = "appliance.dev/v1alpha1"
+    public static let kind = "BundleSpec"
+
+    public var name: String
+    public var version: String
+    public var upgradeFrom: [String]
+    public var kubernetesVersion: String
+    public var components: [Component]
+    /// The folder relative paths are resolved against.
+    public var baseDirectory: String
+
+    public struct Component: Sendable, Equatable {
+        public var name: String
+        public var version: String
+        public var artifacts: [Artifact]
+    }
+
+    public struct Artifact: Sendable, Equatable {
+        public var name: String
+        public var kind: ArtifactKind
+        public var roles: [String]
+        public var source: Source
+        public var location: SourceLocation?
+    }
+
+    /// Where an artifact's bytes come from.
+    public enum Source: Sendable, Equatable {
+        /// A local file, taken as is.
+        case file(String)
+        /// A local directory, packed as a deterministic tar.
+        case directory(String)
+        /// A Debian package fetched by name (and version) with the system's package tools.
+        case debPackage(name: String, version: String?, architecture: String?)
+        /// A local `.deb` file.
+        case debFile(String)
+        /// An OCI image layout directory (`oci-layout`, `index.json`, `blobs/`), checked and packed as a tar.
+        case ociLayout(String)
+        /// A Helm chart archive (`.tgz`) or chart directory (packaged like `helm package`).
+        case chart(String)
+
+        var typeName: String {
+            switch self {
+            case .file: "file"
+            case .directory: "directory"
+            case .debPackage: "deb"
+            case .debFile: "debFile"
+            case .ociLayout: "ociLayout"
+            case .chart: "chart"
+            }
+        }
+
+        /// The artifact kinds a source may produce.
+        var allowedKinds: [ArtifactKind] {
+            switch self {
+            case .file: [.file, .binary]
+            case .directory: [.file]
+            case .debPackage, .debFile: [.deb]
+            case .ociLayout: [.image]
+            case .chart: [.chart]
+            }
+        }
+    }
+
+    public static func load(path: String) throws(DiagnosticsError) -> BundleSpec {
+        let (reader, root) = try YAMLReader.load(path: path, subject: "bundle spec")
+        let base = (path as NSString).deletingLastPathComponent
+        let spec = decode(root, baseDirectory: base.isEmpty ? "." : base)
+        try reader.finish()
+        guard let spec else {
+            throw DiagnosticsError(subject: "bundle spec", diagnostics: [Diagnostic("unreadable spec", at: nil)])
+        }
+        return spec
+    }
+
+    static func decode(_ root: YAMLValue, baseDirectory: String) -> BundleSpec? {
+        let r = root.reader
+        guard let doc = root.mapping(allowing: ["apiVersion", "kind", "metadata", "spec"]) else { return nil }
+        if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
+            r.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
+        }
+        if let v = doc.require("kind"), let s = v.string(), s != kind {
+            r.error("kind must be '\(kind)', not '\(s)'", at: v)
+        }
+        let name = doc.require("metadata")?.mapping(allowing: ["name"])?.require("name")?.nonEmptyString()
+        guard let spec = doc.require("spec")?.mapping(allowing: ["version", "upgradeFrom", "kubernetes", "components"])
+        else { return nil }
+        let version = spec.require("version")?.nonEmptyString()
+        let upgradeFrom = spec["upgradeFrom"]?.stringList() ?? []
+        let k8sValue = spec.require("kubernetes")?.mapping(allowing: ["version"])?.require("version")
+        let k8s = k8sValue?.nonEmptyString()
+        if let k8s, let k8sValue, k8s.range(of: #"^v\d+\.\d+\.\d+$"#, options: .regularExpression) == nil {
+            r.error("'spec.kubernetes.version' must look like v1.34.3, not '\(k8s)'", at: k8sValue)
+        }
+        var components: [Component] = []
+        var componentNames = Set<String>()
+        let compValues = spec.require("components")?.sequence() ?? []
+        if compValues.isEmpty, spec.has("components") { r.error("a bundle needs at least one component", at: spec["components"]) }
+        for cv in compValues {
+            guard let cm = cv.mapping(allowing: ["name", "version", "artifacts"]) else { continue }
+            let cnameValue = cm.require("name")
+            guard let cname = cnameValue?.nonEmptyString() else { continue }
+            if !componentNames.insert(cname).inserted { r.error("component '\(cname)' is defined twice", at: cnameValue) }
+            let cversion = cm.require("version")?.nonEmptyString() ?? ""
+            var artifacts: [Artifact] = []
+            var names = Set<String>()
+            for av in cm.require("artifacts")?.sequence() ?? [] {
+                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source"]) else { continue }
+                let nameValue = am.require("name")
+                let aname = nameValue?.nonEmptyString()
+                if let aname, !names.insert(aname).inserted {
+                    r.error("artifact '\(aname)' is defined twice in component '\(cname)'", at: nameValue)
+                }
+                let kind = am.require("kind")?.oneOf(ArtifactKind.allCases.map(\.rawValue)).flatMap(
+                    ArtifactKind.init(rawValue:))
+                var roles = ["all"]
+                if let rv = am["roles"], let list = rv.stringList() {
+                    for role in list where !BundleManifest.roleNames.contains(role) {
+                        r.error(
+                            "unknown role '\(role)'; roles are \(BundleManifest.roleNames.joined(separator: ", "))", at: rv)
+                    }
+                    if list.isEmpty { r.error("an artifact needs at least one role (or 'all')", at: rv) }
+                    roles = list
+                }
+                let sourceValue = am.require("source")
+                let source = sourceValue.flatMap { decodeSource($0, base: baseDirectory) }
+                if let source, let kind, let sourceValue, !source.allowedKinds.contains(kind) {
+                    r.error(
+                        "a '\(source.typeName)' source gives kind \(source.allowedKinds.map(\.rawValue).joined(separator: " or ")), not '\(kind.rawValue)'",
+                        at: sourceValue)
+                }
+                if let aname, let kind, let source {
+                    artifacts.append(
+                        Artifact(name: aname, kind: kind, roles: roles, source: source, location: av.location))
+                }
+            }
+            components.append(Component(name: cname, version: cversion, artifacts: artifacts))
+        }
+        guard let name, let version, let k8s else { return nil }
+        return BundleSpec(
+            name: name, version: version, upgradeFrom: upgradeFrom, kubernetesVersion: k8s, components: components,
+            baseDirectory: baseDirectory)
+    }
+
+    private static func decodeSource(_ v: YAMLValue, base: String) -> Source? {
+        let keys = ["file", "directory", "deb", "debFile", "ociLayout", "chart"]
+        guard let m = v.mapping(allowing: keys) else { return nil }
+        guard m.order.count == 1, let key = m.order.first else {
+            v.reader.error("\(v.displayPath) must have exactly one of \(keys.joined(separator: ", "))", at: v)
+            return nil
+        }
+        func path() -> String? {
+            m[key]?.nonEmptyString().map { $0.hasPrefix("/") ? $0 : ((base as NSString).appendingPathComponent($0)) }
+        }
+        switch key {
+        case "file": return path().map(Source.file)
+        case "directory": return path().map(Source.directory)
+        case "debFile": return path().map(Source.debFile)
+        case "ociLayout": return path().map(Source.ociLayout)
+        case "chart": return path().map(Source.chart)
+        case "deb":
+            guard let d = m["deb"]?.mapping(allowing: ["package", "version", "architecture"]),
+                let pkg = d.require("package")?.nonEmptyString()
+            else { return nil }
+            return .debPackage(name: pkg, version: d["version"]?.nonEmptyString(), architecture: d["architecture"]?.nonEmptyString())
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+
+@testable import ApplianceBundle
+
+@Suite struct VerifyTests {
+    @Test func flippedBlobByteIsReportedByArtifactName() throws {
+        let s = try SampleBundle(blobs: ["kubeadm": Data("0123456789abcdef-kubeadm-binary".utf8), "other": Data("x".utf8)])
+        let path = try s.build()
+        try patch(path, replacing: Data("kubeadm-binary".utf8), with: Data("kubeadm-binarZ".utf8))
+        let error = #expect(throws: BundleError.self) {
+            try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false)
+        }
+        guard case .contentMismatch(_, let problems) = error else {
+            Issue.record("expected contentMismatch, got \(String(describing: error))")
+            return
+        }
+        #expect(problems.count == 1)
+        #expect(problems[0].contains("artifact 'kubeadm' of component 'files'"))
+        #expect(problems[0].contains("digest mismatch"))
+    }
+
+    @Test(arguments: [1, 2, 4])
+    func parallelVerificationFindsEveryBadBlob(workers: Int) throws {
+        var blobs: [String: Data] = [:]
+        for i in 0..<12 { blobs["blob-\(i)"] = Data("payload-\(i)-".utf8) + Data(repeating: UInt8(i), count: 70_000 * (i % 3 + 1)) }
+        let s = try SampleBundle(blobs: blobs)
+        let path = try s.build()
+        for i in [2, 7, 11] {
+            try patch(path, replacing: Data("payload-\(i)-".utf8), with: Data("PAYLOAD-\(i)-".utf8))
+        }
+        let error = #expect(throws: BundleError.self) {
+            try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false, workers: workers)
+        }
+        guard case .contentMismatch(_, let problems) = error else {
+            Issue.record("expected contentMismatch, got \(String(describing: error))")
+            return
+        }
+        #expect(problems.count == 3)
+        for i in [2, 7, 11] { #expect(problems.contains { $0.contains("'blob-\(i)'") }) }
+    }
+
+    @Test func truncatedBundleIsRefused() throws {
+        let s = try SampleBundle()
+        let path = try s.build()
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        for cut in [data.count / 2, data.count - 2000, 700] {
+            try data.prefix(cut).write(to: URL(fileURLWithPath: path))
+            let error = #expect(throws: BundleError.self) {
+                try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false)
+            }
+            #expect(error?.exitStatus == .verification, "cut at \(cut): \(String(describing: error))")
+        }
+    }
+
+    @Test func blobMissingFromTheArchiveIsNamed() throws {
+        // A manifest listing a blob the archive does not have: build, then rewrite the tar without one blob.
+        let s = try SampleBundle()
+        let path = try s.build()
+        let archive = try BundleArchive.open(path)
+        var tar = TarFixture()
+        tar.add("manifest.yaml", archive.manifestData)
+        tar.add("manifest.yaml.sig", archive.signatureData ?? Data())
+        let keep = archive.blobs[0].digest
+        var keepData = Data()
+        try archive.streamBlob(keep) { keepData.append(contentsOf: $0) }
+        tar.add("blobs/sha256/\(keep.hex)", keepData)
+        tar.finish()
+        try tar.write(to: path)
+        let error = #expect(throws: BundleError.self) {
+            try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false)
+        }
+        guard case .contentMismatch(_, let problems) = error else {
+            Issue.record("expected contentMismatch, got \(String(describing: error))")
+            return
+        }
+        #expect(problems.count == 1 && problems[0].contains("is missing"))
+    }
+
+    @Test func unlistedBlobIsRefused() throws {
+        let s = try SampleBundle()
+        let path = try s.build()
+        let archive = try BundleArchive.open(path)
+        var tar = TarFixture()
+        tar.add("manifest.yaml", archive.manifestData)
+        tar.add("manifest.yaml.sig", archive.signatureData ?? Data())
+        for b in archive.blobs {
+            var d = Data()
+            try archive.streamBlob(b.digest) { d.append(contentsOf: $0) }
+            tar.add("blobs/sha256/\(b.digest.hex)", d)
+        }
+        let extra = Data("smuggled".utf8)
+        tar.add("blobs/sha256/\(SHA256Hasher.hash(extra).hex)", extra)
+        tar.finish()
+        try tar.write(to: path)
+        let error = #expect(throws: BundleError.self) {
+            try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false)
+        }
+        guard case .contentMismatch(_, let problems) = error else {
+            Issue.record("expected contentMismatch, got \(String(describing: error))")
+            return
+        }
+        #expect(problems.contains { $0.contains("not listed in the manifest") })
+    }
+
+    @Test func buildIsReproducibleAndStreamsBlobs() throws {
+        let s = try SampleBundle()
+        let a = try s.build("a.tar")
+        let b = try s.build("b2.tar")
+        // Same inputs and time: same manifest bytes (signatures of Ed25519 are deterministic too).
+        #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)))
+        let archive = try BundleArchive.open(a)
+        for blob in archive.blobs {
+            var n = 0
+            try archive.streamBlob(blob.digest) { n += $0.count }
+            #expect(Int64(n) == blob.size)
+        }
+        // No temporary build directory or partial file is left next to the output.
+        #expect(s.dir.listing().allSatisfy { !$0.contains("partial") && !$0.contains(".appliance-build") })
+    }
+}
