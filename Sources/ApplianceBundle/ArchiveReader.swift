@@ -1,5 +1,5 @@
-import Foundation
 internal import CArchive
+import Foundation
 
 /// One entry header as libarchive reports it, before any safety decision.
 public struct ArchiveEntry: Sendable, Equatable {
@@ -31,6 +31,8 @@ final class ArchiveReader {
     /// Total bytes of the underlying file, when reading a file (used to refuse absurd declared sizes).
     let fileSize: Int64?
     private var memory: UnsafeMutableRawBufferPointer?
+    /// One data buffer per reader, reused for every entry (keeps memory flat over thousands of blobs).
+    private let chunkBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 64)
 
     enum Formats { case tarOnly, anyArchive }
 
@@ -69,6 +71,7 @@ final class ArchiveReader {
     deinit {
         archive_read_free(handle)
         memory?.deallocate()
+        chunkBuffer.deallocate()
     }
 
     private func configure(_ formats: Formats) {
@@ -120,14 +123,11 @@ final class ArchiveReader {
             headerOffset: archive_read_header_position(handle))
     }
 
-    /// Streams the current entry's data in chunks of up to `chunk` bytes.
-    func readData(chunk: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws(BundleError) -> Void)
-        throws(BundleError)
-    {
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 64)
-        defer { buf.deallocate() }
+    /// Streams the current entry's data in chunks of up to 1 MiB. The chunk is only valid during `body`.
+    func readData(_ body: (UnsafeRawBufferPointer) throws(BundleError) -> Void) throws(BundleError) {
+        let buf = chunkBuffer
         while true {
-            let n = archive_read_data(handle, buf.baseAddress, chunk)
+            let n = archive_read_data(handle, buf.baseAddress, buf.count)
             if n < 0 { throw .unreadableArchive(path: label, reason: Self.errorString(handle)) }
             if n == 0 { return }
             try body(UnsafeRawBufferPointer(rebasing: buf[0..<n]))

@@ -1,5 +1,5 @@
-import Foundation
 internal import CArchive
+import Foundation
 
 /// Writes a tar (optionally gzip-compressed) through libarchive, entry by entry, streaming file contents.
 ///
@@ -143,7 +143,8 @@ enum DirectoryPacker {
                 case S_IFREG:
                     items.append((childRel, false, Int64(st.st_size), (st.st_mode & 0o111) != 0 ? 0o755 : 0o644))
                 default:
-                    throw .io(path: directory + "/" + childRel, reason: "only regular files and directories can be packed")
+                    throw .io(
+                        path: directory + "/" + childRel, reason: "only regular files and directories can be packed")
                 }
             }
         }

@@ -209,7 +209,9 @@ enum OCILayout {
 
     static func validate(directory: String, artifact: String) throws(BundleError) -> Info {
         func fail(_ reason: String) -> BundleError {
-            .source(artifact: artifact, reason: "\(directory): \(reason)", hint: "export the image with `skopeo copy ... oci:DIR`")
+            .source(
+                artifact: artifact, reason: "\(directory): \(reason)",
+                hint: "export the image with `skopeo copy ... oci:DIR`")
         }
         guard let layoutData = FileManager.default.contents(atPath: directory + "/oci-layout"),
             let layout = try? JSONSerialization.jsonObject(with: layoutData) as? [String: Any],
@@ -223,9 +225,13 @@ enum OCILayout {
         let blobDir = directory + "/blobs/sha256"
         let names = (try? FileManager.default.contentsOfDirectory(atPath: blobDir)) ?? []
         for name in names {
-            guard let expected = SHA256Digest(hex: name) else { throw fail("blobs/sha256/\(name) is not named by a digest") }
+            guard let expected = SHA256Digest(hex: name) else {
+                throw fail("blobs/sha256/\(name) is not named by a digest")
+            }
             let (actual, _) = try SHA256Hasher.hash(file: blobDir + "/" + name)
-            if actual != expected { throw fail("blobs/sha256/\(name) does not match its digest (computed \(actual.hex))") }
+            if actual != expected {
+                throw fail("blobs/sha256/\(name) does not match its digest (computed \(actual.hex))")
+            }
         }
         for m in manifests {
             guard let d = m["digest"] as? String, let dg = SHA256Digest(hex: d), names.contains(dg.hex) else {
@@ -271,8 +277,10 @@ enum HelmChart {
         do {
             let (r, root) = try YAMLReader.parse(
                 text: String(decoding: data, as: UTF8.self), file: label, subject: "Chart.yaml")
-            let keys = ["apiVersion", "name", "version", "appVersion", "description", "type", "kubeVersion", "keywords",
-                "home", "sources", "dependencies", "maintainers", "icon", "deprecated", "annotations"]
+            let keys = [
+                "apiVersion", "name", "version", "appVersion", "description", "type", "kubeVersion", "keywords",
+                "home", "sources", "dependencies", "maintainers", "icon", "deprecated", "annotations",
+            ]
             let m = root.mapping(allowing: keys)
             let name = m?.require("name")?.nonEmptyString()
             let version = m?.require("version")?.nonEmptyString()

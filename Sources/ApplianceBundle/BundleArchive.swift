@@ -57,7 +57,8 @@ public final class BundleArchive: Sendable {
                     manifest = try reader.readAll(limit: maxManifestBytes)
                 } else if name == signatureName {
                     signature = try reader.readAll(limit: 64 << 10)
-                } else if name.hasPrefix(blobPrefix), let d = SHA256Digest(hex: String(name.dropFirst(blobPrefix.count))),
+                } else if name.hasPrefix(blobPrefix),
+                    let d = SHA256Digest(hex: String(name.dropFirst(blobPrefix.count))),
                     d.hex == String(name.dropFirst(blobPrefix.count))
                 {
                     blobs.append((d, e.size))
@@ -72,7 +73,8 @@ public final class BundleArchive: Sendable {
         if count == 0 { throw .notABundle(path: path, reason: "the archive is empty") }
         if !unexpected.isEmpty {
             throw .notABundle(
-                path: path, reason: "unexpected entries: \(unexpected.prefix(5).joined(separator: ", "))"
+                path: path,
+                reason: "unexpected entries: \(unexpected.prefix(5).joined(separator: ", "))"
                     + (unexpected.count > 5 ? " and \(unexpected.count - 5) more" : ""))
         }
         guard let manifest else { throw .notABundle(path: path, reason: "no \(manifestName)") }
@@ -101,7 +103,8 @@ public final class BundleArchive: Sendable {
             trustedPrints.append(fp)
             if fp == sig.keyFingerprint {
                 guard key.verify(signature: sig.signature, message: manifestData) else {
-                    throw .signatureInvalid(path: path, reason: "the manifest bytes do not match the signature of \(fp)")
+                    throw .signatureInvalid(
+                        path: path, reason: "the manifest bytes do not match the signature of \(fp)")
                 }
                 return .trustedKey(fingerprint: fp)
             }
@@ -149,7 +152,9 @@ public final class BundleArchive: Sendable {
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws(BundleError) -> Int64 {
         let names = Dictionary(
-            manifest.allArtifacts.map { ($0.artifact.sha256, "artifact '\($0.artifact.name)' of component '\($0.component.name)'") },
+            manifest.allArtifacts.map {
+                ($0.artifact.sha256, "artifact '\($0.artifact.name)' of component '\($0.component.name)'")
+            },
             uniquingKeysWith: { a, _ in a })
         let claimed = Locked([Bool](repeating: false, count: blobs.count))
         let problems = Locked<[String]>([])
@@ -162,7 +167,8 @@ public final class BundleArchive: Sendable {
                 var index = -1
                 while let e = try reader.next() {
                     guard e.kind == .file, case .accept(let name) = EntryPolicy.normalize(e.rawName),
-                        name.hasPrefix(Self.blobPrefix), let expected = SHA256Digest(hex: String(name.dropFirst(Self.blobPrefix.count)))
+                        name.hasPrefix(Self.blobPrefix),
+                        let expected = SHA256Digest(hex: String(name.dropFirst(Self.blobPrefix.count)))
                     else {
                         try reader.skip()
                         continue
@@ -233,7 +239,8 @@ public final class BundleArchive: Sendable {
             }
             let actual = h.finalize()
             if actual != digest {
-                throw .contentMismatch(path: path, problems: ["blob \(digest.short): digest mismatch (computed \(actual.short))"])
+                throw .contentMismatch(
+                    path: path, problems: ["blob \(digest.short): digest mismatch (computed \(actual.short))"])
             }
             return
         }

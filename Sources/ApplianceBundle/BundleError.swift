@@ -52,9 +52,11 @@ public enum BundleError: ApplianceFailure, Equatable {
 
     public var hint: String? {
         switch self {
-        case .unreadableArchive: "the file may be truncated or damaged in transfer; copy it again and compare its sha256sum"
+        case .unreadableArchive:
+            "the file may be truncated or damaged in transfer; copy it again and compare its sha256sum"
         case .unsafeEntries: "this archive was not produced by `appliance bundle build`; do not use it"
-        case .signatureMissing: "ask for a signed bundle, or pass --allow-unsigned if you built it yourself and accept the risk"
+        case .signatureMissing:
+            "ask for a signed bundle, or pass --allow-unsigned if you built it yourself and accept the risk"
         case .signatureUntrusted: "pass the vendor's public key with --trust PUBLIC_KEY.pem"
         case .signatureInvalid: "the manifest was changed after signing, or the bundle is damaged; do not use it"
         case .contentMismatch: "a blob was changed or damaged; copy the bundle again from its source"

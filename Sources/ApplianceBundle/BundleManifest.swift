@@ -131,7 +131,8 @@ extension BundleManifest {
         let m = decode(root)
         try r.finish()
         guard let m else {
-            throw DiagnosticsError(subject: "bundle manifest", diagnostics: [Diagnostic("unreadable manifest", at: nil)])
+            throw DiagnosticsError(
+                subject: "bundle manifest", diagnostics: [Diagnostic("unreadable manifest", at: nil)])
         }
         return m
     }
@@ -173,18 +174,21 @@ extension BundleManifest {
                     r.error("\(shaValue.displayPath) must be 64 lower-case hex digits", at: shaValue)
                     continue
                 }
-                if !names.insert(aname).inserted { r.error("artifact '\(aname)' is listed twice in '\(cname)'", at: av) }
+                if !names.insert(aname).inserted {
+                    r.error("artifact '\(aname)' is listed twice in '\(cname)'", at: av)
+                }
                 if let other = seenBlobs[sha], other != Int64(size) {
                     r.error("blob \(sha.short) is listed with two different sizes", at: av)
                 }
                 seenBlobs[sha] = Int64(size)
-                let roles = am["roles"].flatMap { rv -> [String]? in
-                    let list = rv.stringList() ?? []
-                    for role in list where !roleNames.contains(role) {
-                        r.error("unknown role '\(role)'; roles are \(roleNames.joined(separator: ", "))", at: rv)
-                    }
-                    return list
-                } ?? ["all"]
+                let roles =
+                    am["roles"].flatMap { rv -> [String]? in
+                        let list = rv.stringList() ?? []
+                        for role in list where !roleNames.contains(role) {
+                            r.error("unknown role '\(role)'; roles are \(roleNames.joined(separator: ", "))", at: rv)
+                        }
+                        return list
+                    } ?? ["all"]
                 let prov = am["provenance"]?.stringMap() ?? []
                 artifacts.append(
                     Artifact(

@@ -99,12 +99,16 @@ public struct BundleSpec: Sendable, Equatable {
         var components: [Component] = []
         var componentNames = Set<String>()
         let compValues = spec.require("components")?.sequence() ?? []
-        if compValues.isEmpty, spec.has("components") { r.error("a bundle needs at least one component", at: spec["components"]) }
+        if compValues.isEmpty, spec.has("components") {
+            r.error("a bundle needs at least one component", at: spec["components"])
+        }
         for cv in compValues {
             guard let cm = cv.mapping(allowing: ["name", "version", "artifacts"]) else { continue }
             let cnameValue = cm.require("name")
             guard let cname = cnameValue?.nonEmptyString() else { continue }
-            if !componentNames.insert(cname).inserted { r.error("component '\(cname)' is defined twice", at: cnameValue) }
+            if !componentNames.insert(cname).inserted {
+                r.error("component '\(cname)' is defined twice", at: cnameValue)
+            }
             let cversion = cm.require("version")?.nonEmptyString() ?? ""
             var artifacts: [Artifact] = []
             var names = Set<String>()
@@ -121,7 +125,8 @@ public struct BundleSpec: Sendable, Equatable {
                 if let rv = am["roles"], let list = rv.stringList() {
                     for role in list where !BundleManifest.roleNames.contains(role) {
                         r.error(
-                            "unknown role '\(role)'; roles are \(BundleManifest.roleNames.joined(separator: ", "))", at: rv)
+                            "unknown role '\(role)'; roles are \(BundleManifest.roleNames.joined(separator: ", "))",
+                            at: rv)
                     }
                     if list.isEmpty { r.error("an artifact needs at least one role (or 'all')", at: rv) }
                     roles = list
@@ -166,7 +171,8 @@ public struct BundleSpec: Sendable, Equatable {
             guard let d = m["deb"]?.mapping(allowing: ["package", "version", "architecture"]),
                 let pkg = d.require("package")?.nonEmptyString()
             else { return nil }
-            return .debPackage(name: pkg, version: d["version"]?.nonEmptyString(), architecture: d["architecture"]?.nonEmptyString())
+            return .debPackage(
+                name: pkg, version: d["version"]?.nonEmptyString(), architecture: d["architecture"]?.nonEmptyString())
         default: return nil
         }
     }

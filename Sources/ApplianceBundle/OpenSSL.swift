@@ -1,5 +1,5 @@
-import Foundation
 internal import CCrypto
+import Foundation
 
 /// Reads and clears OpenSSL's error queue. Call it in the same synchronous frame as the failing call.
 func openSSLError(_ what: String) -> BundleError {

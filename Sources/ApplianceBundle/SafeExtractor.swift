@@ -136,7 +136,8 @@ public enum SafeExtractor {
                 throw .io(path: path, reason: String(cString: strerror(errno)))
             }
         case .hardlink:
-            guard case .accept(let t) = EntryPolicy.normalize(e.linkTarget ?? ""), link(root + "/" + t, path) == 0 else {
+            guard case .accept(let t) = EntryPolicy.normalize(e.linkTarget ?? ""), link(root + "/" + t, path) == 0
+            else {
                 throw .io(path: path, reason: String(cString: strerror(errno)))
             }
         case .special:

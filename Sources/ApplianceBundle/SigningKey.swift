@@ -1,5 +1,5 @@
-import Foundation
 internal import CCrypto
+import Foundation
 
 /// An Ed25519 key held by OpenSSL. Owns one `EVP_PKEY`, freed in deinit.
 /// Immutable after creation; OpenSSL allows concurrent use of a key for signing and verifying,

@@ -43,14 +43,18 @@ public enum ApplianceMain {
 public enum ErrorPresenter {
     /// Prints the error and returns the exit code for it.
     @discardableResult
-    public static func present(_ error: Error, to write: (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) })
+    public static func present(
+        _ error: Error, to write: (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    )
         -> Int32
     {
         if let failure = error as? ApplianceFailure {
             write("error: \(failure.message)\n")
             if let hint = failure.hint { write("hint: \(hint)\n") }
             logLine(write)
-            CommandContext.existing?.logger.error("\(failure.message)", metadata: ["exit": "\(failure.exitStatus.rawValue)"])
+            CommandContext.existing?.fileLog?.write(
+                "error: \(failure.message)\(failure.hint.map { "\nhint: \($0)" } ?? "")\nexit: \(failure.exitStatus.rawValue)"
+            )
             return failure.exitStatus.rawValue
         }
         // ArgumentParser's own outcomes: help, version, completions, validation errors.

@@ -9,8 +9,20 @@ public struct CommandContext: Sendable {
     public var logFilePath: String?
     public var useColor: Bool
     public var isTerminal: Bool
+    /// Writes to the run's log file only (the error presenter's record of what it printed).
+    let fileLog: FileLogHandler?
 
     public init(logger: Logger, output: OutputStream, logFilePath: String?, useColor: Bool, isTerminal: Bool) {
+        self.init(
+            logger: logger, output: output, logFilePath: logFilePath, useColor: useColor, isTerminal: isTerminal,
+            fileLog: nil)
+    }
+
+    init(
+        logger: Logger, output: OutputStream, logFilePath: String?, useColor: Bool, isTerminal: Bool,
+        fileLog: FileLogHandler?
+    ) {
+        self.fileLog = fileLog
         self.logger = logger
         self.output = output
         self.logFilePath = logFilePath
@@ -40,7 +52,7 @@ public struct CommandContext: Sendable {
             "run started", metadata: ["command": "\(command)", "version": "\(ApplianceVersion.current)"])
         let ctx = CommandContext(
             logger: logger, output: OutputStream.standardOutput, logFilePath: fileHandler?.path, useColor: color,
-            isTerminal: tty)
+            isTerminal: tty, fileLog: fileHandler)
         current = ctx
         return ctx
     }

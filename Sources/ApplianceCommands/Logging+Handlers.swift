@@ -73,7 +73,9 @@ final class FileLogHandler: @unchecked Sendable {  // all mutable state is behin
 
         func log(event: LogEvent) {
             let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            let meta =
+                all.isEmpty
+                ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
             let time = ISO8601DateFormatter.string(
                 from: Date(), timeZone: TimeZone(identifier: "UTC") ?? .current,
                 formatOptions: [.withInternetDateTime, .withFractionalSeconds])
@@ -104,7 +106,9 @@ struct StderrLogHandler: LogHandler {
     func log(event: LogEvent) {
         guard event.level >= threshold else { return }
         let all = metadata.merging(event.metadata ?? [:]) { $1 }
-        let meta = all.isEmpty ? "" : " (" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + ")"
+        let meta =
+            all.isEmpty
+            ? "" : " (" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + ")"
         let prefix: String
         switch event.level {
         case .trace, .debug: prefix = color ? "\u{1B}[2mdebug:\u{1B}[0m " : "debug: "

@@ -208,7 +208,8 @@ extension SiteInventory {
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
         guard let value, let list = value.stringList() else { return [] }
         for fp in list where !fp.hasPrefix("SHA256:") {
-            value.reader.error("host key fingerprint '\(fp)' must look like SHA256:<base64> (ssh-keygen -lf)", at: value)
+            value.reader.error(
+                "host key fingerprint '\(fp)' must look like SHA256:<base64> (ssh-keygen -lf)", at: value)
         }
         return list
     }
@@ -239,7 +240,9 @@ extension SiteInventory {
         if let j = ssh.jumpHost {
             var jp: [(String, YAMLTree)] = [("address", .string(j.address)), ("port", .int(j.port))]
             if let u = j.user { jp.append(("user", .string(u))) }
-            if !j.hostKeyFingerprints.isEmpty { jp.append(("hostKeyFingerprints", .list(j.hostKeyFingerprints.map { .string($0) }))) }
+            if !j.hostKeyFingerprints.isEmpty {
+                jp.append(("hostKeyFingerprints", .list(j.hostKeyFingerprints.map { .string($0) })))
+            }
             sshPairs.append(("jumpHost", .map(jp)))
         }
         sshPairs.append(("connectTimeoutSeconds", .int(ssh.connectTimeoutSeconds)))
@@ -249,7 +252,9 @@ extension SiteInventory {
             if let port = h.port { p.append(("port", .int(port))) }
             if let u = h.user { p.append(("user", .string(u))) }
             p.append(("roles", .list(h.roles.map { .string($0.rawValue) })))
-            if !h.hostKeyFingerprints.isEmpty { p.append(("hostKeyFingerprints", .list(h.hostKeyFingerprints.map { .string($0) }))) }
+            if !h.hostKeyFingerprints.isEmpty {
+                p.append(("hostKeyFingerprints", .list(h.hostKeyFingerprints.map { .string($0) })))
+            }
             return .map(p)
         }
         var specPairs: [(String, YAMLTree)] = []

@@ -44,7 +44,8 @@ public final class YAMLReader {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
             throw DiagnosticsError(
-                subject: subject, diagnostics: [Diagnostic("cannot read \(path): \(error.localizedDescription)", at: nil)])
+                subject: subject,
+                diagnostics: [Diagnostic("cannot read \(path): \(error.localizedDescription)", at: nil)])
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw DiagnosticsError(
@@ -142,7 +143,8 @@ public struct YAMLValue {
                 continue
             }
             if !keys.contains(key) {
-                let suggestion = keys.min(by: { editDistance($0, key) < editDistance($1, key) })
+                let suggestion =
+                    keys.min(by: { editDistance($0, key) < editDistance($1, key) })
                     .flatMap { editDistance($0, key) <= 2 ? " (did you mean '\($0)'?)" : nil } ?? ""
                 reader.error(
                     "unknown field '\(key)' in \(displayPath)\(suggestion); known fields: \(keys.joined(separator: ", "))",
@@ -193,7 +195,8 @@ public struct YAMLValue {
             return nil
         }
         if let range, !range.contains(v) {
-            reader.error("\(displayPath) must be between \(range.lowerBound) and \(range.upperBound), not \(v)", at: self)
+            reader.error(
+                "\(displayPath) must be between \(range.lowerBound) and \(range.upperBound), not \(v)", at: self)
             return nil
         }
         return v

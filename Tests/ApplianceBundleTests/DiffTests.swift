@@ -14,13 +14,17 @@ import Testing
         let old = BundleManifest(
             name: "b", version: "1.0.0", created: "", upgradeFrom: [], kubernetesVersion: "v1.33.0",
             components: [
-                .init(name: "k8s", version: "1.33", artifacts: [artifact("kubeadm", "k-1.33", size: 900), artifact("cni", "cni", size: 100)]),
+                .init(
+                    name: "k8s", version: "1.33",
+                    artifacts: [artifact("kubeadm", "k-1.33", size: 900), artifact("cni", "cni", size: 100)]),
                 .init(name: "old", version: "1", artifacts: [artifact("gone", "gone", size: 50)]),
             ])
         let new = BundleManifest(
             name: "b", version: "1.1.0", created: "", upgradeFrom: ["1.0.0"], kubernetesVersion: "v1.34.0",
             components: [
-                .init(name: "k8s", version: "1.34", artifacts: [artifact("kubeadm", "k-1.34", size: 1000), artifact("cni", "cni", size: 100)]),
+                .init(
+                    name: "k8s", version: "1.34",
+                    artifacts: [artifact("kubeadm", "k-1.34", size: 1000), artifact("cni", "cni", size: 100)]),
                 .init(name: "gpu", version: "1", artifacts: [artifact("driver", "drv", size: 5000)]),
             ])
         let d = BundleDiff(old: old, new: new)
@@ -36,7 +40,8 @@ import Testing
 
     @Test func manifestRoundTripsThroughYAML() throws {
         let m = BundleManifest(
-            name: "b", version: "1.0", created: "2026-11-22T00:00:00Z", upgradeFrom: ["0.9"], kubernetesVersion: "v1.34.3",
+            name: "b", version: "1.0", created: "2026-11-22T00:00:00Z", upgradeFrom: ["0.9"],
+            kubernetesVersion: "v1.34.3",
             components: [.init(name: "c", version: "1", artifacts: [artifact("a", "x", size: 1)])])
         let parsed = try BundleManifest.parse(Data(m.yaml().utf8), label: "m")
         #expect(parsed == m)

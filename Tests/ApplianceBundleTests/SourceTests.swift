@@ -9,7 +9,8 @@ import Testing
         let dir = TempDir()
         let root = dir.file("pkg")
         try FileManager.default.createDirectory(atPath: root + "/DEBIAN", withIntermediateDirectories: true)
-        try FileManager.default.createDirectory(atPath: root + "/usr/share/doc/hello-appliance", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: root + "/usr/share/doc/hello-appliance", withIntermediateDirectories: true)
         try "hello\n".write(toFile: root + "/usr/share/doc/hello-appliance/README", atomically: true, encoding: .utf8)
         try """
         Package: hello-appliance
@@ -58,7 +59,8 @@ import Testing
         let dir = TempDir()
         let chart = dir.file("mychart")
         try FileManager.default.createDirectory(atPath: chart + "/templates", withIntermediateDirectories: true)
-        try "apiVersion: v2\nname: mychart\nversion: 1.2.3\n".write(toFile: chart + "/Chart.yaml", atomically: true, encoding: .utf8)
+        try "apiVersion: v2\nname: mychart\nversion: 1.2.3\n".write(
+            toFile: chart + "/Chart.yaml", atomically: true, encoding: .utf8)
         try "kind: ConfigMap\n".write(toFile: chart + "/templates/cm.yaml", atomically: true, encoding: .utf8)
         let prep = SourcePreparer(workDirectory: dir.path, debCacheDirectory: dir.file("c"))
         let input = try prep.prepare(

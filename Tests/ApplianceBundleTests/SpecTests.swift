@@ -89,7 +89,8 @@ import Testing
     }
 
     @Test func missingTopLevelFields() {
-        let p = problems("apiVersion: appliance.dev/v1alpha1\nkind: BundleSpec\nmetadata: {name: t}\nspec:\n  version: 1\n")
+        let p = problems(
+            "apiVersion: appliance.dev/v1alpha1\nkind: BundleSpec\nmetadata: {name: t}\nspec:\n  version: 1\n")
         #expect(p.contains { $0.message == "missing required field 'kubernetes' in 'spec'" && $0.location?.line == 5 })
         #expect(p.contains { $0.message == "missing required field 'components' in 'spec'" })
     }
@@ -105,7 +106,8 @@ import Testing
         try valid.write(toFile: path, atomically: true, encoding: .utf8)
         let spec = try BundleSpec.load(path: path)
         let error = #expect(throws: BundleError.self) {
-            try BundleBuilder(spec: spec, signingKey: nil, debCacheDirectory: dir.file("c")).build(output: dir.file("o.tar"))
+            try BundleBuilder(spec: spec, signingKey: nil, debCacheDirectory: dir.file("c")).build(
+                output: dir.file("o.tar"))
         }
         #expect(error?.message.hasPrefix("artifact 'a':") == true)
         #expect(!FileManager.default.fileExists(atPath: dir.file("o.tar")))

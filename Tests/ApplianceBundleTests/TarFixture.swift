@@ -15,7 +15,9 @@ struct TarFixture {
 
     private(set) var bytes = Data()
 
-    mutating func add(_ name: String, _ content: Data = Data(), kind: Kind = .file, link: String = "", declaredSize: Int? = nil) {
+    mutating func add(
+        _ name: String, _ content: Data = Data(), kind: Kind = .file, link: String = "", declaredSize: Int? = nil
+    ) {
         var h = [UInt8](repeating: 0, count: 512)
         func put(_ s: String, _ off: Int, _ len: Int) {
             for (i, b) in s.utf8.prefix(len).enumerated() { h[off + i] = b }

@@ -5,7 +5,9 @@ import Testing
 
 @Suite struct VerifyTests {
     @Test func flippedBlobByteIsReportedByArtifactName() throws {
-        let s = try SampleBundle(blobs: ["kubeadm": Data("0123456789abcdef-kubeadm-binary".utf8), "other": Data("x".utf8)])
+        let s = try SampleBundle(blobs: [
+            "kubeadm": Data("0123456789abcdef-kubeadm-binary".utf8), "other": Data("x".utf8),
+        ])
         let path = try s.build()
         try patch(path, replacing: Data("kubeadm-binary".utf8), with: Data("kubeadm-binarZ".utf8))
         let error = #expect(throws: BundleError.self) {
@@ -23,7 +25,9 @@ import Testing
     @Test(arguments: [1, 2, 4])
     func parallelVerificationFindsEveryBadBlob(workers: Int) throws {
         var blobs: [String: Data] = [:]
-        for i in 0..<12 { blobs["blob-\(i)"] = Data("payload-\(i)-".utf8) + Data(repeating: UInt8(i), count: 70_000 * (i % 3 + 1)) }
+        for i in 0..<12 {
+            blobs["blob-\(i)"] = Data("payload-\(i)-".utf8) + Data(repeating: UInt8(i), count: 70_000 * (i % 3 + 1))
+        }
         let s = try SampleBundle(blobs: blobs)
         let path = try s.build()
         for i in [2, 7, 11] {

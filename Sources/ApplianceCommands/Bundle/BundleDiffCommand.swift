@@ -42,7 +42,8 @@ struct BundleDiffCommand: AsyncParsableCommand {
         case .text:
             ctx.output.print("\(d.fromVersion) -> \(d.toVersion)")
             if !d.upgradeAllowed {
-                ctx.output.print("  note: \(d.toVersion) does not list \(d.fromVersion) in upgradeFrom; an upgrade will be refused")
+                ctx.output.print(
+                    "  note: \(d.toVersion) does not list \(d.fromVersion) in upgradeFrom; an upgrade will be refused")
             }
             for c in d.added { ctx.output.print("  + \(c.component)/\(c.artifact)  \(Format.bytes(c.new?.size ?? 0))") }
             for c in d.removed { ctx.output.print("  - \(c.component)/\(c.artifact)") }

@@ -29,14 +29,19 @@ struct BundleInspect: AsyncParsableCommand {
             ctx.output.print("bundle:      \(m.name) \(m.version)")
             ctx.output.print("created:     \(m.created)")
             ctx.output.print("kubernetes:  \(m.kubernetesVersion)")
-            ctx.output.print("upgradeFrom: \(m.upgradeFrom.isEmpty ? "(fresh installs only)" : m.upgradeFrom.joined(separator: ", "))")
             ctx.output.print(
-                "signature:   \(sig.map { "key \($0.keyFingerprint) (not checked here; run bundle verify)" } ?? "none")")
+                "upgradeFrom: \(m.upgradeFrom.isEmpty ? "(fresh installs only)" : m.upgradeFrom.joined(separator: ", "))"
+            )
+            ctx.output.print(
+                "signature:   \(sig.map { "key \($0.keyFingerprint) (not checked here; run bundle verify)" } ?? "none")"
+            )
             ctx.output.print("size:        \(Format.bytes(m.totalBlobBytes)) in \(m.blobs.count) blobs")
             ctx.output.print("")
             let rows = m.allArtifacts.map { c, a in
-                [c.name, a.name, a.kind.rawValue, Format.bytes(a.size), a.roles.joined(separator: ","),
-                 a.provenance.filter { $0.0 != "type" }.map { "\($0.0)=\($0.1)" }.joined(separator: " ")]
+                [
+                    c.name, a.name, a.kind.rawValue, Format.bytes(a.size), a.roles.joined(separator: ","),
+                    a.provenance.filter { $0.0 != "type" }.map { "\($0.0)=\($0.1)" }.joined(separator: " "),
+                ]
             }
             ctx.output.print(Format.table(["COMPONENT", "ARTIFACT", "KIND", "SIZE", "ROLES", "SOURCE"], rows))
         }

@@ -1,6 +1,7 @@
 import ApplianceBundle
 import ArgumentParser
 import Foundation
+import Logging
 
 struct BundleVerify: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -49,12 +50,14 @@ struct BundleVerify: AsyncParsableCommand {
 }
 
 /// Opens and fully verifies a bundle off the cooperative pool, with a progress line on a TTY.
-func verifyBundle(_ path: String, trust: TrustOptions, workers: Int, ctx: CommandContext) async throws -> VerifiedBundle {
+func verifyBundle(_ path: String, trust: TrustOptions, workers: Int, ctx: CommandContext) async throws -> VerifiedBundle
+{
     let keys = try trust.trustedKeys.map { try Ed25519Key.load(path: $0) }
     let allowUnsigned = trust.allowUnsigned
     let archive = try await BlockingWork.run { try BundleArchive.open(path) }
     let total = archive.blobs.reduce(Int64(0)) { $0 + $1.size }
-    let progress = ByteProgress(label: "verifying", total: total, enabled: ctx.isTerminal && !ctx.logger.logLevel.isQuiet)
+    let progress = ByteProgress(
+        label: "verifying", total: total, enabled: ctx.isTerminal && !ctx.logger.logLevel.isQuiet)
     defer { progress.finish() }
     ctx.logger.debug("verifying", metadata: ["bundle": "\(path)"])
     return try await BlockingWork.run {
@@ -65,5 +68,3 @@ func verifyBundle(_ path: String, trust: TrustOptions, workers: Int, ctx: Comman
 extension Logger.Level {
     var isQuiet: Bool { self >= .error }
 }
-
-import Logging
