@@ -46,7 +46,9 @@ let package = Package(
             dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
         // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.
-        .executableTarget(name: "plan-crash-harness", dependencies: ["AppliancePlan"]),
+        .executableTarget(
+            name: "plan-crash-harness",
+            dependencies: ["AppliancePlan", .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
         .testTarget(

@@ -260,6 +260,7 @@ public final class PlanEventRenderer {
 
     static func duration(_ seconds: Double) -> String {
         if !seconds.isFinite || seconds < 0 { return "?" }
+        if seconds < 1 { return "\(Int((seconds * 1000).rounded())) ms" }
         if seconds < 10 { return String(format: "%.1f s", seconds) }
         if seconds < 120 { return "\(Int(seconds)) s" }
         if seconds < 7200 { return "\(Int(seconds) / 60) min \(Int(seconds) % 60) s" }
