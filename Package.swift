@@ -57,7 +57,9 @@ let package = Package(
         .testTarget(
             name: "AppliancePlanTests",
             // The harness is a dependency so that `swift test` builds it before the crash tests run.
-            dependencies: ["AppliancePlan", "plan-crash-harness"]),
+            dependencies: [
+                "AppliancePlan", "plan-crash-harness", .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),

@@ -267,14 +267,16 @@ public final class PlanExecutor: Sendable {
                 step: step.name, target: step.target, attempt: attempt, operation: operation, redactor: redactor,
                 emit: { [continuation] in continuation.yield($0) })
             do {
-                let thisAttempt = attempt
-                let result: AttemptResult = try await withTimeout(step.timeout, step: step) {
-                    if try await step.check(context) { return .alreadyDone }
-                    try await self.journal.record(
-                        StepTransition(
-                            operation: operation, step: step.name, node: node, state: .running, attempt: thisAttempt))
-                    try await step.apply(context)
-                    return .applied
+                // The timeout bounds `check` and `apply` each; the journal write between them is not
+                // the step's time.
+                let result: AttemptResult
+                if try await withTimeout(step.timeout, step: step, { try await step.check(context) }) {
+                    result = .alreadyDone
+                } else {
+                    try await journal.record(
+                        StepTransition(operation: operation, step: step.name, node: node, state: .running, attempt: attempt))
+                    try await withTimeout(step.timeout, step: step) { try await step.apply(context) }
+                    result = .applied
                 }
                 await journalWrite(
                     StepTransition(

@@ -13,17 +13,25 @@ public final class Redactor: @unchecked Sendable {
     private var secrets: [String] = []
 
     private static let patterns: [NSRegularExpression] = {
+        let flags = #"--(?:token|discovery-token|tls-bootstrap-token|certificate-key|password|passwd|secret|api-key)(?:=|\s+)"#
+        let keys = #"(?i)\b(?:password|passwd|secret|token|certificate[-_]?key|api[-_]?key|client[-_]?secret)"#
         let sources = [
-            // Command-line flags whose value is a secret: --token X, --token=X, --certificate-key X ...
-            #"(--(?:token|discovery-token|tls-bootstrap-token|certificate-key|password|passwd|secret|api-key)(?:=|\s+))("[^"]*"|'[^']*'|\S+)"#,
-            // key: value / key=value / "key": "value" for secret-looking keys.
-            #"((?i)\b(?:password|passwd|secret|token|certificate[-_]?key|api[-_]?key|client[-_]?secret)"?\s*[:=]\s*)("[^"]*"|'[^']*'|[^\s,;}]+)"#,
+            // Command-line flags whose value is a secret: --token X, --token=X, --certificate-key "X" ...
+            "(\(flags)\")([^\"]*)", "(\(flags)')([^']*)", #"("# + flags + #")([^\s"']\S*)"#,
+            // key: value, key=value, "key": "value" for secret-looking keys (quotes are kept).
+            "(\(keys)\"?\\s*[:=]\\s*\")([^\"]*)", "(\(keys)'?\\s*[:=]\\s*')([^']*)",
+            "(\(keys)[\"']?\\s*[:=]\\s*)([^\\s\"',;}]+)",
             // kubeadm bootstrap tokens wherever they appear.
             #"()\b[a-z0-9]{6}\.[a-z0-9]{16}\b"#,
             // PEM private keys.
             #"()-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"#,
         ]
-        return sources.compactMap { try? NSRegularExpression(pattern: $0) }
+        return sources.map { source in
+            guard let regex = try? NSRegularExpression(pattern: source) else {
+                preconditionFailure("invalid redaction pattern \(source)")
+            }
+            return regex
+        }
     }()
 
     public init(secrets: [String] = []) {

@@ -69,7 +69,7 @@ public struct Step: Sendable {
     public var summary: String
     /// When true, this step may overlap other `concurrentOnNode` steps on the same node.
     public var concurrentOnNode: Bool
-    /// Per attempt, covering `check` and `apply`.
+    /// Per attempt, for `check` and for `apply` each.
     public var timeout: Duration?
     public var retry: RetryPolicy
     public var check: Check
