@@ -43,7 +43,8 @@ let package = Package(
             ]),
         .target(
             name: "AppliancePlan",
-            dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
         // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.
         .executableTarget(

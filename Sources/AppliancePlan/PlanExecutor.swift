@@ -66,16 +66,20 @@ public final class PlanExecutor: Sendable {
         var trustedDone = Set<String>()
         switch request {
         case .start(let kind, let cluster, let digest):
-            operation = try journal.beginOperation(kind: kind, cluster: cluster, bundleDigest: digest)
+            operation = try await offPool { [journal] in
+                try journal.beginOperation(kind: kind, cluster: cluster, bundleDigest: digest)
+            }
             try await journal.record(plan.steps.map {
                 StepTransition(operation: operation.id, step: $0.name, node: $0.target.node, state: .planned)
             })
         case .resume(let id):
-            guard var record = try journal.operation(id) else { throw PlanError.operationNotFound(id) }
+            guard var record = try await offPool({ [journal] in try journal.operation(id) }) else {
+                throw PlanError.operationNotFound(id)
+            }
             guard record.state.isResumable else {
                 throw PlanError.operationNotResumable(id: id, state: record.state.rawValue)
             }
-            let latest = try journal.latestStates(operation: id)
+            let latest = try await offPool { [journal] in try journal.latestStates(operation: id) }
             let unknown = latest.keys.filter { plan[$0] == nil }
             if !unknown.isEmpty { throw PlanError.resumeMismatch(operation: id, unknownSteps: unknown) }
             var transitions: [StepTransition] = []
@@ -342,8 +346,10 @@ public final class PlanExecutor: Sendable {
     /// reported skipped and left done. Stops at the first undo that fails (`rollback-failed`).
     public func rollback(operation id: String) async throws -> OperationOutcome {
         defer { continuation.finish() }
-        guard var record = try journal.operation(id) else { throw PlanError.operationNotFound(id) }
-        let transitions = try journal.transitions(operation: id)
+        guard var record = try await offPool({ [journal] in try journal.operation(id) }) else {
+            throw PlanError.operationNotFound(id)
+        }
+        let transitions = try await offPool { [journal] in try journal.transitions(operation: id) }
         var latest: [String: (state: StepState, position: Int)] = [:]
         var appliedHere = Set<String>()
         for (position, t) in transitions.enumerated() {
@@ -454,6 +460,14 @@ public final class PlanExecutor: Sendable {
 }
 
 func nonEmpty(_ s: String) -> String? { s.isEmpty ? nil : s }
+
+/// Runs blocking work (the journal's synchronous API, which waits on SQLite and fsync) on a dispatch
+/// thread instead of Swift's cooperative pool.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
 
 func describe(_ error: any Error) -> String {
     if let e = error as? PlanError { return e.description }
