@@ -22,7 +22,8 @@ public struct LockHolder: Sendable, Codable, Equatable, CustomStringConvertible 
         return s
     }
 
-    static let unknown = LockHolder(pid: 0, host: "unknown host", operation: nil, startedAt: Date(timeIntervalSince1970: 0))
+    static let unknown = LockHolder(
+        pid: 0, host: "unknown host", operation: nil, startedAt: Date(timeIntervalSince1970: 0))
 }
 
 /// One operation at a time per cluster: a lock file `<state>/locks/<cluster>.lock` held with

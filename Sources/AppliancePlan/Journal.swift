@@ -228,7 +228,8 @@ public final class Journal: @unchecked Sendable {
         }
         let export = Export(
             schema: Self.schemaVersion,
-            operations: try records.map { Export.Operation(record: $0, transitions: try transitions(operation: $0.id)) })
+            operations: try records.map { Export.Operation(record: $0, transitions: try transitions(operation: $0.id)) }
+        )
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         encoder.dateEncodingStrategy = .secondsSince1970
@@ -246,7 +247,8 @@ public final class Journal: @unchecked Sendable {
             throw PlanError.invalidJournalExport(String(describing: error))
         }
         guard export.schema <= Self.schemaVersion else {
-            throw PlanError.invalidJournalExport("schema \(export.schema) is newer than this program's \(Self.schemaVersion)")
+            throw PlanError.invalidJournalExport(
+                "schema \(export.schema) is newer than this program's \(Self.schemaVersion)")
         }
         try queue.sync {
             try db.transaction {
@@ -282,7 +284,8 @@ public final class Journal: @unchecked Sendable {
     private func updateOperation(_ id: String, _ state: OperationState, time: Date) throws {
         let finished: SQLiteDatabase.Value = state == .running ? .null : .init(time)
         try db.query(
-            "UPDATE operations SET state = ?, finished_at = ? WHERE id = ?", [.text(state.rawValue), finished, .text(id)])
+            "UPDATE operations SET state = ?, finished_at = ? WHERE id = ?",
+            [.text(state.rawValue), finished, .text(id)])
     }
 
     private func insertTransitions(_ transitions: [StepTransition]) throws {

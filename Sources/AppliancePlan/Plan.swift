@@ -132,7 +132,9 @@ extension Plan {
                 Description.StepDescription(
                     name: s.name, node: s.target.node, dependencies: s.dependencies, summary: s.summary,
                     concurrentOnNode: s.concurrentOnNode,
-                    timeoutSeconds: s.timeout.map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 },
+                    timeoutSeconds: s.timeout.map {
+                        Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18
+                    },
                     attempts: s.retry.attempts, hasUndo: s.undo != nil)
             })
     }

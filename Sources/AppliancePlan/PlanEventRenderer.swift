@@ -16,7 +16,8 @@ public final class PlanEventRenderer {
 
     /// `.plain` when the output is not a terminal; colour unless `NO_COLOR` is set (to anything
     /// non-empty) or `TERM` is `dumb`.
-    public static func style(environment: [String: String] = ProcessInfo.processInfo.environment, isTTY: Bool) -> Style {
+    public static func style(environment: [String: String] = ProcessInfo.processInfo.environment, isTTY: Bool) -> Style
+    {
         guard isTTY, environment["TERM"] != "dumb" else { return .plain }
         let noColor = !(environment["NO_COLOR"] ?? "").isEmpty
         return .tty(color: !noColor)
@@ -99,7 +100,8 @@ public final class PlanEventRenderer {
                 let bucket = Int(Double(done) / Double(total) * 4)
                 if bucket > r.lastPlainBucket {
                     r.lastPlainBucket = bucket
-                    plainLine = "\(nodeName): \(step) \(Self.bytes(done))/\(Self.bytes(total)) (\(Int(Double(done) / Double(total) * 100))%)"
+                    plainLine =
+                        "\(nodeName): \(step) \(Self.bytes(done))/\(Self.bytes(total)) (\(Int(Double(done) / Double(total) * 100))%)"
                         + (rateText(r).map { ", \($0)" } ?? "")
                 }
             }
@@ -196,7 +198,8 @@ public final class PlanEventRenderer {
             let fraction = min(1, Double(done) / Double(total))
             let barWidth = 20
             let filled = Int(fraction * Double(barWidth))
-            parts.append("[" + String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled) + "]")
+            parts.append(
+                "[" + String(repeating: "#", count: filled) + String(repeating: "-", count: barWidth - filled) + "]")
             parts.append("\(Int(fraction * 100))%")
             parts.append("\(Self.bytes(done))/\(Self.bytes(total))")
         } else {
@@ -222,7 +225,8 @@ public final class PlanEventRenderer {
     private func summary(_ e: PlanEvent) -> String {
         let state = e.state ?? "finished"
         let took = started.map { " in " + Self.duration(e.time.timeIntervalSince($0)) } ?? ""
-        let color = state == OperationState.succeeded.rawValue || state == OperationState.rolledBack.rawValue ? "32" : "31"
+        let color =
+            state == OperationState.succeeded.rawValue || state == OperationState.rolledBack.rawValue ? "32" : "31"
         var out = paint("operation \(e.operation) \(state)", color) + took
         if let m = e.message, !m.isEmpty { out += ": \(m)" }
         out += "\n"

@@ -69,9 +69,10 @@ public final class PlanExecutor: Sendable {
             operation = try await offPool { [journal] in
                 try journal.beginOperation(kind: kind, cluster: cluster, bundleDigest: digest)
             }
-            try await journal.record(plan.steps.map {
-                StepTransition(operation: operation.id, step: $0.name, node: $0.target.node, state: .planned)
-            })
+            try await journal.record(
+                plan.steps.map {
+                    StepTransition(operation: operation.id, step: $0.name, node: $0.target.node, state: .planned)
+                })
         case .resume(let id):
             guard var record = try await offPool({ [journal] in try journal.operation(id) }) else {
                 throw PlanError.operationNotFound(id)
@@ -249,7 +250,8 @@ public final class PlanExecutor: Sendable {
 
     private func skip(_ step: Step, operation: String, reason: String) async {
         await journalWrite(
-            StepTransition(operation: operation, step: step.name, node: step.target.node, state: .skipped, error: reason))
+            StepTransition(
+                operation: operation, step: step.name, node: step.target.node, state: .skipped, error: reason))
         emit(.stepSkipped, operation, step, message: reason, state: StepState.skipped.rawValue)
     }
 
@@ -278,7 +280,8 @@ public final class PlanExecutor: Sendable {
                     result = .alreadyDone
                 } else {
                     try await journal.record(
-                        StepTransition(operation: operation, step: step.name, node: node, state: .running, attempt: attempt))
+                        StepTransition(
+                            operation: operation, step: step.name, node: node, state: .running, attempt: attempt))
                     try await withTimeout(step.timeout, step: step) { try await step.apply(context) }
                     result = .applied
                 }
@@ -297,7 +300,9 @@ public final class PlanExecutor: Sendable {
                         StepTransition(
                             operation: operation, step: step.name, node: node, state: .interrupted, attempt: attempt,
                             outputTail: tail, error: "interrupted"))
-                    emit(.stepFailed, operation, step, attempt: attempt, message: "interrupted", state: StepState.interrupted.rawValue)
+                    emit(
+                        .stepFailed, operation, step, attempt: attempt, message: "interrupted",
+                        state: StepState.interrupted.rawValue)
                     log.notice("step interrupted")
                     return StepResult(index: index, kind: .interrupted)
                 }
@@ -312,27 +317,34 @@ public final class PlanExecutor: Sendable {
                         .stepFailed, operation, step, attempt: attempt,
                         message: "\(message); retrying (attempt \(attempt + 1) of \(step.retry.attempts))",
                         state: "retrying")
-                    log.warning("step attempt failed, retrying", metadata: ["error": "\(message)", "attempt": "\(attempt)"])
+                    log.warning(
+                        "step attempt failed, retrying", metadata: ["error": "\(message)", "attempt": "\(attempt)"])
                     do {
                         if delay > .zero { try await Task.sleep(for: delay) }
                         continue
                     } catch {
-                        emit(.stepFailed, operation, step, attempt: attempt, message: "interrupted", state: StepState.interrupted.rawValue)
+                        emit(
+                            .stepFailed, operation, step, attempt: attempt, message: "interrupted",
+                            state: StepState.interrupted.rawValue)
                         await journalWrite(
                             StepTransition(
-                                operation: operation, step: step.name, node: node, state: .interrupted, attempt: attempt,
+                                operation: operation, step: step.name, node: node, state: .interrupted,
+                                attempt: attempt,
                                 error: "interrupted while waiting to retry"))
                         return StepResult(index: index, kind: .interrupted)
                     }
                 }
                 let planError: PlanError
                 if case PlanError.stepTimedOut = error, let e = error as? PlanError {
-                    planError = step.retry.attempts > 1
+                    planError =
+                        step.retry.attempts > 1
                         ? .stepFailed(step: step.name, node: node, attempts: attempt, message: e.description) : e
                 } else {
                     planError = .stepFailed(step: step.name, node: node, attempts: attempt, message: message)
                 }
-                emit(.stepFailed, operation, step, attempt: attempt, message: planError.description, state: StepState.failed.rawValue)
+                emit(
+                    .stepFailed, operation, step, attempt: attempt, message: planError.description,
+                    state: StepState.failed.rawValue)
                 log.error("step failed", metadata: ["error": "\(planError.description)"])
                 return StepResult(index: index, kind: .failed(planError))
             }
@@ -398,7 +410,8 @@ public final class PlanExecutor: Sendable {
                         operation: id, step: name, node: step.target.node, state: interrupted ? .interrupted : .failed,
                         attempt: 1, outputTail: nonEmpty(context.outputTail), error: "undo: \(message)"))
                 states[name] = interrupted ? .interrupted : .failed
-                errors[name] = interrupted
+                errors[name] =
+                    interrupted
                     ? .stepInterrupted(step: name, node: step.target.node)
                     : .undoFailed(step: name, node: step.target.node, message: message)
                 emit(
@@ -416,7 +429,8 @@ public final class PlanExecutor: Sendable {
         var all: [String: StepState] = [:]
         for step in plan.steps { all[step.name] = states[step.name] ?? .planned }
         let outcome = OperationOutcome(operation: record, steps: all, errors: errors, applied: undone)
-        continuation.yield(PlanEvent(kind: .operationFinished, operation: id, message: summary(outcome), state: final.rawValue))
+        continuation.yield(
+            PlanEvent(kind: .operationFinished, operation: id, message: summary(outcome), state: final.rawValue))
         return outcome
     }
 

@@ -13,7 +13,8 @@ public final class Redactor: @unchecked Sendable {
     private var secrets: [String] = []
 
     private static let patterns: [NSRegularExpression] = {
-        let flags = #"--(?:token|discovery-token|tls-bootstrap-token|certificate-key|password|passwd|secret|api-key)(?:=|\s+)"#
+        let flags =
+            #"--(?:token|discovery-token|tls-bootstrap-token|certificate-key|password|passwd|secret|api-key)(?:=|\s+)"#
         let keys = #"(?i)\b(?:password|passwd|secret|token|certificate[-_]?key|api[-_]?key|client[-_]?secret)"#
         let sources = [
             // Command-line flags whose value is a secret: --token X, --token=X, --certificate-key "X" ...

@@ -76,5 +76,9 @@ private final class SignalCounter: @unchecked Sendable {
     // @unchecked: `count` is guarded by `lock`.
     private let lock = NSLock()
     private var count = 0
-    func increment() -> Int { lock.withLock { count += 1; return count } }
+    func increment() -> Int {
+        lock.withLock {
+            count += 1; return count
+        }
+    }
 }

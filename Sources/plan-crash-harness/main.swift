@@ -105,7 +105,9 @@ LoggingSystem.bootstrap { label in
 }
 
 guard let options = parse(Array(CommandLine.arguments.dropFirst())) else {
-    fail("usage: --state DIR --work DIR [--steps N] [--nodes K] [--sleep-ms M] [--parallel P] [--break-stale-lock]", status: 2)
+    fail(
+        "usage: --state DIR --work DIR [--steps N] [--nodes K] [--sleep-ms M] [--parallel P] [--break-stale-lock]",
+        status: 2)
 }
 let stateDirectory = URL(fileURLWithPath: options.state)
 let cluster = "crash"

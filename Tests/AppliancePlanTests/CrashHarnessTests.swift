@@ -20,7 +20,9 @@ struct CrashHarnessTests {
             candidates.append(URL(fileURLWithPath: override))
         }
         for base in [Bundle.main.executableURL, Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0])] {
-            if let base { candidates.append(base.deletingLastPathComponent().appendingPathComponent("plan-crash-harness")) }
+            if let base {
+                candidates.append(base.deletingLastPathComponent().appendingPathComponent("plan-crash-harness"))
+            }
         }
         let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent()
@@ -43,8 +45,10 @@ struct CrashHarnessTests {
         let process = Process()
         process.executableURL = try harness()
         process.arguments =
-            ["--state", state.path, "--work", work.path, "--steps", "\(steps)", "--nodes", "3",
-             "--sleep-ms", "\(sleepMilliseconds)", "--parallel", "3"] + extra
+            [
+                "--state", state.path, "--work", work.path, "--steps", "\(steps)", "--nodes", "3",
+                "--sleep-ms", "\(sleepMilliseconds)", "--parallel", "3",
+            ] + extra
         let errPipe = Pipe()
         process.standardError = errPipe
         process.standardOutput = FileHandle.nullDevice
@@ -123,7 +127,8 @@ struct CrashHarnessTests {
             let resumed = try await Self.runHarness(state: state, work: work, extra: ["--break-stale-lock"])
             #expect(resumed.status == 0, "resume after kill at \(delay) ms failed: \(resumed.stderr)")
             let after = Self.appliedLines(work)
-            #expect(after.count == Self.steps, "kill at \(delay) ms: applied \(after.count) times for \(Self.steps) steps")
+            #expect(
+                after.count == Self.steps, "kill at \(delay) ms: applied \(after.count) times for \(Self.steps) steps")
             #expect(Set(after) == Self.allSteps)
             #expect(Array(after.prefix(before.count)) == before)
             try Self.checkJournal(state, complete: true)

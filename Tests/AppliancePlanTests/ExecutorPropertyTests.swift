@@ -105,7 +105,8 @@ struct ExecutorPropertyTests {
             // Dependencies respected: a step starts only after each dependency's apply finished.
             for d in s.deps {
                 if let depSpan = spans[d] {
-                    #expect(span.lowerBound > depSpan.upperBound, "\(s.name) started before its dependency \(d) finished")
+                    #expect(
+                        span.lowerBound > depSpan.upperBound, "\(s.name) started before its dependency \(d) finished")
                 }
                 // And after the dependency's check at least (already-done dependencies have no apply).
                 if let depCheck = recorder.seqs(d, .check).last {
@@ -138,7 +139,8 @@ struct ExecutorPropertyTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let journal = try Journal(stateDirectory: dir.url)
-        let executor = PlanExecutor(plan: try spec.plan(policy: .stopAll, recorder: recorder), journal: journal, logger: quiet)
+        let executor = PlanExecutor(
+            plan: try spec.plan(policy: .stopAll, recorder: recorder), journal: journal, logger: quiet)
         let (outcome, events) = try await runCollecting(executor, .start(kind: "test", cluster: "c"))
 
         #expect(outcome.operation.state == .succeeded)
@@ -146,7 +148,9 @@ struct ExecutorPropertyTests {
         for s in spec.steps {
             #expect(outcome.steps[s.name] == .done)
             #expect(recorder.count(s.name, .check) == 1)
-            #expect(recorder.count(s.name, .start) == (s.alreadyDone ? 0 : 1), "\(s.name) applied the wrong number of times")
+            #expect(
+                recorder.count(s.name, .start) == (s.alreadyDone ? 0 : 1), "\(s.name) applied the wrong number of times"
+            )
         }
         checkSchedulingInvariants(spec, recorder)
         #expect(Set(outcome.applied) == Set(spec.steps.filter { !$0.alreadyDone }.map(\.name)))
@@ -193,7 +197,8 @@ struct ExecutorPropertyTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let journal = try Journal(stateDirectory: dir.url)
-        let executor = PlanExecutor(plan: try spec.plan(policy: .stopAll, recorder: recorder), journal: journal, logger: quiet)
+        let executor = PlanExecutor(
+            plan: try spec.plan(policy: .stopAll, recorder: recorder), journal: journal, logger: quiet)
         let (outcome, _) = try await runCollecting(executor, .start(kind: "test", cluster: "c"))
 
         checkSchedulingInvariants(spec, recorder)
@@ -210,7 +215,9 @@ struct ExecutorPropertyTests {
         for s in spec.steps {
             let state = outcome.steps[s.name]
             if recorder.count(s.name, .check) == 0 {
-                #expect(state == .skipped, "\(s.name) never ran and should be reported skipped, is \(String(describing: state))")
+                #expect(
+                    state == .skipped,
+                    "\(s.name) never ran and should be reported skipped, is \(String(describing: state))")
             } else {
                 #expect(state == .done || state == .failed)
             }
@@ -235,7 +242,9 @@ struct ExecutorBehaviourTests {
                 "flaky", on: .node("a"), retry: RetryPolicy(attempts: 3, backoff: .constant(.milliseconds(1))),
                 apply: { context in
                     recorder.note("flaky", .start)
-                    if context.attempt <= failuresBeforeSuccess { throw TestFailure("attempt \(context.attempt) fails") }
+                    if context.attempt <= failuresBeforeSuccess {
+                        throw TestFailure("attempt \(context.attempt) fails")
+                    }
                 })
         ])
         let journal = try journal(dir)

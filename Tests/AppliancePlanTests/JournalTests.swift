@@ -15,7 +15,8 @@ struct JournalTests {
             Step("b", on: .node("n1"), after: ["a"], check: { _ in true }, apply: { _ in }),
         ])
         let (outcome, _) = try await runCollecting(
-            PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "install", cluster: "c1", bundleDigest: "sha256:ab"))
+            PlanExecutor(plan: plan, journal: journal, logger: quiet),
+            .start(kind: "install", cluster: "c1", bundleDigest: "sha256:ab"))
         let t = try journal.transitions(operation: outcome.operation.id)
         #expect(t.filter { $0.step == "a" }.map(\.state) == [.planned, .running, .done])
         #expect(t.filter { $0.step == "b" }.map(\.state) == [.planned, .done])
@@ -46,20 +47,21 @@ struct JournalTests {
         let broken = Flag(true)
         let sideEffects = Flag(false)
         func plan() throws -> Plan {
-            try Plan(steps: [
-                Step("a", on: .node("n1"), apply: { _ in recorder.note("a", .start) }),
-                Step(
-                    "b", on: .node("n1"), after: ["a"],
-                    apply: { _ in
-                        recorder.note("b", .start)
-                        if broken.value { throw TestFailure("disk full") }
-                    }),
-                Step("c", on: .node("n2"), apply: { _ in recorder.note("c", .start) }),
-                Step(
-                    "d", on: .node("n2"), after: ["c"], check: { _ in sideEffects.value },
-                    apply: { _ in recorder.note("d", .start) }),
-                Step("e", on: .node("n1"), after: ["b", "d"], apply: { _ in recorder.note("e", .start) }),
-            ], failurePolicy: .continueOtherNodes)
+            try Plan(
+                steps: [
+                    Step("a", on: .node("n1"), apply: { _ in recorder.note("a", .start) }),
+                    Step(
+                        "b", on: .node("n1"), after: ["a"],
+                        apply: { _ in
+                            recorder.note("b", .start)
+                            if broken.value { throw TestFailure("disk full") }
+                        }),
+                    Step("c", on: .node("n2"), apply: { _ in recorder.note("c", .start) }),
+                    Step(
+                        "d", on: .node("n2"), after: ["c"], check: { _ in sideEffects.value },
+                        apply: { _ in recorder.note("d", .start) }),
+                    Step("e", on: .node("n1"), after: ["b", "d"], apply: { _ in recorder.note("e", .start) }),
+                ], failurePolicy: .continueOtherNodes)
         }
         let (first, _) = try await runCollecting(
             PlanExecutor(plan: try plan(), journal: journal, logger: quiet), .start(kind: "install", cluster: "c1"))
@@ -67,7 +69,8 @@ struct JournalTests {
         #expect(first.steps == ["a": .done, "b": .failed, "c": .done, "d": .done, "e": .skipped])
 
         // Simulate a crash mid-step on a later run: d was in flight (running) and its effect landed.
-        try await journal.record(StepTransition(operation: first.operation.id, step: "d", node: "n2", state: .running, attempt: 1))
+        try await journal.record(
+            StepTransition(operation: first.operation.id, step: "d", node: "n2", state: .running, attempt: 1))
         sideEffects.value = true
         broken.value = false
         #expect(try journal.latestResumableOperation(cluster: "c1")?.id == first.operation.id)
@@ -83,7 +86,8 @@ struct JournalTests {
         #expect(recorder.count("d", .start) == 1, "d's check said done on resume; it must not be applied again")
         #expect(recorder.count("e", .start) == 1)
         #expect(second.applied.sorted() == ["b", "e"])
-        #expect(events.contains { $0.kind == .stepFinished && $0.step == "a" && $0.message == "done in an earlier run" })
+        #expect(
+            events.contains { $0.kind == .stepFinished && $0.step == "a" && $0.message == "done in an earlier run" })
         let dTransitions = try journal.transitions(operation: first.operation.id).filter { $0.step == "d" }.map(\.state)
         #expect(dTransitions.suffix(3) == [.running, .interrupted, .done])
         #expect(try journal.operation(first.operation.id)?.state == .succeeded)
@@ -94,15 +98,20 @@ struct JournalTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let journal = try Journal(stateDirectory: dir.url)
-        let plan = try Plan(steps: [Step("a", on: .node("n"), apply: { _ in }), Step("b", on: .node("n"), apply: { _ in })])
-        let (done, _) = try await runCollecting(PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
+        let plan = try Plan(steps: [
+            Step("a", on: .node("n"), apply: { _ in }), Step("b", on: .node("n"), apply: { _ in }),
+        ])
+        let (done, _) = try await runCollecting(
+            PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
         await #expect(throws: PlanError.operationNotResumable(id: done.operation.id, state: "succeeded")) {
-            _ = try await PlanExecutor(plan: plan, journal: journal, logger: quiet).run(.resume(operation: done.operation.id))
+            _ = try await PlanExecutor(plan: plan, journal: journal, logger: quiet).run(
+                .resume(operation: done.operation.id))
         }
         try await journal.setOperationState(done.operation.id, .interrupted)
         let smaller = try Plan(steps: [Step("a", on: .node("n"), apply: { _ in })])
         await #expect(throws: PlanError.resumeMismatch(operation: done.operation.id, unknownSteps: ["b"])) {
-            _ = try await PlanExecutor(plan: smaller, journal: journal, logger: quiet).run(.resume(operation: done.operation.id))
+            _ = try await PlanExecutor(plan: smaller, journal: journal, logger: quiet).run(
+                .resume(operation: done.operation.id))
         }
         await #expect(throws: PlanError.operationNotFound("nope")) {
             _ = try await PlanExecutor(plan: plan, journal: journal, logger: quiet).run(.resume(operation: "nope"))
@@ -127,7 +136,8 @@ struct JournalTests {
                 step("a"), step("b", after: ["a"]), step("c", after: ["b"], undo: false), step("d", after: ["c"]),
                 step("pre-existing", done: true),
             ], maxParallelism: 1)
-        let (run, _) = try await runCollecting(PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
+        let (run, _) = try await runCollecting(
+            PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
         #expect(run.operation.state == .succeeded)
         let completion = recorder.all.filter { $0.kind == .end }.map(\.step)
 
@@ -159,7 +169,8 @@ struct JournalTests {
             Step("a", on: .node("n"), apply: { _ in }, undo: { _ in }),
             Step("b", on: .node("n"), after: ["a"], apply: { _ in }, undo: { _ in throw TestFailure("busy") }),
         ])
-        let (run, _) = try await runCollecting(PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
+        let (run, _) = try await runCollecting(
+            PlanExecutor(plan: plan, journal: journal, logger: quiet), .start(kind: "k", cluster: "c"))
         let executor = PlanExecutor(plan: plan, journal: journal, logger: quiet)
         async let drained: Void = { for await _ in executor.events {} }()
         let outcome = try await executor.rollback(operation: run.operation.id)
@@ -185,7 +196,8 @@ struct JournalTests {
                     "kubeadm-join/gpu-01", on: .node("gpu-01"),
                     apply: { context in
                         context.redactor.register(secret: registered)
-                        context.appendOutput("kubeadm join 10.0.0.1:6443 --token \(token) --certificate-key \(certKey)\n")
+                        context.appendOutput(
+                            "kubeadm join 10.0.0.1:6443 --token \(token) --certificate-key \(certKey)\n")
                         context.appendOutput("registry login with \(registered)\npassword: hunter2-long\n")
                         throw TestFailure("join failed: --token=\(token) password=\(registered)")
                     })
@@ -244,7 +256,8 @@ struct JournalTests {
         }
         let source = try Journal(stateDirectory: a.url)
         let plan = try Plan(steps: [Step("x", on: .node("n"), apply: { context in context.appendOutput("ok\n") })])
-        let (run, _) = try await runCollecting(PlanExecutor(plan: plan, journal: source, logger: quiet), .start(kind: "k", cluster: "c"))
+        let (run, _) = try await runCollecting(
+            PlanExecutor(plan: plan, journal: source, logger: quiet), .start(kind: "k", cluster: "c"))
         let mirror = try Journal(stateDirectory: b.url)
         try mirror.importJSON(try source.exportJSON())
         try mirror.importJSON(try source.exportJSON(operation: run.operation.id))  // idempotent
@@ -258,7 +271,9 @@ struct JournalTests {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
         let mirror = CountingMirror()
-        let plan = try Plan(steps: [Step("x", on: .node("n"), apply: { _ in }), Step("y", on: .node("m"), apply: { _ in })])
+        let plan = try Plan(steps: [
+            Step("x", on: .node("n"), apply: { _ in }), Step("y", on: .node("m"), apply: { _ in }),
+        ])
         let (outcome, _) = try await runCollecting(
             PlanExecutor(plan: plan, journal: try Journal(stateDirectory: dir.url), mirror: mirror, logger: quiet),
             .start(kind: "k", cluster: "c"))

@@ -73,7 +73,8 @@ struct PlanTests {
         let json = try plan.renderJSON()
         let decoded = try JSONDecoder().decode(Plan.Description.self, from: Data(json.utf8))
         #expect(decoded == plan.planDescription)
-        #expect(decoded.steps.map(\.name) == ["stage/gpu-01", "kubeadm-join/gpu-01", "kubeadm-init/cp-01", "helm/platform"])
+        #expect(
+            decoded.steps.map(\.name) == ["stage/gpu-01", "kubeadm-join/gpu-01", "kubeadm-init/cp-01", "helm/platform"])
         #expect(decoded.steps[1].attempts == 3 && decoded.steps[1].hasUndo && decoded.steps[1].timeoutSeconds == 300)
         #expect(decoded.steps[3].node == nil)
         #expect(!ran.value)

@@ -17,22 +17,31 @@ struct RendererTests {
 
     static var sample: [PlanEvent] {
         [
-            PlanEvent(time: t0, kind: .stepPlanned, operation: "op", step: "stage/gpu-01", node: "gpu-01", state: "planned"),
-            PlanEvent(time: t0, kind: .stepPlanned, operation: "op", step: "helm/x", node: nil, state: "planned"),
-            PlanEvent(time: t0, kind: .stepStarted, operation: "op", step: "stage/gpu-01", node: "gpu-01", attempt: 1, state: "running"),
             PlanEvent(
-                time: t0.addingTimeInterval(1), kind: .stepProgress, operation: "op", step: "stage/gpu-01", node: "gpu-01",
+                time: t0, kind: .stepPlanned, operation: "op", step: "stage/gpu-01", node: "gpu-01", state: "planned"),
+            PlanEvent(time: t0, kind: .stepPlanned, operation: "op", step: "helm/x", node: nil, state: "planned"),
+            PlanEvent(
+                time: t0, kind: .stepStarted, operation: "op", step: "stage/gpu-01", node: "gpu-01", attempt: 1,
+                state: "running"),
+            PlanEvent(
+                time: t0.addingTimeInterval(1), kind: .stepProgress, operation: "op", step: "stage/gpu-01",
+                node: "gpu-01",
                 attempt: 1, bytesDone: 0, bytesTotal: 4 << 30),
             PlanEvent(
-                time: t0.addingTimeInterval(3), kind: .stepProgress, operation: "op", step: "stage/gpu-01", node: "gpu-01",
+                time: t0.addingTimeInterval(3), kind: .stepProgress, operation: "op", step: "stage/gpu-01",
+                node: "gpu-01",
                 attempt: 1, bytesDone: 2 << 30, bytesTotal: 4 << 30),
             PlanEvent(
-                time: t0.addingTimeInterval(5), kind: .stepFinished, operation: "op", step: "stage/gpu-01", node: "gpu-01",
+                time: t0.addingTimeInterval(5), kind: .stepFinished, operation: "op", step: "stage/gpu-01",
+                node: "gpu-01",
                 attempt: 1, state: "done"),
             PlanEvent(
-                time: t0.addingTimeInterval(5), kind: .stepFailed, operation: "op", step: "helm/x", node: nil, attempt: 1,
+                time: t0.addingTimeInterval(5), kind: .stepFailed, operation: "op", step: "helm/x", node: nil,
+                attempt: 1,
                 message: "exit 1: \"quoted\"\nnext", state: "failed"),
-            PlanEvent(time: t0.addingTimeInterval(6), kind: .operationFinished, operation: "op", message: "1 done, 1 failed", state: "failed"),
+            PlanEvent(
+                time: t0.addingTimeInterval(6), kind: .operationFinished, operation: "op", message: "1 done, 1 failed",
+                state: "failed"),
         ]
     }
 
@@ -43,7 +52,9 @@ struct RendererTests {
         for e in Self.sample { encoder.write(e) }
         let output = lines.text.split(separator: "\n", omittingEmptySubsequences: false)
         #expect(output.count == Self.sample.count + 1 && output.last == "")
-        let keys = ["time", "event", "operation", "step", "node", "attempt", "bytesDone", "bytesTotal", "message", "state"]
+        let keys = [
+            "time", "event", "operation", "step", "node", "attempt", "bytesDone", "bytesTotal", "message", "state",
+        ]
         for line in output.dropLast() {
             let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(Set(object.keys) == Set(keys))

@@ -62,7 +62,9 @@ final class Recorder: @unchecked Sendable {
 }
 
 /// Runs an executor to completion while draining its events.
-func runCollecting(_ executor: PlanExecutor, _ request: OperationRequest) async throws -> (OperationOutcome, [PlanEvent]) {
+func runCollecting(_ executor: PlanExecutor, _ request: OperationRequest) async throws -> (
+    OperationOutcome, [PlanEvent]
+) {
     async let events: [PlanEvent] = {
         var collected: [PlanEvent] = []
         for await e in executor.events { collected.append(e) }
