@@ -20,6 +20,10 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        // The journal's embedded database (Debian: libsqlite3-dev); imported only inside AppliancePlan.
+        .systemLibrary(
+            name: "CSQLite", pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]),
 
         .target(
             name: "ApplianceModel",
@@ -37,12 +41,26 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "AppliancePlan",
+            dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
+        // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.
+        .executableTarget(
+            name: "plan-crash-harness",
+            dependencies: ["AppliancePlan", .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),
+        .testTarget(
+            name: "AppliancePlanTests",
+            // The harness is a dependency so that `swift test` builds it before the crash tests run.
+            dependencies: [
+                "AppliancePlan", "plan-crash-harness", .product(name: "Logging", package: "swift-log"),
+            ]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),

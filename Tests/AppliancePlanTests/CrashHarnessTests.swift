@@ -1,0 +1,176 @@
+import Foundation
+import Testing
+
+@testable import AppliancePlan
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Real-process tests: `plan-crash-harness` is killed at many points and resumed.
+@Suite("crash safety with a real process", .tags(.realProcess), .serialized)
+struct CrashHarnessTests {
+    static let steps = 12
+    static let allSteps = Set((0..<steps).map { "s\($0)/node-\($0 % 3)" })
+
+    /// The harness binary next to the test bundle in the build products directory.
+    static func harness() throws -> URL {
+        var candidates: [URL] = []
+        if let override = ProcessInfo.processInfo.environment["PLAN_CRASH_HARNESS"] {
+            candidates.append(URL(fileURLWithPath: override))
+        }
+        for base in [Bundle.main.executableURL, Bundle.main.bundleURL, URL(fileURLWithPath: CommandLine.arguments[0])] {
+            if let base {
+                candidates.append(base.deletingLastPathComponent().appendingPathComponent("plan-crash-harness"))
+            }
+        }
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        candidates.append(packageRoot.appendingPathComponent(".build/debug/plan-crash-harness"))
+        for c in candidates where FileManager.default.isExecutableFile(atPath: c.path) { return c }
+        throw TestFailure("plan-crash-harness not found; looked at \(candidates.map(\.path))")
+    }
+
+    struct Run {
+        var status: Int32
+        var reason: Process.TerminationReason
+        var stderr: String
+    }
+
+    /// Starts the harness; `control` runs while it is alive and may signal it.
+    static func runHarness(
+        state: URL, work: URL, sleepMilliseconds: Int = 15, extra: [String] = [],
+        control: (Process) async throws -> Void = { _ in }
+    ) async throws -> Run {
+        let process = Process()
+        process.executableURL = try harness()
+        process.arguments =
+            [
+                "--state", state.path, "--work", work.path, "--steps", "\(steps)", "--nodes", "3",
+                "--sleep-ms", "\(sleepMilliseconds)", "--parallel", "3",
+            ] + extra
+        let errPipe = Pipe()
+        process.standardError = errPipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        try await control(process)
+        let errData = errPipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(
+            status: process.terminationStatus, reason: process.terminationReason,
+            stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func appliedLines(_ work: URL) -> [String] {
+        guard let text = try? String(contentsOf: work.appendingPathComponent("applied.log"), encoding: .utf8) else {
+            return []
+        }
+        return text.split(separator: "\n").map { String($0.dropFirst("applied ".count)) }
+    }
+
+    /// The journal opens, passes integrity_check, and (when `complete`) records one succeeded operation
+    /// whose steps are all done.
+    static func checkJournal(_ state: URL, complete: Bool) throws {
+        let journal = try Journal(stateDirectory: state)
+        #expect(try journal.integrityCheck() == "ok")
+        guard complete else { return }
+        // Newest first. One operation, resumed in place; or two when the kill came after the first had
+        // already finished, and the second run found everything done.
+        let ops = try journal.operations(cluster: "crash")
+        #expect(ops.count == 1 || (ops.count == 2 && ops[1].state == .succeeded), "\(ops)")
+        let op = try #require(ops.first)
+        #expect(op.state == .succeeded)
+        let latest = try journal.latestStates(operation: op.id)
+        #expect(Set(latest.keys) == allSteps)
+        #expect(latest.values.allSatisfy { $0.state == .done })
+    }
+
+    @Test("an uninterrupted run applies every step once")
+    func baseline() async throws {
+        let dir = TemporaryDirectory("crash")
+        defer { dir.cleanup() }
+        let state = dir.url.appendingPathComponent("state")
+        let work = dir.url.appendingPathComponent("work")
+        let run = try await Self.runHarness(state: state, work: work)
+        #expect(run.status == 0, "\(run.stderr)")
+        let applied = Self.appliedLines(work)
+        #expect(applied.count == Self.steps)
+        #expect(Set(applied) == Self.allSteps)
+        try Self.checkJournal(state, complete: true)
+    }
+
+    @Test("SIGKILL at 15 random points, then resume: same final state, nothing applied twice")
+    func killAndResume() async throws {
+        var rng = SeededRandom(seed: 20_261_122)
+        // The uninterrupted run takes about 4 rounds of (sleep + sleep/3) plus start-up; spread kills
+        // from before the journal exists to after the last step.
+        var killPoints = (0..<15).map { _ in Int.random(in: 0...260, using: &rng) }
+        killPoints.sort()
+        var phasesHit = Set<Int>()
+        for delay in killPoints {
+            let dir = TemporaryDirectory("crash")
+            defer { dir.cleanup() }
+            let state = dir.url.appendingPathComponent("state")
+            let work = dir.url.appendingPathComponent("work")
+
+            let killed = try await Self.runHarness(state: state, work: work) { process in
+                try await Task.sleep(for: .milliseconds(delay))
+                kill(process.processIdentifier, SIGKILL)
+            }
+            let before = Self.appliedLines(work)
+            phasesHit.insert(before.count)
+            #expect(Set(before).count == before.count, "kill at \(delay) ms: a step applied twice before the kill")
+            if FileManager.default.fileExists(atPath: state.appendingPathComponent(Journal.fileName).path) {
+                try Self.checkJournal(state, complete: false)
+            }
+
+            let resumed = try await Self.runHarness(state: state, work: work, extra: ["--break-stale-lock"])
+            #expect(resumed.status == 0, "resume after kill at \(delay) ms failed: \(resumed.stderr)")
+            let after = Self.appliedLines(work)
+            #expect(
+                after.count == Self.steps, "kill at \(delay) ms: applied \(after.count) times for \(Self.steps) steps")
+            #expect(Set(after) == Self.allSteps)
+            #expect(Array(after.prefix(before.count)) == before)
+            try Self.checkJournal(state, complete: true)
+            if killed.reason == .uncaughtSignal && !before.isEmpty && before.count < Self.steps {
+                // A lock left by a killed holder is stale and must have been broken explicitly.
+                #expect(resumed.stderr.contains("broke stale lock"), "kill at \(delay) ms: \(resumed.stderr)")
+            }
+        }
+        // The kills landed in different phases of the run, not all before or after it.
+        #expect(phasesHit.count >= 3, "kill points only hit \(phasesHit.sorted()) applied steps")
+    }
+
+    @Test("SIGINT: exit status 130, the journal marks steps interrupted, resume completes")
+    func interrupt() async throws {
+        let dir = TemporaryDirectory("crash")
+        defer { dir.cleanup() }
+        let state = dir.url.appendingPathComponent("state")
+        let work = dir.url.appendingPathComponent("work")
+        let run = try await Self.runHarness(state: state, work: work, sleepMilliseconds: 300) { process in
+            let deadline = ContinuousClock.now + .seconds(30)
+            while Self.appliedLines(work).isEmpty && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            kill(process.processIdentifier, SIGINT)
+        }
+        #expect(run.reason == .exit)
+        #expect(run.status == 130, "\(run.stderr)")
+        let journal = try Journal(stateDirectory: state)
+        #expect(try journal.integrityCheck() == "ok")
+        let op = try #require(try journal.operations(cluster: "crash").first)
+        #expect(op.state == .interrupted)
+        let transitions = try journal.transitions(operation: op.id)
+        #expect(transitions.contains { $0.state == .interrupted })
+        #expect(Self.appliedLines(work).count < Self.steps)
+        // The lock was released on the way out: no --break-stale-lock needed.
+        #expect(try ClusterLock.inspect(stateDirectory: state, cluster: "crash") == nil)
+
+        let resumed = try await Self.runHarness(state: state, work: work)
+        #expect(resumed.status == 0, "\(resumed.stderr)")
+        let applied = Self.appliedLines(work)
+        #expect(applied.count == Self.steps)
+        #expect(Set(applied) == Self.allSteps)
+        try Self.checkJournal(state, complete: true)
+    }
+}
