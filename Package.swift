@@ -27,20 +27,23 @@ let package = Package(
 
         .target(
             name: "ApplianceModel",
-            dependencies: [.product(name: "Yams", package: "Yams")]),
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceBundle",
             dependencies: [
                 "CArchive", "CCrypto", "ApplianceModel",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "AppliancePlan",
             dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")],
