@@ -123,3 +123,40 @@ import Testing
         #expect(s.dir.listing().allSatisfy { !$0.contains("partial") && !$0.contains(".appliance-build") })
     }
 }
+
+@Suite struct TarIndexTests {
+    @Test func locatesEveryBlobByteRange() throws {
+        let s = try SampleBundle(blobs: [
+            "a": Data("alpha".utf8), "b": Data(repeating: 9, count: 70_000), "c": Data(),
+        ])
+        let path = try s.build()
+        let archive = try BundleArchive.open(path)
+        let locations = try archive.blobLocations()
+        let file = try Data(contentsOf: URL(fileURLWithPath: path))
+        #expect(locations.count == 3)
+        for b in archive.blobs {
+            let loc = try #require(locations[b.digest])
+            let bytes = file.subdata(in: Int(loc.dataOffset)..<Int(loc.dataOffset + loc.size))
+            #expect(SHA256Hasher.hash(bytes) == b.digest)
+        }
+    }
+
+    @Test func followsLongNamesInPaxHeaders() throws {
+        // GNU tar writes pax headers for names over 100 bytes; the index must use them.
+        let dir = TempDir()
+        let long = String(repeating: "d", count: 120)
+        try FileManager.default.createDirectory(atPath: dir.file("src/\(long)"), withIntermediateDirectories: true)
+        try Data("payload".utf8).write(to: URL(fileURLWithPath: dir.file("src/\(long)/f")))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/tar")
+        p.arguments = ["--format=pax", "-cf", dir.file("t.tar"), "-C", dir.file("src"), "\(long)/f"]
+        try p.run()
+        p.waitUntilExit()
+        let index = try TarIndex.index(path: dir.file("t.tar"))
+        let loc = try #require(index["\(long)/f"])
+        let data = try Data(contentsOf: URL(fileURLWithPath: dir.file("t.tar")))
+        #expect(
+            String(decoding: data.subdata(in: Int(loc.dataOffset)..<Int(loc.dataOffset + loc.size)), as: UTF8.self)
+                == "payload")
+    }
+}
