@@ -31,15 +31,21 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
+            name: "AppliancePreflight",
+            dependencies: ["ApplianceModel"]),
+        .target(
             name: "ApplianceCommands",
             dependencies: [
-                "ApplianceModel", "ApplianceBundle",
+                "ApplianceModel", "ApplianceBundle", "AppliancePreflight",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
+        .testTarget(
+            name: "AppliancePreflightTests",
+            dependencies: ["AppliancePreflight", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),
