@@ -66,5 +66,5 @@ sec versions sh -c 'kubeadm version -o short 2>/dev/null | sed "s/^/kubeadm=/"; 
 if [ -n "${PF_NFS_SERVER:-}" ]; then
   sec nfs sh -c 'd=$(mktemp -d /tmp/appliance-nfs.XXXXXX) || exit 1; if mount -t nfs -o ro,soft,timeo=50,retrans=1,nolock "$PF_NFS_SERVER:$PF_NFS_PATH" "$d" 2>&1; then echo mounted; umount "$d"; rc=0; else rc=1; fi; rmdir "$d"; exit $rc'
 fi
-sec write-latency sh -c 'd=${PF_STAGING_DIR:-/var/lib/appliance}; [ -d "$d" ] || d=/var/tmp; f="$d/.appliance-preflight.$$"; s=$(date +%s%N); dd if=/dev/zero of="$f" bs=4k count=64 oflag=dsync 2>/dev/null; rc=$?; e=$(date +%s%N); rm -f "$f"; echo "dir=$d writes=64 ns=$((e - s))"; exit $rc'
+sec write-latency sh -c 'd=${PF_STAGING_DIR:-/var/lib/appliance}; [ -d "$d" ] || d=/var/tmp; f="$d/.appliance-preflight.$$"; s=$(date +%s%N); dd if=/dev/zero of="$f" bs=4k count=64 oflag=dsync 2>/dev/null; rc=$?; e=$(date +%s%N); rm -f "$f"; printf "dir=%s\nwrites=64\nns=%s\n" "$d" "$((e - s))"; exit $rc'
 sec meta-end sh -c 'date +%s.%N'

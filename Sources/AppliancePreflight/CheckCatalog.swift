@@ -107,6 +107,11 @@ public struct CheckCatalog: Sendable {
             }
         }
         if !diagnostics.isEmpty { throw DiagnosticsError(subject: "check catalogue", diagnostics: diagnostics) }
+        // Reading order for people: access, host, Kubernetes, hardware, GPUs, network, storage, TLS, cross-node.
+        let order = ["node", "os", "k8s", "hw", "gpu", "health", "net", "storage", "tls", "cluster"]
+        let rank = { (id: String) in order.firstIndex(of: id) ?? order.count }
+        categories.sort { rank($0.0) < rank($1.0) }
+        checks.sort { rank($0.category) < rank($1.category) }
         return CheckCatalog(checks: checks, categories: categories)
     }
 }
