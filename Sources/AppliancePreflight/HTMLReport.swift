@@ -29,7 +29,7 @@ public enum HTMLReport {
             .badge{padding:4px 12px;border-radius:14px;font-weight:600;color:#fff}.badge.pass{background:var(--pass)}.badge.fail{background:var(--fail)}.badge.warn{background:var(--warn);color:#222}
             .counts{display:flex;gap:8px;flex-wrap:wrap}.counts span{padding:3px 10px;border-radius:10px;background:#ffffff22}
             main{display:flex;gap:16px;padding:16px 24px;align-items:flex-start}
-            .matrix{overflow:auto;max-height:calc(100vh - 120px);background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;flex:1}
+            .matrix{overflow:auto;max-height:calc(100vh - 120px);background:#fff;border-radius:8px;box-shadow:0 1px 3px #0002;flex:0 1 auto}
             table{border-collapse:separate;border-spacing:0}th,td{padding:4px 6px;border-bottom:1px solid #eef0f3;white-space:nowrap}
             thead th{position:sticky;top:0;background:#fff;z-index:2;font-weight:600;font-size:12px;vertical-align:bottom}
             thead th.node{writing-mode:vertical-rl;transform:rotate(180deg);height:110px;text-align:left}

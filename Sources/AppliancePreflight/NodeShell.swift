@@ -50,13 +50,8 @@ public struct LocalNodeShell: NodeShell {
 
     public func run(script: String, timeout: Duration) async throws -> NodeShellResult {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/setsid")
-        if !FileManager.default.isExecutableFile(atPath: "/usr/bin/setsid") {
-            process.executableURL = URL(fileURLWithPath: shell)
-            process.arguments = ["-s"]
-        } else {
-            process.arguments = [shell, "-s"]
-        }
+        process.executableURL = URL(fileURLWithPath: shell)
+        process.arguments = ["-s"]
         if let environment { process.environment = environment }
         let stdin = Pipe(), stdout = Pipe(), stderr = Pipe()
         process.standardInput = stdin
@@ -65,6 +60,8 @@ public struct LocalNodeShell: NodeShell {
         let outBox = DataBox(), errBox = DataBox()
         stdout.fileHandleForReading.readabilityHandler = { h in outBox.append(h.availableData) }
         stderr.fileHandleForReading.readabilityHandler = { h in errBox.append(h.availableData) }
+        // Foundation starts the child in its own process group; a timeout kills the group, so background
+        // jobs of the script die with it.
         let done = ExitBox()
         process.terminationHandler = { p in done.finish(p.terminationStatus) }
         do {
@@ -81,17 +78,20 @@ public struct LocalNodeShell: NodeShell {
         while !done.isFinished {
             if Task.isCancelled || ContinuousClock.now >= deadline {
                 timedOut = !Task.isCancelled
-                kill(-pid, SIGKILL)  // the process group: the shell and whatever it started
+                let group = getpgid(pid)
+                if group == pid { kill(-group, SIGKILL) }  // the shell and whatever it started
                 kill(pid, SIGKILL)
                 break
             }
             try? await Task.sleep(for: .milliseconds(10))
         }
         let status = await done.wait()
+        // Wait for end-of-file on both pipes, but not forever: a background job that kept stdout open must not
+        // hold the report hostage.
+        let grace = ContinuousClock.now + .seconds(2)
+        while !(outBox.eof && errBox.eof) && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(5)) }
         stdout.fileHandleForReading.readabilityHandler = nil
         stderr.fileHandleForReading.readabilityHandler = nil
-        outBox.append(stdout.fileHandleForReading.readDataToEndOfFileSafely())
-        errBox.append(stderr.fileHandleForReading.readDataToEndOfFileSafely())
         if timedOut { throw NodeShellError.timedOut(timeout) }
         try Task.checkCancellation()
         return NodeShellResult(stdout: outBox.string, stderr: errBox.string, exitCode: status)
@@ -102,10 +102,17 @@ public struct LocalNodeShell: NodeShell {
 final class DataBox: @unchecked Sendable {  // all state behind `lock`
     private let lock = NSLock()
     private var data = Data()
+    private var ended = false
+    /// An empty read is end-of-file.
     func append(_ d: Data) {
         lock.lock()
-        data.append(d)
+        if d.isEmpty { ended = true } else { data.append(d) }
         lock.unlock()
+    }
+    var eof: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return ended
     }
     var string: String {
         lock.lock()

@@ -89,8 +89,9 @@ public enum NvidiaSMIText {
         r.driverVersion = driver
         r.vbiosVersion = Field.clean(g.child("VBIOS Version")?.value)
         r.persistenceMode = Field.clean(g.child("Persistence Mode")?.value)
-        r.eccModeCurrent = Field.clean(g.path("ECC Mode", "Current"))
-        r.eccModePending = Field.clean(g.path("ECC Mode", "Pending"))
+        let ecc = g.child("ECC Mode") ?? g.child("Ecc Mode")  // 525 prints "Ecc Mode"
+        r.eccModeCurrent = Field.clean(ecc?.child("Current")?.value)
+        r.eccModePending = Field.clean(ecc?.child("Pending")?.value)
         if let errors = g.child("ECC Errors") {
             func total(_ scope: String, correctable: Bool) -> Int? {
                 guard let s = errors.child(scope) else { return nil }

@@ -8,7 +8,20 @@ import Foundation
 /// (535+: `clocks_event_reasons`, `gpu_power_readings/current_power_limit`). GPUs are counted as `<gpu>`
 /// elements, never from `<attached_gpus>`.
 public enum NvidiaSMIXML {
+    /// FoundationXML (libxml2 underneath) is not safe to use from several threads at once; parses take turns.
+    private static let lock = NSLock()
+
     public static func parse(_ text: String) throws(ParseError) -> NvidiaSMIReport {
+        // libxml2 recovers from a truncated document; a collector cut off mid-output must not pass as data.
+        guard text.contains("</nvidia_smi_log>") else {
+            throw ParseError("nvidia-smi -q -x", "output ends before </nvidia_smi_log> (truncated or not XML)")
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        return try parseLocked(text)
+    }
+
+    private static func parseLocked(_ text: String) throws(ParseError) -> NvidiaSMIReport {
         // The DOCTYPE names a DTD file that is not there; drop it so nothing tries to load it.
         let cleaned = text.split(separator: "\n", omittingEmptySubsequences: false)
             .filter { !$0.hasPrefix("<!DOCTYPE") }.joined(separator: "\n")
