@@ -37,9 +37,12 @@ let package = Package(
             ],
             exclude: ["README.md"]),
         .target(
+            name: "AppliancePreflight",
+            dependencies: ["ApplianceModel"]),
+        .target(
             name: "ApplianceCommands",
             dependencies: [
-                "ApplianceModel", "ApplianceBundle",
+                "ApplianceModel", "ApplianceBundle", "AppliancePreflight",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -55,6 +58,9 @@ let package = Package(
             dependencies: ["AppliancePlan", .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
+        .testTarget(
+            name: "AppliancePreflightTests",
+            dependencies: ["AppliancePreflight", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),

@@ -13,10 +13,26 @@ public struct SiteInventory: Sendable, Equatable {
     public var profile: String?
     public var ssh: SSHSettings
     public var hosts: [Host]
+    /// Cluster network: domain, API endpoint, pod/service CIDRs, MTU (optional in the file).
+    public var network: NetworkSettings?
+    /// Certificate, key and CA for the platform's wildcard domain.
+    public var tls: TLSSettings?
+    /// NFS export for the dataset cache.
+    public var storage: StorageSettings?
+    /// In-cluster registry, or an existing one.
+    public var registry: RegistrySettings?
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
-    public init(name: String, profile: String?, ssh: SSHSettings, hosts: [Host], sourcePath: String? = nil) {
+    public init(
+        name: String, profile: String?, ssh: SSHSettings, hosts: [Host], network: NetworkSettings? = nil,
+        tls: TLSSettings? = nil, storage: StorageSettings? = nil, registry: RegistrySettings? = nil,
+        sourcePath: String? = nil
+    ) {
+        self.network = network
+        self.tls = tls
+        self.storage = storage
+        self.registry = registry
         self.name = name
         self.profile = profile
         self.ssh = ssh
@@ -127,7 +143,9 @@ extension SiteInventory {
         }
         let name = doc.require("metadata")?.mapping(allowing: ["name", "labels", "annotations"])?.require("name")?
             .nonEmptyString()
-        guard let spec = doc.require("spec")?.mapping(allowing: ["profile", "ssh", "hosts"]) else { return nil }
+        guard let spec = doc.require("spec")?.mapping(allowing: [
+            "profile", "ssh", "hosts", "network", "tls", "storage", "registry",
+        ]) else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
         var ssh = SSHSettings()
         if let m = spec["ssh"]?.mapping(allowing: [
@@ -201,8 +219,14 @@ extension SiteInventory {
                 r.error("no host has the role 'control-plane'; a cluster needs at least one", at: spec["hosts"])
             }
         }
+        let network = spec["network"].flatMap { decodeNetwork($0, hosts: hosts) }
+        let tls = spec["tls"].flatMap { decodeTLS($0, baseDirectory: baseDirectory) }
+        let storage = spec["storage"].flatMap { decodeStorage($0) }
+        let registry = spec["registry"].flatMap { decodeRegistry($0, baseDirectory: baseDirectory) }
         guard let name else { return nil }
-        return SiteInventory(name: name, profile: profile, ssh: ssh, hosts: hosts)
+        return SiteInventory(
+            name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
+            registry: registry)
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
@@ -261,6 +285,7 @@ extension SiteInventory {
         if let profile { specPairs.append(("profile", .string(profile))) }
         specPairs.append(("ssh", .map(sshPairs)))
         specPairs.append(("hosts", .list(hostTrees)))
+        specPairs.append(contentsOf: sectionTrees())
         return YAMLTree.map([
             ("apiVersion", .string(Self.apiVersion)), ("kind", .string(Self.kind)),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(specPairs)),
