@@ -38,7 +38,8 @@ let package = Package(
             exclude: ["README.md"]),
         .target(
             name: "AppliancePreflight",
-            dependencies: ["ApplianceModel"]),
+            dependencies: ["ApplianceModel"],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [

@@ -80,7 +80,8 @@ public struct HardwareProfile: Sendable, Equatable, Codable {
         }
 
         public func supportsKernel(_ release: String) -> Bool {
-            kernels.isEmpty || kernels.contains { release == $0 || release.hasPrefix($0 + ".") || release.hasPrefix($0 + "-") }
+            kernels.isEmpty
+                || kernels.contains { release == $0 || release.hasPrefix($0 + ".") || release.hasPrefix($0 + "-") }
         }
     }
 
@@ -283,9 +284,14 @@ extension HardwareProfile {
         }
         return HardwareDeclaration(
             node: node, profile: name, roles: nodeRoles,
-            cpu: .init(model: req?.cpuModelContains ?? "QEMU Virtual CPU", sockets: 1, coresPerSocket: req?.cpus ?? 1, threadsPerCore: 1),
+            cpu: .init(
+                model: req?.cpuModelContains ?? "QEMU Virtual CPU", sockets: 1, coresPerSocket: req?.cpus ?? 1,
+                threadsPerCore: 1),
             memoryGiB: req?.memoryGiB ?? 1,
             disks: [.init(name: "vda", sizeGB: req?.diskGiB ?? 10)], gpus: gpus,
-            nics: (req?.nics ?? []).enumerated().map { .init(name: $1.kind == "infiniband" ? "mlx5_\($0)" : "eth\($0)", kind: $1.kind, rateGbps: $1.minRateGbps) })
+            nics: (req?.nics ?? []).enumerated().map {
+                .init(
+                    name: $1.kind == "infiniband" ? "mlx5_\($0)" : "eth\($0)", kind: $1.kind, rateGbps: $1.minRateGbps)
+            })
     }
 }

@@ -79,7 +79,9 @@ extension HardwareProfile {
         if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
             r.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
         }
-        if let v = doc.require("kind"), let s = v.string(), s != kind { r.error("kind must be '\(kind)', not '\(s)'", at: v) }
+        if let v = doc.require("kind"), let s = v.string(), s != kind {
+            r.error("kind must be '\(kind)', not '\(s)'", at: v)
+        }
         let meta = doc.require("metadata")?.mapping(allowing: ["name", "description"])
         let name = meta?.require("name")?.nonEmptyString()
         let summary = meta?["description"]?.string() ?? ""
@@ -90,14 +92,17 @@ extension HardwareProfile {
         else { return nil }
 
         var releases: [OSRelease] = []
-        if let os = spec.require("os")?.mapping(allowing: ["releases"]), let items = os.require("releases")?.sequence() {
+        if let os = spec.require("os")?.mapping(allowing: ["releases"]), let items = os.require("releases")?.sequence()
+        {
             for item in items {
                 guard let m = item.mapping(allowing: ["id", "version", "kernels", "status"]) else { continue }
                 let id = m.require("id")?.nonEmptyString()
                 let version = m.require("version")?.nonEmptyString()
                 let kernels = m["kernels"]?.stringList() ?? []
                 let status = m["status"]?.oneOf(["supported", "deprecated"]) ?? "supported"
-                if let id, let version { releases.append(OSRelease(id: id, version: version, kernels: kernels, status: status)) }
+                if let id, let version {
+                    releases.append(OSRelease(id: id, version: version, kernels: kernels, status: status))
+                }
             }
             if items.isEmpty { r.error("'spec.os.releases' must list at least one release", at: os.owner) }
         }
@@ -106,7 +111,8 @@ extension HardwareProfile {
         if let g = spec.require("gpuStack")?.mapping(allowing: [
             "mode", "driverVersions", "deniedDriverVersions", "operatorVersion", "migStrategy",
         ]) {
-            let mode = g.require("mode")?.oneOf(GPUStackMode.allCases.map(\.rawValue)).flatMap(GPUStackMode.init(rawValue:))
+            let mode = g.require("mode")?.oneOf(GPUStackMode.allCases.map(\.rawValue)).flatMap(
+                GPUStackMode.init(rawValue:))
             let drivers = g.require("driverVersions")?.stringList() ?? []
             if let v = g["driverVersions"] {
                 for d in drivers where !isDriverVersion(d) {
@@ -117,7 +123,9 @@ extension HardwareProfile {
             let op = g.require("operatorVersion")?.nonEmptyString()
             let mig = g["migStrategy"]?.oneOf(["none", "single", "mixed"]) ?? "none"
             if let mode, let op {
-                stack = GPUStack(mode: mode, driverVersions: drivers, deniedDriverVersions: denied, operatorVersion: op, migStrategy: mig)
+                stack = GPUStack(
+                    mode: mode, driverVersions: drivers, deniedDriverVersions: denied, operatorVersion: op,
+                    migStrategy: mig)
             }
         }
 
@@ -126,7 +134,9 @@ extension HardwareProfile {
             "version", "podCIDR", "serviceCIDR", "cni", "containerRuntime", "cgroupDriver",
         ]) {
             let version = k.require("version")?.nonEmptyString()
-            if let v = k["version"], let s = version, s.split(separator: ".").count != 3 || s.contains(where: { !$0.isNumber && $0 != "." }) {
+            if let v = k["version"], let s = version,
+                s.split(separator: ".").count != 3 || s.contains(where: { !$0.isNumber && $0 != "." })
+            {
                 r.error("'spec.kubernetes.version' must look like 1.34.3, not '\(s)'", at: v)
             }
             let pod = k.require("podCIDR").flatMap { cidr($0) }
@@ -135,7 +145,8 @@ extension HardwareProfile {
             let rt = k["containerRuntime"]?.oneOf(["containerd"]) ?? "containerd"
             let cg = k["cgroupDriver"]?.oneOf(["systemd", "cgroupfs"]) ?? "systemd"
             if let version, let pod, let svc {
-                k8s = KubernetesSettings(version: version, podCIDR: pod, serviceCIDR: svc, cni: cni, containerRuntime: rt, cgroupDriver: cg)
+                k8s = KubernetesSettings(
+                    version: version, podCIDR: pod, serviceCIDR: svc, cni: cni, containerRuntime: rt, cgroupDriver: cg)
             }
         }
 
@@ -169,7 +180,10 @@ extension HardwareProfile {
                 let replicas = m["replicas"]?.int(in: 1...100) ?? 1
                 let vol = m["volumeGiB"]?.int(in: 0...1_000_000) ?? 0
                 if let name, let cr, let cl, let mr, let ml {
-                    comps.append(PlatformComponent(name: name, cpuRequest: cr, cpuLimit: cl, memoryRequest: mr, memoryLimit: ml, replicas: replicas, volumeGiB: vol))
+                    comps.append(
+                        PlatformComponent(
+                            name: name, cpuRequest: cr, cpuLimit: cl, memoryRequest: mr, memoryLimit: ml,
+                            replicas: replicas, volumeGiB: vol))
                 }
             }
             if let nodes { sizing = ControlPlaneSizing(nodes: nodes, components: comps) }
@@ -182,7 +196,9 @@ extension HardwareProfile {
             let q = m.require("gpuQuota")?.int(in: 0...100_000)
             let over = m["overQuota"]?.bool() ?? false
             let pri = m["priority"]?.int(in: 0...1000) ?? 50
-            if queues.contains(where: { $0.name == n }) { r.error("queue '\(n ?? "")' is defined twice", at: m["name"]) }
+            if queues.contains(where: { $0.name == n }) {
+                r.error("queue '\(n ?? "")' is defined twice", at: m["name"])
+            }
             if let n, let q { queues.append(SchedulerQueue(name: n, gpuQuota: q, overQuota: over, priority: pri)) }
         }
 
@@ -242,7 +258,8 @@ extension HardwareProfile {
             let count = n.require("count")?.int(in: 1...64)
             let rate = n.require("minRateGbps")?.int(in: 1...3200)
             if let kind, let count, let rate {
-                nics.append(NICRequirement(kind: kind, count: count, minRateGbps: rate, model: n["model"]?.nonEmptyString()))
+                nics.append(
+                    NICRequirement(kind: kind, count: count, minRateGbps: rate, model: n["model"]?.nonEmptyString()))
             }
         }
         guard let cpus, let mem, let disk else { return nil }
@@ -293,6 +310,7 @@ extension HardwareProfile {
 
     public static func isIPv4(_ s: String) -> Bool {
         let o = s.split(separator: ".", omittingEmptySubsequences: false)
-        return o.count == 4 && o.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && (Int($0) ?? 999) <= 255 }
+        return o.count == 4
+            && o.allSatisfy { !$0.isEmpty && $0.count <= 3 && $0.allSatisfy(\.isNumber) && (Int($0) ?? 999) <= 255 }
     }
 }

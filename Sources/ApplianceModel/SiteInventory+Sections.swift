@@ -79,10 +79,16 @@ extension SiteInventory {
         if let a = api, let av = m["apiEndpoint"] {
             let hostPart = a.split(separator: ":").first.map(String.init) ?? a
             if !(HardwareProfile.isIPv4(hostPart) || isDNSName(hostPart)) {
-                r.error("'spec.network.apiEndpoint' must be an IPv4 address or DNS name, optionally with :port, not '\(a)'", at: av)
+                r.error(
+                    "'spec.network.apiEndpoint' must be an IPv4 address or DNS name, optionally with :port, not '\(a)'",
+                    at: av)
             }
-            if hosts.contains(where: { $0.address == hostPart }) && hosts.filter({ $0.roles.contains(.controlPlane) }).count > 1 {
-                r.error("'spec.network.apiEndpoint' is one node's address; with several control-plane nodes use a virtual IP", at: av)
+            if hosts.contains(where: { $0.address == hostPart })
+                && hosts.filter({ $0.roles.contains(.controlPlane) }).count > 1
+            {
+                r.error(
+                    "'spec.network.apiEndpoint' is one node's address; with several control-plane nodes use a virtual IP",
+                    at: av)
             }
         }
         let pod = m["podCIDR"].flatMap { HardwareProfile.cidr($0) }
@@ -94,7 +100,9 @@ extension SiteInventory {
         let ntp = m["ntpServers"]?.stringList() ?? []
         let dns = m["dnsServers"]?.stringList() ?? []
         guard let domain, let api else { return nil }
-        return NetworkSettings(domain: domain, apiEndpoint: api, podCIDR: pod, serviceCIDR: svc, mtu: mtu, ntpServers: ntp, dnsServers: dns)
+        return NetworkSettings(
+            domain: domain, apiEndpoint: api, podCIDR: pod, serviceCIDR: svc, mtu: mtu, ntpServers: ntp, dnsServers: dns
+        )
     }
 
     static func decodeTLS(_ v: YAMLValue, baseDirectory: String) -> TLSSettings? {
@@ -113,7 +121,8 @@ extension SiteInventory {
     }
 
     static func decodeStorage(_ v: YAMLValue) -> StorageSettings? {
-        guard let m = v.mapping(allowing: ["nfs"]), let n = m.require("nfs")?.mapping(allowing: ["server", "path", "mountOptions"])
+        guard let m = v.mapping(allowing: ["nfs"]),
+            let n = m.require("nfs")?.mapping(allowing: ["server", "path", "mountOptions"])
         else { return nil }
         let server = n.require("server")?.nonEmptyString()
         let path = n.require("path")?.nonEmptyString()
@@ -139,7 +148,9 @@ extension SiteInventory {
     public static func isDNSName(_ s: String) -> Bool {
         let labels = s.split(separator: ".", omittingEmptySubsequences: false)
         return s.count <= 253 && !labels.isEmpty
-            && labels.allSatisfy { isValidNodeName(String($0)) || (String($0).lowercased() == String($0) && isValidNodeName(String($0))) }
+            && labels.allSatisfy {
+                isValidNodeName(String($0)) || (String($0).lowercased() == String($0) && isValidNodeName(String($0)))
+            }
     }
 
     static func cidrsOverlap(_ a: String, _ b: String) -> Bool {
@@ -169,7 +180,14 @@ extension SiteInventory {
             out.append(("network", .map(p)))
         }
         if let t = tls {
-            out.append(("tls", .map([("certificate", .string(t.certificateFile)), ("key", .string(t.keyFile)), ("ca", .string(t.caFile))])))
+            out.append(
+                (
+                    "tls",
+                    .map([
+                        ("certificate", .string(t.certificateFile)), ("key", .string(t.keyFile)),
+                        ("ca", .string(t.caFile)),
+                    ])
+                ))
         }
         if let s = storage {
             var p: [(String, YAMLTree)] = [("server", .string(s.nfsServer)), ("path", .string(s.nfsPath))]

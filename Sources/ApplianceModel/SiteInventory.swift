@@ -143,9 +143,11 @@ extension SiteInventory {
         }
         let name = doc.require("metadata")?.mapping(allowing: ["name", "labels", "annotations"])?.require("name")?
             .nonEmptyString()
-        guard let spec = doc.require("spec")?.mapping(allowing: [
-            "profile", "ssh", "hosts", "network", "tls", "storage", "registry",
-        ]) else { return nil }
+        guard
+            let spec = doc.require("spec")?.mapping(allowing: [
+                "profile", "ssh", "hosts", "network", "tls", "storage", "registry",
+            ])
+        else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
         var ssh = SSHSettings()
         if let m = spec["ssh"]?.mapping(allowing: [

@@ -20,7 +20,9 @@ public struct CheckDefinition: Sendable, Equatable, Codable {
     public var remediation: String
     public var source: String
 
-    public func appliesTo(_ nodeRoles: [NodeRole]) -> Bool { roles.isEmpty || roles.contains { nodeRoles.contains($0) } }
+    public func appliesTo(_ nodeRoles: [NodeRole]) -> Bool {
+        roles.isEmpty || roles.contains { nodeRoles.contains($0) }
+    }
 
     /// The threshold for a profile: its own value, else the default, else `fallback`.
     public func threshold(_ key: String, profile: String, fallback: Double) -> Double {
@@ -45,9 +47,12 @@ public struct CheckCatalog: Sendable {
 
     /// Loads every `*.yaml` in `directory`, reporting all problems at once (positions included).
     public static func load(directory: String) throws(DiagnosticsError) -> CheckCatalog {
-        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter { $0.hasSuffix(".yaml") }.sorted()
+        let files = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter {
+            $0.hasSuffix(".yaml")
+        }.sorted()
         guard !files.isEmpty else {
-            throw DiagnosticsError(subject: "check catalogue", diagnostics: [Diagnostic("no *.yaml files in \(directory)", at: nil)])
+            throw DiagnosticsError(
+                subject: "check catalogue", diagnostics: [Diagnostic("no *.yaml files in \(directory)", at: nil)])
         }
         var checks: [CheckDefinition] = []
         var categories: [(String, String)] = []
@@ -63,7 +68,8 @@ public struct CheckCatalog: Sendable {
                     for item in doc.require("checks")?.sequence() ?? [] {
                         guard
                             let m = item.mapping(allowing: [
-                                "id", "title", "reads", "severity", "scope", "roles", "thresholds", "remediation", "source",
+                                "id", "title", "reads", "severity", "scope", "roles", "thresholds", "remediation",
+                                "source",
                             ])
                         else { continue }
                         let idValue = m.require("id")
@@ -79,7 +85,8 @@ public struct CheckCatalog: Sendable {
                         let reads = m.require("reads")?.nonEmptyString()
                         let sev = m.require("severity")?.oneOf(CheckDefinition.Severity.allCases.map(\.rawValue))
                             .flatMap(CheckDefinition.Severity.init(rawValue:))
-                        let scope = m["scope"]?.oneOf(CheckDefinition.Scope.allCases.map(\.rawValue))
+                        let scope =
+                            m["scope"]?.oneOf(CheckDefinition.Scope.allCases.map(\.rawValue))
                             .flatMap(CheckDefinition.Scope.init(rawValue:)) ?? .node
                         var roles: [NodeRole] = []
                         for rv in m["roles"]?.sequence() ?? [] {
@@ -115,4 +122,3 @@ public struct CheckCatalog: Sendable {
         return CheckCatalog(checks: checks, categories: categories)
     }
 }
-

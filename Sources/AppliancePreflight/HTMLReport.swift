@@ -10,12 +10,17 @@ public enum HTMLReport {
             .replacingOccurrences(of: "'", with: "&#39;")
     }
 
-    static let symbol: [CheckStatus: String] = [.pass: "✓", .fail: "✗", .warn: "!", .unknown: "?", .skip: "–", .info: "i"]
+    static let symbol: [CheckStatus: String] = [
+        .pass: "✓", .fail: "✗", .warn: "!", .unknown: "?", .skip: "–", .info: "i",
+    ]
 
     public static func render(_ r: PreflightReport) -> String {
         let s = r.summary
         let cols = r.columns
-        let verdict = r.exitStatus == .success ? ("pass", "All checks passed") : r.exitStatus == .preflightFailed ? ("fail", "Preflight failed") : ("warn", "Warnings")
+        let verdict =
+            r.exitStatus == .success
+            ? ("pass", "All checks passed")
+            : r.exitStatus == .preflightFailed ? ("fail", "Preflight failed") : ("warn", "Warnings")
         var h = """
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
@@ -68,27 +73,44 @@ public enum HTMLReport {
             for c in checks {
                 let os = byCheck[c.id] ?? []
                 let ok = !os.contains { [.fail, .warn, .unknown].contains($0.effectiveStatus) }
-                h += "<tr class=\"\(ok ? "okrow" : "bad")\"><th class=\"check\" title=\"\(esc(c.title))\"><code>\(esc(c.id))</code><small>\(esc(c.title))</small></th>"
+                h +=
+                    "<tr class=\"\(ok ? "okrow" : "bad")\"><th class=\"check\" title=\"\(esc(c.title))\"><code>\(esc(c.id))</code><small>\(esc(c.title))</small></th>"
                 for col in cols {
-                    guard let o = os.first(where: { $0.node == col }) else { h += "<td class=\"c none\"></td>"; continue }
+                    guard let o = os.first(where: { $0.node == col }) else {
+                        h += "<td class=\"c none\"></td>"; continue
+                    }
                     let waived = o.waiver == nil ? "" : " waived"
-                    h += "<td class=\"c \(o.status.rawValue)\(waived)\" data-check=\"\(esc(c.id))\" data-node=\"\(esc(col))\" data-status=\"\(o.status.rawValue)\" data-observed=\"\(esc(o.observed))\" data-waiver=\"\(esc(o.waiver?.reason ?? ""))\">\(symbol[o.status] ?? "")</td>"
+                    h +=
+                        "<td class=\"c \(o.status.rawValue)\(waived)\" data-check=\"\(esc(c.id))\" data-node=\"\(esc(col))\" data-status=\"\(o.status.rawValue)\" data-observed=\"\(esc(o.observed))\" data-waiver=\"\(esc(o.waiver?.reason ?? ""))\">\(symbol[o.status] ?? "")</td>"
                 }
                 h += "</tr>\n"
             }
         }
-        h += "</tbody></table></div>\n<aside id=\"detail\"><h2>Details</h2><p>Click a cell to see what was observed and how to fix it.</p>"
+        h +=
+            "</tbody></table></div>\n<aside id=\"detail\"><h2>Details</h2><p>Click a cell to see what was observed and how to fix it.</p>"
         let unreachable = r.nodes.filter { !$0.reachable }
         if !unreachable.isEmpty {
-            h += "<p class=\"unreach\">Unreachable: " + unreachable.map { "\(esc($0.name)) (\(esc($0.error ?? "")))" }.joined(separator: "; ") + "</p>"
+            h +=
+                "<p class=\"unreach\">Unreachable: "
+                + unreachable.map { "\(esc($0.name)) (\(esc($0.error ?? "")))" }.joined(separator: "; ") + "</p>"
         }
         h += "<label class=\"f\"><input type=\"checkbox\" id=\"only\"> show problems only</label>"
-        h += "<div class=\"legend\">" + [CheckStatus.pass, .warn, .fail, .unknown, .skip, .info].map { "<span><i style=\"background:var(--\($0.rawValue))\"></i>\($0 == .unknown ? "could not read" : $0.rawValue)</span>" }.joined() + "</div>"
+        h +=
+            "<div class=\"legend\">"
+            + [CheckStatus.pass, .warn, .fail, .unknown, .skip, .info].map {
+                "<span><i style=\"background:var(--\($0.rawValue))\"></i>\($0 == .unknown ? "could not read" : $0.rawValue)</span>"
+            }.joined() + "</div>"
         if !r.waivers.isEmpty {
-            h += "<h2 style=\"margin-top:16px\">Waivers</h2><table class=\"w\">" + r.waivers.map { "<tr><td><code>\(esc($0.checkID))\($0.node.map { "@" + esc($0) } ?? "")</code></td><td>\(esc($0.reason))</td></tr>" }.joined() + "</table>"
+            h +=
+                "<h2 style=\"margin-top:16px\">Waivers</h2><table class=\"w\">"
+                + r.waivers.map {
+                    "<tr><td><code>\(esc($0.checkID))\($0.node.map { "@" + esc($0) } ?? "")</code></td><td>\(esc($0.reason))</td></tr>"
+                }.joined() + "</table>"
         }
         h += "</aside></main>\n<script>\nconst checks = {"
-        h += r.checks.map { c in "\"\(jsEsc(c.id))\":{t:\"\(jsEsc(c.title))\",r:\"\(jsEsc(c.reads))\",s:\"\(c.severity.rawValue)\",f:\"\(jsEsc(c.remediation))\",src:\"\(jsEsc(c.source))\"}" }.joined(separator: ",")
+        h += r.checks.map { c in
+            "\"\(jsEsc(c.id))\":{t:\"\(jsEsc(c.title))\",r:\"\(jsEsc(c.reads))\",s:\"\(c.severity.rawValue)\",f:\"\(jsEsc(c.remediation))\",src:\"\(jsEsc(c.source))\"}"
+        }.joined(separator: ",")
         h += """
             };
             const detail = document.getElementById('detail'); const intro = detail.innerHTML;

@@ -66,7 +66,8 @@ public struct NodeFacts: Sendable, Equatable {
         var out: [String: String] = [:]
         for l in lines("os-release") {
             guard let eq = l.firstIndex(of: "=") else { continue }
-            out[String(l[..<eq])] = String(l[l.index(after: eq)...]).trimmingCharacters(in: CharacterSet(charactersIn: "\"'"))
+            out[String(l[..<eq])] = String(l[l.index(after: eq)...]).trimmingCharacters(
+                in: CharacterSet(charactersIn: "\"'"))
         }
         return out
     }
@@ -81,7 +82,9 @@ public struct NodeFacts: Sendable, Equatable {
         var out: [String: Int] = [:]
         for l in lines("meminfo") {
             let p = l.split(separator: ":")
-            if p.count == 2, let v = Int(p[1].trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") { out[String(p[0])] = v }
+            if p.count == 2, let v = Int(p[1].trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") {
+                out[String(p[0])] = v
+            }
         }
         return out
     }
@@ -97,7 +100,9 @@ public struct NodeFacts: Sendable, Equatable {
 
     public var sysctl: [String: String] {
         var out: [String: String] = [:]
-        for l in lines("sysctl") { if let eq = l.firstIndex(of: "=") { out[String(l[..<eq])] = String(l[l.index(after: eq)...]) } }
+        for l in lines("sysctl") {
+            if let eq = l.firstIndex(of: "=") { out[String(l[..<eq])] = String(l[l.index(after: eq)...]) }
+        }
         return out
     }
 
@@ -106,7 +111,9 @@ public struct NodeFacts: Sendable, Equatable {
     public var keyValues: (String) -> [String: String] {
         { name in
             var out: [String: String] = [:]
-            for l in self.lines(name) { if let eq = l.firstIndex(of: "=") { out[String(l[..<eq])] = String(l[l.index(after: eq)...]) } }
+            for l in self.lines(name) {
+                if let eq = l.firstIndex(of: "=") { out[String(l[..<eq])] = String(l[l.index(after: eq)...]) }
+            }
             return out
         }
     }
@@ -116,8 +123,12 @@ public struct NodeFacts: Sendable, Equatable {
         lines("links").compactMap { l in
             // 2: eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc ... state UP ... link/ether aa:bb:.. brd ...
             let p = l.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
-            guard p.count > 3, let mi = p.firstIndex(of: "mtu"), mi + 1 < p.count, let mtu = Int(p[mi + 1]) else { return nil }
-            let name = p[1].trimmingCharacters(in: CharacterSet(charactersIn: ":")).split(separator: "@").first.map(String.init) ?? p[1]
+            guard p.count > 3, let mi = p.firstIndex(of: "mtu"), mi + 1 < p.count, let mtu = Int(p[mi + 1]) else {
+                return nil
+            }
+            let name =
+                p[1].trimmingCharacters(in: CharacterSet(charactersIn: ":")).split(separator: "@").first.map(
+                    String.init) ?? p[1]
             let up = p[2].contains("UP") && !p[2].contains("NO-CARRIER")
             let mac = p.firstIndex(of: "link/ether").flatMap { $0 + 1 < p.count ? p[$0 + 1] : nil }
             return (name, mtu, up, mac)
@@ -127,7 +138,9 @@ public struct NodeFacts: Sendable, Equatable {
     /// Physical-looking NICs (not lo, veth, bridges, docker, cni, vxlan).
     public var physicalLinks: [(name: String, mtu: Int, up: Bool, mac: String?)] {
         links.filter { l in
-            !["lo"].contains(l.name) && !["veth", "docker", "cni", "flannel", "cali", "vxlan", "tunl", "virbr", "br-", "kube", "ib"].contains { l.name.hasPrefix($0) }
+            !["lo"].contains(l.name)
+                && !["veth", "docker", "cni", "flannel", "cali", "vxlan", "tunl", "virbr", "br-", "kube", "ib"].contains
+                { l.name.hasPrefix($0) }
         }
     }
 

@@ -89,7 +89,9 @@ public struct LocalNodeShell: NodeShell {
         // Wait for end-of-file on both pipes, but not forever: a background job that kept stdout open must not
         // hold the report hostage.
         let grace = ContinuousClock.now + .seconds(2)
-        while !(outBox.eof && errBox.eof) && ContinuousClock.now < grace { try? await Task.sleep(for: .milliseconds(5)) }
+        while !(outBox.eof && errBox.eof) && ContinuousClock.now < grace {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
         stdout.fileHandleForReading.readabilityHandler = nil
         stderr.fileHandleForReading.readabilityHandler = nil
         if timedOut { throw NodeShellError.timedOut(timeout) }

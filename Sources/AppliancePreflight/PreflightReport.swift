@@ -122,8 +122,10 @@ public struct PreflightReport: Sendable, Codable {
             let rem = Dictionary(r.checks.map { ($0.id, $0.remediation) }, uniquingKeysWith: { a, _ in a })
             results = r.outcomes.map {
                 Result(
-                    check: $0.checkID, node: $0.node, status: $0.status, effectiveStatus: $0.effectiveStatus, observed: $0.observed,
-                    remediation: [.fail, .warn, .unknown].contains($0.status) ? rem[$0.checkID] : nil, waiver: $0.waiver)
+                    check: $0.checkID, node: $0.node, status: $0.status, effectiveStatus: $0.effectiveStatus,
+                    observed: $0.observed,
+                    remediation: [.fail, .warn, .unknown].contains($0.status) ? rem[$0.checkID] : nil, waiver: $0.waiver
+                )
             }
             waivers = r.waivers
         }

@@ -6,11 +6,14 @@ import Foundation
 public enum ResourceLocator {
     public static func home(environment: [String: String] = ProcessInfo.processInfo.environment) -> String? {
         if let h = environment["APPLIANCE_HOME"], !h.isEmpty { return h }
-        let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath().deletingLastPathComponent().path
+        let exe = URL(fileURLWithPath: CommandLine.arguments.first ?? "").resolvingSymlinksInPath()
+            .deletingLastPathComponent().path
         for start in [exe, FileManager.default.currentDirectoryPath] {
             var dir = start
             for _ in 0..<8 {
-                if FileManager.default.fileExists(atPath: dir + "/preflight/checks") && FileManager.default.fileExists(atPath: dir + "/profiles") {
+                if FileManager.default.fileExists(atPath: dir + "/preflight/checks")
+                    && FileManager.default.fileExists(atPath: dir + "/profiles")
+                {
                     return dir
                 }
                 let parent = (dir as NSString).deletingLastPathComponent
@@ -109,7 +112,12 @@ public struct PreflightRunner: Sendable {
                         let r = try await node.shell.run(script: script, timeout: timeout)
                         let facts = NodeFacts.parse(r.stdout, sentAt: sent, receivedAt: Date().timeIntervalSince1970)
                         if facts.sections.isEmpty {
-                            return (node.name, .failure(.failed("collector printed no sections (rc \(r.exitCode)): \(r.stderr.prefix(200))")))
+                            return (
+                                node.name,
+                                .failure(
+                                    .failed("collector printed no sections (rc \(r.exitCode)): \(r.stderr.prefix(200))")
+                                )
+                            )
                         }
                         return (node.name, .success(facts))
                     } catch let e as NodeShellError {
@@ -131,24 +139,34 @@ public struct PreflightRunner: Sendable {
             let result = collected[node.name] ?? .failure(.failed("not run"))
             switch result {
             case .failure(let e):
-                summaries.append(.init(name: node.name, address: node.address, roles: node.roles, reachable: false, error: e.description))
+                summaries.append(
+                    .init(
+                        name: node.name, address: node.address, roles: node.roles, reachable: false,
+                        error: e.description))
                 for check in catalog.checks where check.scope == .node && check.appliesTo(node.roles) {
                     if check.id == "node.reachable" {
-                        outcomes.append(CheckOutcome(checkID: check.id, node: node.name, status: .fail, observed: e.description))
+                        outcomes.append(
+                            CheckOutcome(checkID: check.id, node: node.name, status: .fail, observed: e.description))
                     } else {
-                        outcomes.append(CheckOutcome(checkID: check.id, node: node.name, status: .unknown, observed: "not checked: node not collected"))
+                        outcomes.append(
+                            CheckOutcome(
+                                checkID: check.id, node: node.name, status: .unknown,
+                                observed: "not checked: node not collected"))
                     }
                 }
             case .success(let facts):
-                summaries.append(.init(name: node.name, address: node.address, roles: node.roles, reachable: true, error: nil))
+                summaries.append(
+                    .init(name: node.name, address: node.address, roles: node.roles, reachable: true, error: nil))
                 for check in catalog.checks where check.scope == .node {
                     guard check.appliesTo(node.roles) else { continue }
                     let ctx = NodeContext(
-                        node: node.name, address: node.address, roles: node.roles, facts: facts, profile: profile, site: site,
+                        node: node.name, address: node.address, roles: node.roles, facts: facts, profile: profile,
+                        site: site,
                         check: check, bundleGiB: bundleGiB)
                     let verdict = Analyzers.node[check.id]?(ctx) ?? .unreadable("no analyzer for \(check.id)")
                     let (status, observed) = verdict.status(severity: check.severity)
-                    outcomes.append(CheckOutcome(checkID: check.id, node: node.name, status: status, observed: observed))
+                    outcomes.append(
+                        CheckOutcome(checkID: check.id, node: node.name, status: status, observed: observed))
                 }
             }
         }
@@ -160,7 +178,8 @@ public struct PreflightRunner: Sendable {
         }
         return PreflightReport(
             profile: profile.name, site: site?.name, startedAt: started, duration: Date().timeIntervalSince(started),
-            nodes: summaries, checks: catalog.checks, categories: catalog.categories.map { .init(id: $0.id, title: $0.title) },
+            nodes: summaries, checks: catalog.checks,
+            categories: catalog.categories.map { .init(id: $0.id, title: $0.title) },
             outcomes: outcomes, waivers: waivers)
     }
 }
@@ -168,7 +187,8 @@ public struct PreflightRunner: Sendable {
 /// Checks that compare nodes with each other. Results are reported on every node involved.
 public enum ClusterAnalyzers {
     static func run(
-        catalog: CheckCatalog, nodes: [PreflightNode], facts: [String: NodeFacts], profile: HardwareProfile, site: SiteInventory?
+        catalog: CheckCatalog, nodes: [PreflightNode], facts: [String: NodeFacts], profile: HardwareProfile,
+        site: SiteInventory?
     ) -> [CheckOutcome] {
         var out: [CheckOutcome] = []
         func emit(_ id: String, _ per: [String: Verdict]) {
@@ -189,7 +209,12 @@ public enum ClusterAnalyzers {
             let counts = Dictionary(grouping: values.values, by: { $0 }).mapValues(\.count)
             let majority = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key
             for (n, v) in values {
-                per[n] = counts.count <= 1 ? .pass(v) : v == majority ? .warn("\(v) (others differ: \(counts.keys.sorted().joined(separator: ", ")))") : .problem("\(v); most nodes have \(majority ?? "?")")
+                per[n] =
+                    counts.count <= 1
+                    ? .pass(v)
+                    : v == majority
+                        ? .warn("\(v) (others differ: \(counts.keys.sorted().joined(separator: ", ")))")
+                        : .problem("\(v); most nodes have \(majority ?? "?")")
             }
             if !per.isEmpty { emit(id, per) }
         }
@@ -230,7 +255,12 @@ public enum ClusterAnalyzers {
         if catalog.check("cluster.control-plane") != nil {
             let cps = nodes.filter { $0.roles.contains(.controlPlane) }
             let want = profile.controlPlane.nodes
-            let v: Verdict = cps.count == want ? .pass("\(cps.count)") : cps.count % 2 == 0 ? .problem("\(cps.count): even count risks etcd quorum; profile expects \(want)") : .problem("\(cps.count); profile expects \(want)")
+            let v: Verdict =
+                cps.count == want
+                ? .pass("\(cps.count)")
+                : cps.count % 2 == 0
+                    ? .problem("\(cps.count): even count risks etcd quorum; profile expects \(want)")
+                    : .problem("\(cps.count); profile expects \(want)")
             emit("cluster.control-plane", Dictionary(uniqueKeysWithValues: cps.map { ($0.name, v) }))
         }
         return out
@@ -245,9 +275,14 @@ public enum SiteAnalyzers {
         let checks = catalog.checks.filter { $0.scope == .site }
         guard !checks.isEmpty else { return [] }
         func all(_ v: Verdict) -> [CheckOutcome] {
-            checks.map { c in let (s, o) = v.status(severity: c.severity); return CheckOutcome(checkID: c.id, node: nodeName, status: s, observed: o) }
+            checks.map { c in
+                let (s, o) = v.status(severity: c.severity);
+                return CheckOutcome(checkID: c.id, node: nodeName, status: s, observed: o)
+            }
         }
-        guard let tls = site?.tls, let domain = site?.network?.domain else { return all(.skip("site has no tls/network section")) }
+        guard let tls = site?.tls, let domain = site?.network?.domain else {
+            return all(.skip("site has no tls/network section"))
+        }
         guard let shell else { return all(.unreadable("no local shell")) }
         func q(_ s: String) -> String { "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'" }
         let days = Int(catalog.check("tls.expiry")?.threshold("minDays", profile: "", fallback: 30) ?? 30)
@@ -273,19 +308,34 @@ public enum SiteAnalyzers {
             switch c.id {
             case "tls.chain":
                 guard let s = facts["chain"] else { v = .unreadable("openssl verify"); break }
-                v = s.missingTool ? .unreadable("openssl not installed") : s.exitCode == 0 ? .pass("chains to \((tls.caFile as NSString).lastPathComponent)") : .problem(s.output.split(separator: "\n").last.map(String.init) ?? "does not verify")
+                v =
+                    s.missingTool
+                    ? .unreadable("openssl not installed")
+                    : s.exitCode == 0
+                        ? .pass("chains to \((tls.caFile as NSString).lastPathComponent)")
+                        : .problem(s.output.split(separator: "\n").last.map(String.init) ?? "does not verify")
             case "tls.wildcard":
                 guard let s = facts["san"], s.exitCode == 0 else { v = .unreadable("subjectAltName"); break }
-                v = s.output.contains("DNS:*.\(domain)") ? .pass("DNS:*.\(domain)") : .problem("no DNS:*.\(domain) in \(s.output.split(separator: "\n").dropFirst().joined().trimmingCharacters(in: .whitespaces))")
+                v =
+                    s.output.contains("DNS:*.\(domain)")
+                    ? .pass("DNS:*.\(domain)")
+                    : .problem(
+                        "no DNS:*.\(domain) in \(s.output.split(separator: "\n").dropFirst().joined().trimmingCharacters(in: .whitespaces))"
+                    )
             case "tls.key-match":
                 guard let s = facts["key"] else { v = .unreadable("openssl pkey"); break }
                 v = s.exitCode == 0 ? .pass("key matches") : .problem("key does not match the certificate")
             case "tls.expiry":
                 guard let s = facts["expiry"] else { v = .unreadable("openssl x509 -enddate"); break }
-                let end = s.output.split(separator: "\n").first.map { String($0).replacingOccurrences(of: "notAfter=", with: "") } ?? "?"
+                let end =
+                    s.output.split(separator: "\n").first.map {
+                        String($0).replacingOccurrences(of: "notAfter=", with: "")
+                    } ?? "?"
                 v = s.exitCode == 0 ? .pass("valid until \(end)") : .problem("expires within \(days) days (\(end))")
             case "tls.ca-file":
-                guard let s = facts["ca"], s.exitCode == 0 else { v = .problem("CA file has no basicConstraints"); break }
+                guard let s = facts["ca"], s.exitCode == 0 else {
+                    v = .problem("CA file has no basicConstraints"); break
+                }
                 v = s.output.contains("CA:TRUE") ? .pass("CA:TRUE") : .problem("not a CA certificate")
             default: v = .unreadable("no analyzer for \(c.id)")
             }

@@ -6,15 +6,17 @@ public enum TableReport {
     public static func render(_ r: PreflightReport, color: Bool = false, verbose: Bool = false) -> String {
         func paint(_ s: CheckStatus, _ text: String) -> String {
             guard color else { return text }
-            let code = switch s {
-            case .pass: "32"
-            case .fail: "31"
-            case .warn, .unknown: "33"
-            default: "2"
-            }
+            let code =
+                switch s {
+                case .pass: "32"
+                case .fail: "31"
+                case .warn, .unknown: "33"
+                default: "2"
+                }
             return "\u{1B}[\(code)m\(text)\u{1B}[0m"
         }
-        var out = "preflight: profile \(r.profile)\(r.site.map { ", site \($0)" } ?? ""), \(r.nodes.count) nodes, \(String(format: "%.1f", r.duration)) s\n"
+        var out =
+            "preflight: profile \(r.profile)\(r.site.map { ", site \($0)" } ?? ""), \(r.nodes.count) nodes, \(String(format: "%.1f", r.duration)) s\n"
         for n in r.nodes where !n.reachable {
             out += "  \(paint(.fail, "UNREACHABLE")) \(n.name) (\(n.address)): \(n.error ?? "")\n"
         }
@@ -31,13 +33,19 @@ public enum TableReport {
                 if problems.isEmpty {
                     if verbose || worst == .info {
                         let sample = os.first.map { $0.observed } ?? ""
-                        lines.append("  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(os.count) node\(os.count == 1 ? "" : "s"): \(sample)")
+                        lines.append(
+                            "  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(os.count) node\(os.count == 1 ? "" : "s"): \(sample)"
+                        )
                     } else {
-                        lines.append("  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(c.title)")
+                        lines.append(
+                            "  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(c.title)"
+                        )
                     }
                     continue
                 }
-                lines.append("  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(c.title)")
+                lines.append(
+                    "  \(paint(worst, label)) \(c.id.padding(toLength: idWidth, withPad: " ", startingAt: 0)) \(c.title)"
+                )
                 for o in problems {
                     let w = o.waiver.map { " [WAIVED: \($0.reason)]" } ?? ""
                     lines.append("          \(paint(o.status, o.status.rawValue)) \(o.node): \(o.observed)\(w)")
@@ -47,7 +55,8 @@ public enum TableReport {
             if !lines.isEmpty { out += "\n\(cat.title)\n" + lines.joined(separator: "\n") + "\n" }
         }
         let s = r.summary
-        out += "\nsummary: \(s.pass) pass, \(s.warn) warn, \(s.fail) fail, \(s.unknown) could not read, \(s.skip) skipped, \(s.info) info, \(s.waived) waived\n"
+        out +=
+            "\nsummary: \(s.pass) pass, \(s.warn) warn, \(s.fail) fail, \(s.unknown) could not read, \(s.skip) skipped, \(s.info) info, \(s.waived) waived\n"
         for w in r.waivers { out += "waiver: \(w.checkID)\(w.node.map { "@\($0)" } ?? "") - \(w.reason)\n" }
         return out
     }
@@ -64,7 +73,8 @@ public enum JUnitReport {
         let byID = Dictionary(r.checks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let s = r.summary
         var out = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-        out += "<testsuites name=\"appliance preflight (\(x(r.profile)))\" tests=\"\(r.outcomes.count)\" failures=\"\(s.fail + s.warn + s.unknown)\" time=\"\(String(format: "%.3f", r.duration))\">\n"
+        out +=
+            "<testsuites name=\"appliance preflight (\(x(r.profile)))\" tests=\"\(r.outcomes.count)\" failures=\"\(s.fail + s.warn + s.unknown)\" time=\"\(String(format: "%.3f", r.duration))\">\n"
         for node in r.columns {
             let os = r.outcomes.filter { $0.node == node }
             let f = os.filter { [.fail, .warn, .unknown].contains($0.effectiveStatus) }.count
@@ -72,7 +82,8 @@ public enum JUnitReport {
             out += "  <testsuite name=\"\(x(node))\" tests=\"\(os.count)\" failures=\"\(f)\" skipped=\"\(sk)\">\n"
             for o in os {
                 let c = byID[o.checkID]
-                out += "    <testcase classname=\"\(x(node)).\(x(c?.category ?? "check"))\" name=\"\(x(o.checkID)): \(x(c?.title ?? ""))\">\n"
+                out +=
+                    "    <testcase classname=\"\(x(node)).\(x(c?.category ?? "check"))\" name=\"\(x(o.checkID)): \(x(c?.title ?? ""))\">\n"
                 if let w = o.waiver {
                     out += "      <skipped message=\"waived: \(x(w.reason))\"/>\n"
                     out += "      <system-out>\(x(o.status.rawValue)): \(x(o.observed))</system-out>\n"
@@ -80,7 +91,8 @@ public enum JUnitReport {
                     switch o.status {
                     case .fail, .warn, .unknown:
                         let type = o.status == .fail ? "fail" : o.status == .warn ? "warning" : "could-not-read"
-                        out += "      <failure type=\"\(type)\" message=\"\(x(o.observed))\">\(x(c?.remediation ?? ""))</failure>\n"
+                        out +=
+                            "      <failure type=\"\(type)\" message=\"\(x(o.observed))\">\(x(c?.remediation ?? ""))</failure>\n"
                     case .skip:
                         out += "      <skipped message=\"\(x(o.observed))\"/>\n"
                     case .pass, .info:

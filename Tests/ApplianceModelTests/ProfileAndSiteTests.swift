@@ -1,10 +1,13 @@
 import Foundation
 import Testing
+
 @testable import ApplianceModel
 
 @Suite("Profiles and site sections")
 struct ProfileAndSiteTests {
-    static let repo: String = { var u = URL(fileURLWithPath: #filePath); for _ in 0..<3 { u.deleteLastPathComponent() }; return u.path }()
+    static let repo: String = {
+        var u = URL(fileURLWithPath: #filePath); for _ in 0..<3 { u.deleteLastPathComponent() }; return u.path
+    }()
 
     @Test func shippedProfilesLoad() throws {
         let catalog = ProfileCatalog(directory: Self.repo + "/profiles")
@@ -35,13 +38,16 @@ struct ProfileAndSiteTests {
     }
 
     @Test func malformedProfileIsPositioned() {
-        let text = "apiVersion: appliance.dev/v1alpha1\nkind: Profile\nmetadata: {name: x}\nspec:\n  os: {releases: []}\n  gpuStack: {mode: magic, driverVersions: [535], operatorVersion: v1}\n  kubernetes: {version: '1.34', podCIDR: 10.0.0.0/33, serviceCIDR: 10.96.0.0/12}\n  roles: {system: {cpus: 0, memoryGiB: 1, diskGiB: 1}}\n  controlPlane: {nodes: 2, components: [{name: a, cpuRequest: lots, cpuLimit: '1', memoryRequest: 1GB, memoryLimit: 1Gi}]}\n"
+        let text =
+            "apiVersion: appliance.dev/v1alpha1\nkind: Profile\nmetadata: {name: x}\nspec:\n  os: {releases: []}\n  gpuStack: {mode: magic, driverVersions: [535], operatorVersion: v1}\n  kubernetes: {version: '1.34', podCIDR: 10.0.0.0/33, serviceCIDR: 10.96.0.0/12}\n  roles: {system: {cpus: 0, memoryGiB: 1, diskGiB: 1}}\n  controlPlane: {nodes: 2, components: [{name: a, cpuRequest: lots, cpuLimit: '1', memoryRequest: 1GB, memoryLimit: 1Gi}]}\n"
         do {
             _ = try HardwareProfile.parse(text: text, file: "p.yaml")
             Issue.record("expected errors")
         } catch {
             let d = error.description
-            for s in ["p.yaml:6:", "p.yaml:7:", "p.yaml:8:", "p.yaml:9:", "control-plane", "odd", "memory quantity"] { #expect(d.contains(s), "\(s)") }
+            for s in ["p.yaml:6:", "p.yaml:7:", "p.yaml:8:", "p.yaml:9:", "control-plane", "odd", "memory quantity"] {
+                #expect(d.contains(s), "\(s)")
+            }
         }
     }
 
@@ -49,7 +55,9 @@ struct ProfileAndSiteTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("site-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for f in ["tls.crt", "tls.key", "ca.crt"] { try "x".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8) }
+        for f in ["tls.crt", "tls.key", "ca.crt"] {
+            try "x".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8)
+        }
         let good = """
             apiVersion: appliance.dev/v1alpha1
             kind: Site
@@ -74,7 +82,9 @@ struct ProfileAndSiteTests {
         #expect(try SiteInventory.load(path: roundTrip).network == site.network)
 
         let bad = good.replacingOccurrences(of: "podCIDR: 10.244.0.0/16", with: "podCIDR: 10.96.0.0/16")
-            .replacingOccurrences(of: "mtu: 9000", with: "mtu: 99999").replacingOccurrences(of: "ca: ca.crt", with: "ca: missing.crt")
+            .replacingOccurrences(of: "mtu: 9000", with: "mtu: 99999").replacingOccurrences(
+                of: "ca: ca.crt", with: "ca: missing.crt"
+            )
             .replacingOccurrences(of: "mode: in-cluster", with: "mode: existing")
         try bad.write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
         do {

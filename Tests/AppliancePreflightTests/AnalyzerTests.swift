@@ -1,18 +1,24 @@
 import ApplianceModel
 import Foundation
 import Testing
+
 @testable import AppliancePreflight
 
 /// Analyzers against the real HGX A100 captures, then faulty variants derived from them in the test.
 @Suite("Analyzers on captures and faulty variants")
 struct AnalyzerTests {
-    func verdicts(_ sections: [String: CollectedSection], profile: HardwareProfile? = nil) throws -> [String: CheckStatus] {
+    func verdicts(_ sections: [String: CollectedSection], profile: HardwareProfile? = nil) throws -> [String:
+        CheckStatus]
+    {
         let catalog = try Fixture.catalog()
         let prof = try profile ?? Fixture.profile("hpc-8xa100").pinning("535.54.03")
         let facts = NodeFacts(sections: sections, sentAt: 1, receivedAt: 2)
         var out: [String: CheckStatus] = [:]
-        for c in catalog.checks where c.scope == .node && (c.id.hasPrefix("gpu.") || c.id.hasPrefix("health.") || c.id.hasPrefix("net.ib")) {
-            let ctx = NodeContext(node: "gpu-01", address: "10.0.0.1", roles: [.gpuWorker], facts: facts, profile: prof, site: nil, check: c, bundleGiB: 0)
+        for c in catalog.checks
+        where c.scope == .node && (c.id.hasPrefix("gpu.") || c.id.hasPrefix("health.") || c.id.hasPrefix("net.ib")) {
+            let ctx = NodeContext(
+                node: "gpu-01", address: "10.0.0.1", roles: [.gpuWorker], facts: facts, profile: prof, site: nil,
+                check: c, bundleGiB: 0)
             let analyzer = try #require(Analyzers.node[c.id])
             let verdict = analyzer(ctx)
             out[c.id] = verdict.status(severity: c.severity).0
@@ -22,10 +28,12 @@ struct AnalyzerTests {
 
     @Test func healthyHGXA100Passes() throws {
         let v = try verdicts(try Fixture.hgxA100Sections())
-        for id in ["gpu.pci-count", "gpu.smi", "gpu.count", "gpu.model", "gpu.memory", "gpu.driver", "gpu.nvswitch-count",
-                   "gpu.fabricmanager", "gpu.fabricmanager-version", "gpu.nvlink", "gpu.nvlink-speed", "gpu.topology",
-                   "health.ecc-mode", "health.ecc-uncorrected", "health.pcie-width", "health.clock-events", "health.mig",
-                   "gpu.persistence", "health.xid", "net.ib-ports"] {
+        for id in [
+            "gpu.pci-count", "gpu.smi", "gpu.count", "gpu.model", "gpu.memory", "gpu.driver", "gpu.nvswitch-count",
+            "gpu.fabricmanager", "gpu.fabricmanager-version", "gpu.nvlink", "gpu.nvlink-speed", "gpu.topology",
+            "health.ecc-mode", "health.ecc-uncorrected", "health.pcie-width", "health.clock-events", "health.mig",
+            "gpu.persistence", "health.xid", "net.ib-ports",
+        ] {
             #expect(v[id] == .pass, "\(id) is \(v[id].map { $0.rawValue } ?? "missing")")
         }
         #expect(v["gpu.fabric-state"] == .skip)  // A100 reports N/A
@@ -42,7 +50,9 @@ struct AnalyzerTests {
 
     @Test func linkInactive() throws {
         var s = try Fixture.hgxA100Sections()
-        s["nvlink-s"]!.output = s["nvlink-s"]!.output.replacingOccurrences(of: "GPU 3: NVIDIA A100-SXM4-80GB (UUID: GPU-370ec676-e407-3115-836a-8ebcb3c4f62a)\n  Link 0: 25 GB/s", with: "GPU 3: NVIDIA A100-SXM4-80GB (UUID: GPU-370ec676-e407-3115-836a-8ebcb3c4f62a)\n  Link 0: <inactive>")
+        s["nvlink-s"]!.output = s["nvlink-s"]!.output.replacingOccurrences(
+            of: "GPU 3: NVIDIA A100-SXM4-80GB (UUID: GPU-370ec676-e407-3115-836a-8ebcb3c4f62a)\n  Link 0: 25 GB/s",
+            with: "GPU 3: NVIDIA A100-SXM4-80GB (UUID: GPU-370ec676-e407-3115-836a-8ebcb3c4f62a)\n  Link 0: <inactive>")
         s["topo"]!.output = s["topo"]!.output.replacingOccurrences(of: "GPU3    NV12", with: "GPU3    SYS ")
         let v = try verdicts(s)
         #expect(v["gpu.nvlink"] == .fail)
@@ -51,11 +61,13 @@ struct AnalyzerTests {
 
     @Test func eccDisabled() throws {
         var s = try Fixture.hgxA100Sections()
-        s["nvsmi-xml"]!.output = s["nvsmi-xml"]!.output.replacingOccurrences(of: "<current_ecc>Enabled</current_ecc>", with: "<current_ecc>Disabled</current_ecc>")
+        s["nvsmi-xml"]!.output = s["nvsmi-xml"]!.output.replacingOccurrences(
+            of: "<current_ecc>Enabled</current_ecc>", with: "<current_ecc>Disabled</current_ecc>")
         #expect(try verdicts(s)["health.ecc-mode"] == .fail)
         // Only pending differs: a reboot is due, that is a warning.
         var p = try Fixture.hgxA100Sections()
-        p["nvsmi-xml"]!.output = p["nvsmi-xml"]!.output.replacingOccurrences(of: "<pending_ecc>Enabled</pending_ecc>", with: "<pending_ecc>Disabled</pending_ecc>")
+        p["nvsmi-xml"]!.output = p["nvsmi-xml"]!.output.replacingOccurrences(
+            of: "<pending_ecc>Enabled</pending_ecc>", with: "<pending_ecc>Disabled</pending_ecc>")
         #expect(try verdicts(p)["health.ecc-mode"] == .warn)
         // The real H800 capture with ECC disabled, through the text parser.
         let h800 = try NvidiaSMIText.parse(try Fixture.text("nvidia-smi-q_h800-hgx8_gpu0_ecc-disabled"))
@@ -75,7 +87,8 @@ struct AnalyzerTests {
     @Test func persistenceOff() throws {
         var s = try Fixture.hgxA100Sections()
         s["services"]!.output = "nvidia-fabricmanager active=active enabled=enabled"
-        s["nvsmi-xml"]!.output = s["nvsmi-xml"]!.output.replacingOccurrences(of: "<persistence_mode>Enabled</persistence_mode>", with: "<persistence_mode>Disabled</persistence_mode>")
+        s["nvsmi-xml"]!.output = s["nvsmi-xml"]!.output.replacingOccurrences(
+            of: "<persistence_mode>Enabled</persistence_mode>", with: "<persistence_mode>Disabled</persistence_mode>")
         #expect(try verdicts(s)["gpu.persistence"] == .warn)
     }
 
@@ -102,10 +115,18 @@ struct AnalyzerTests {
     @Test func mixedDriverVersionsAcrossNodes() async throws {
         let healthy = try Fixture.hgxA100Sections()
         var other = healthy
-        other["nvsmi-xml"]!.output = other["nvsmi-xml"]!.output.replacingOccurrences(of: "<driver_version>535.54.03</driver_version>", with: "<driver_version>535.161.08</driver_version>")
-        let nodes = ["gpu-01", "gpu-02", "gpu-03"].map { PreflightNode(name: $0, address: $0, roles: [.gpuWorker], shell: LocalNodeShell()) }
-        let facts = ["gpu-01": NodeFacts(sections: healthy), "gpu-02": NodeFacts(sections: healthy), "gpu-03": NodeFacts(sections: other)]
-        let out = ClusterAnalyzers.run(catalog: try Fixture.catalog(), nodes: nodes, facts: facts, profile: try Fixture.profile("hpc-8xa100"), site: nil)
+        other["nvsmi-xml"]!.output = other["nvsmi-xml"]!.output.replacingOccurrences(
+            of: "<driver_version>535.54.03</driver_version>", with: "<driver_version>535.161.08</driver_version>")
+        let nodes = ["gpu-01", "gpu-02", "gpu-03"].map {
+            PreflightNode(name: $0, address: $0, roles: [.gpuWorker], shell: LocalNodeShell())
+        }
+        let facts = [
+            "gpu-01": NodeFacts(sections: healthy), "gpu-02": NodeFacts(sections: healthy),
+            "gpu-03": NodeFacts(sections: other),
+        ]
+        let out = ClusterAnalyzers.run(
+            catalog: try Fixture.catalog(), nodes: nodes, facts: facts, profile: try Fixture.profile("hpc-8xa100"),
+            site: nil)
         let driver = out.filter { $0.checkID == "cluster.driver" }
         #expect(driver.first { $0.node == "gpu-03" }?.status == .fail)
         #expect(driver.first { $0.node == "gpu-01" }?.status == .warn)
@@ -116,7 +137,9 @@ struct AnalyzerTests {
         #expect(c.checks.count >= 60)
         #expect(Set(c.checks.map(\.id)).count == c.checks.count)
         for check in c.checks where check.scope == .node { #expect(Analyzers.node[check.id] != nil, "\(check.id)") }
-        for id in ["gpu.count", "gpu.fabricmanager", "os.swap", "k8s.ports", "tls.chain", "time.skew"] { #expect(c.check(id) != nil) }
+        for id in ["gpu.count", "gpu.fabricmanager", "os.swap", "k8s.ports", "tls.chain", "time.skew"] {
+            #expect(c.check(id) != nil)
+        }
         #expect(c.check("storage.write-latency")?.threshold("maxMs", profile: "lab", fallback: 0) == 200)
         #expect(c.check("storage.write-latency")?.threshold("maxMs", profile: "hpc-8xa100", fallback: 0) == 20)
     }
@@ -125,7 +148,8 @@ struct AnalyzerTests {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("pf-cat-\(UUID())").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        try "category: x\nchecks:\n  - id: Bad\n    title: t\n    reads: r\n    severity: fatal\n    remediation: r\n".write(toFile: dir + "/x.yaml", atomically: true, encoding: .utf8)
+        try "category: x\nchecks:\n  - id: Bad\n    title: t\n    reads: r\n    severity: fatal\n    remediation: r\n"
+            .write(toFile: dir + "/x.yaml", atomically: true, encoding: .utf8)
         do {
             _ = try CheckCatalog.load(directory: dir)
             Issue.record("expected errors")

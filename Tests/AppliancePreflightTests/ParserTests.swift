@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import AppliancePreflight
 
 @Suite("Parsers against real captures")
@@ -121,7 +122,8 @@ struct ParserTests {
         #expect(pass.version == "3.3.3")
         #expect(pass.failed.isEmpty)
         #expect(pass.results.contains { $0.test == "Persistence Mode" && $0.result == "Pass" })
-        let fail = try DCGMDiag.parse(try Fixture.text("dcgmi-diag-r3_8x-h100_FAIL_system-not-yet-initialized_nccl-tests-264"))
+        let fail = try DCGMDiag.parse(
+            try Fixture.text("dcgmi-diag-r3_8x-h100_FAIL_system-not-yet-initialized_nccl-tests-264"))
         #expect(!fail.failed.isEmpty)
         _ = try DCGMDiag.parse(try Fixture.text("dcgmi-diag-r1-basic_4x-a10g_pass"))
     }
@@ -130,7 +132,9 @@ struct ParserTests {
         let s = IBStat.parse(try Fixture.text("ibv_devinfo_ibstat_lspci_connectx6_mt4123"))
         let a = try #require(s.adapters.first)
         #expect(a.name == "mlx5_0" && a.caType == "MT4123")
-        #expect(a.ports.first?.state == "Active" && a.ports.first?.physicalState == "LinkUp" && a.ports.first?.rateGbps == 100)
+        #expect(
+            a.ports.first?.state == "Active" && a.ports.first?.physicalState == "LinkUp"
+                && a.ports.first?.rateGbps == 100)
     }
 
     @Test func xid() throws {

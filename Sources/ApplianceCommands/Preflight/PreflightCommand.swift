@@ -26,7 +26,9 @@ struct PreflightCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Show passing checks with their observed values in the table.") var all = false
 
     func validate() throws {
-        if !local && inventory == nil { throw ValidationError("give a site file with -i, or --local to check this machine") }
+        if !local && inventory == nil {
+            throw ValidationError("give a site file with -i, or --local to check this machine")
+        }
         for w in waive where Waiver.parse(w) == nil { throw ValidationError("--waive '\(w)' must be ID[@NODE]=reason") }
     }
 
@@ -56,13 +58,17 @@ struct PreflightCommand: AsyncParsableCommand {
             guard let factory = PreflightShells.factory else {
                 throw PreflightCommandError.noTransport
             }
-            nodes = site.hosts.map { PreflightNode(name: $0.name, address: $0.address, roles: $0.roles, shell: factory(site, $0)) }
+            nodes = site.hosts.map {
+                PreflightNode(name: $0.name, address: $0.address, roles: $0.roles, shell: factory(site, $0))
+            }
         }
         ctx.logger.notice("preflight: checking \(nodes.count) node(s) against \(prof.name)")
         let report = await runner.run(nodes: nodes)
         let text: String
         switch format {
-        case .table: text = TableReport.render(report, color: output == nil && ctx.useColor && isatty(STDOUT_FILENO) == 1, verbose: all)
+        case .table:
+            text = TableReport.render(
+                report, color: output == nil && ctx.useColor && isatty(STDOUT_FILENO) == 1, verbose: all)
         case .json: text = String(decoding: try report.json(), as: UTF8.self) + "\n"
         case .junit: text = JUnitReport.render(report)
         case .html: text = HTMLReport.render(report)
@@ -97,7 +103,11 @@ struct PreflightVerdictError: ApplianceFailure {
     var message: String {
         "preflight: \(summary.fail) failed, \(summary.warn) warnings, \(summary.unknown) could not be read"
     }
-    var hint: String? { status == .preflightFailed ? "fix the failures or waive them with --waive 'ID[@NODE]=reason'" : "review the warnings; they do not block install" }
+    var hint: String? {
+        status == .preflightFailed
+            ? "fix the failures or waive them with --waive 'ID[@NODE]=reason'"
+            : "review the warnings; they do not block install"
+    }
     var exitStatus: ExitStatus { status }
 }
 

@@ -4,7 +4,8 @@ import ArgumentParser
 import Foundation
 
 struct ProfileListCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List the profiles this appliance ships.")
+    static let configuration = CommandConfiguration(
+        commandName: "list", abstract: "List the profiles this appliance ships.")
 
     @OptionGroup var global: GlobalOptions
     @Option(name: .long, help: "text or json") var format: OutputFormat = .text

@@ -16,6 +16,8 @@ struct SiteValidateCommand: AsyncParsableCommand {
         if let p = site.profile {
             _ = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(p)
         }
-        ctx.output.print("\(inventory): valid site '\(site.name)', \(site.hosts.count) hosts\(site.profile.map { ", profile \($0)" } ?? "")")
+        ctx.output.print(
+            "\(inventory): valid site '\(site.name)', \(site.hosts.count) hosts\(site.profile.map { ", profile \($0)" } ?? "")"
+        )
     }
 }

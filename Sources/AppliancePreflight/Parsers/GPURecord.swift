@@ -53,7 +53,9 @@ public struct NvidiaSMIReport: Sendable, Equatable, Codable {
     public var attachedGPUs: Int?
     public var gpus: [GPURecord]
 
-    public init(driverVersion: String? = nil, cudaVersion: String? = nil, attachedGPUs: Int? = nil, gpus: [GPURecord] = []) {
+    public init(
+        driverVersion: String? = nil, cudaVersion: String? = nil, attachedGPUs: Int? = nil, gpus: [GPURecord] = []
+    ) {
         self.driverVersion = driverVersion
         self.cudaVersion = cudaVersion
         self.attachedGPUs = attachedGPUs
@@ -77,9 +79,11 @@ enum Field {
     /// nil for the many spellings of "not available".
     static func clean(_ s: String?) -> String? {
         guard let t = s?.trimmingCharacters(in: .whitespacesAndNewlines), !t.isEmpty else { return nil }
-        if ["N/A", "[N/A]", "[Not Supported]", "Not Supported", "[Unknown Error]", "Unknown Error", "[Insufficient Permissions]"]
-            .contains(t)
-        {
+        if [
+            "N/A", "[N/A]", "[Not Supported]", "Not Supported", "[Unknown Error]", "Unknown Error",
+            "[Insufficient Permissions]",
+        ]
+        .contains(t) {
             return nil
         }
         return t

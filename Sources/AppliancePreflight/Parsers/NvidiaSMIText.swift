@@ -50,16 +50,21 @@ public enum NvidiaSMIText {
             let body = line.trimmingCharacters(in: .whitespaces)
             var key = body
             var value: String?
-            if let colon = body.range(of: " : ") ?? (body.hasSuffix(" :") ? body.range(of: " :", options: .backwards) : nil) {
+            if let colon = body.range(of: " : ")
+                ?? (body.hasSuffix(" :") ? body.range(of: " :", options: .backwards) : nil)
+            {
                 key = body[..<colon.lowerBound].trimmingCharacters(in: .whitespaces)
                 value = body[colon.upperBound...].trimmingCharacters(in: .whitespaces)
             }
             if indent == 0 {
                 closeTo(0)
-                if key == "Driver Version" { report.driverVersion = Field.clean(value); sawHeader = true }
-                else if key == "CUDA Version" { report.cudaVersion = Field.clean(value) }
-                else if key == "Attached GPUs" { report.attachedGPUs = Field.int(value); sawHeader = true }
-                else if value == nil, key.hasPrefix("GPU "), key.contains(":") {
+                if key == "Driver Version" {
+                    report.driverVersion = Field.clean(value); sawHeader = true
+                } else if key == "CUDA Version" {
+                    report.cudaVersion = Field.clean(value)
+                } else if key == "Attached GPUs" {
+                    report.attachedGPUs = Field.int(value); sawHeader = true
+                } else if value == nil, key.hasPrefix("GPU "), key.contains(":") {
                     stack.append(Node(key: key, value: String(key.dropFirst(4)), indent: 0))
                 }
                 continue
@@ -98,10 +103,13 @@ public enum NvidiaSMIText {
                 var t: Int?
                 for c in s.children {
                     let k = c.key.lowercased()
-                    let matches = correctable ? (k.hasSuffix(" correctable") && !k.contains("uncorrectable")) : k.contains("uncorrectable")
+                    let matches =
+                        correctable
+                        ? (k.hasSuffix(" correctable") && !k.contains("uncorrectable")) : k.contains("uncorrectable")
                     if matches, let v = Field.int(c.value) { t = (t ?? 0) + v }
                     // Older drivers: "Single Bit"/"Double Bit" sections with a "Total".
-                    if c.key == (correctable ? "Single Bit" : "Double Bit"), let v = Field.int(c.child("Total")?.value) {
+                    if c.key == (correctable ? "Single Bit" : "Double Bit"), let v = Field.int(c.child("Total")?.value)
+                    {
                         t = (t ?? 0) + v
                     }
                 }
@@ -116,7 +124,9 @@ public enum NvidiaSMIText {
             r.remappedRowsFailure = Field.yesNo(rr.child("Remapping Failure Occurred")?.value)
             r.remappedRowsUncorrectable = Field.int(rr.child("Uncorrectable Error")?.value)
         }
-        r.retiredPagesPending = Field.yesNo(g.child("Retired Pages")?.child("Pending Page Blacklist")?.value ?? g.child("Retired Pages")?.child("Pending")?.value)
+        r.retiredPagesPending = Field.yesNo(
+            g.child("Retired Pages")?.child("Pending Page Blacklist")?.value
+                ?? g.child("Retired Pages")?.child("Pending")?.value)
         if let link = g.find("GPU Link Info") {
             r.pcieGenCurrent = Field.int(link.child("PCIe Generation")?.child("Current")?.value)
             r.pcieGenMax = Field.int(link.child("PCIe Generation")?.child("Max")?.value)
@@ -127,7 +137,9 @@ public enum NvidiaSMIText {
         r.migModeCurrent = Field.clean(g.path("MIG Mode", "Current"))
         r.migModePending = Field.clean(g.path("MIG Mode", "Pending"))
         r.performanceState = Field.clean(g.child("Performance State")?.value)
-        if let reasons = g.child("Clocks Event Reasons") ?? g.child("Clocks Throttle Reasons") ?? g.child("Clocks Throttle Reasons") {
+        if let reasons = g.child("Clocks Event Reasons") ?? g.child("Clocks Throttle Reasons")
+            ?? g.child("Clocks Throttle Reasons")
+        {
             var active: [String] = []
             func visit(_ n: Node) {
                 let k = n.key.lowercased().replacingOccurrences(of: " ", with: "_")
@@ -163,7 +175,10 @@ public enum NvidiaSMIQueryCSV {
     public static func parse(_ text: String) throws(ParseError) -> [GPURecord] {
         let lines = text.split(separator: "\n").map { String($0).trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty && !$0.hasPrefix("#") }
-        guard let headerIndex = lines.firstIndex(where: { $0.hasPrefix("index") || $0.hasPrefix("timestamp") || $0.contains("name,") || $0.contains("name, ") })
+        guard
+            let headerIndex = lines.firstIndex(where: {
+                $0.hasPrefix("index") || $0.hasPrefix("timestamp") || $0.contains("name,") || $0.contains("name, ")
+            })
         else { throw ParseError("nvidia-smi --query-gpu", "no CSV header") }
         let header = lines[headerIndex].split(separator: ",", omittingEmptySubsequences: false).map {
             // "memory.total [MiB]" -> "memory.total"
@@ -171,7 +186,9 @@ public enum NvidiaSMIQueryCSV {
         }
         var out: [GPURecord] = []
         for line in lines[(headerIndex + 1)...] {
-            let cells = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let cells = line.split(separator: ",", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
             guard cells.count == header.count else {
                 throw ParseError("nvidia-smi --query-gpu", "a row has \(cells.count) cells, the header \(header.count)")
             }

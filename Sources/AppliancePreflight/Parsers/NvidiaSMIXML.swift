@@ -51,9 +51,16 @@ public enum NvidiaSMIXML {
             r.persistenceMode = Field.clean(g.child("persistence_mode")?.stringValue)
             r.eccModeCurrent = Field.clean(g.path("ecc_mode", "current_ecc"))
             r.eccModePending = Field.clean(g.path("ecc_mode", "pending_ecc"))
-            r.eccVolatileUncorrected = sum(g, "volatile", ["sram_uncorrectable", "dram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded"], legacy: "double_bit")
-            r.eccAggregateUncorrected = sum(g, "aggregate", ["sram_uncorrectable", "dram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded"], legacy: "double_bit")
-            r.eccAggregateCorrected = sum(g, "aggregate", ["sram_correctable", "dram_correctable"], legacy: "single_bit")
+            r.eccVolatileUncorrected = sum(
+                g, "volatile",
+                ["sram_uncorrectable", "dram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded"],
+                legacy: "double_bit")
+            r.eccAggregateUncorrected = sum(
+                g, "aggregate",
+                ["sram_uncorrectable", "dram_uncorrectable", "sram_uncorrectable_parity", "sram_uncorrectable_secded"],
+                legacy: "double_bit")
+            r.eccAggregateCorrected = sum(
+                g, "aggregate", ["sram_correctable", "dram_correctable"], legacy: "single_bit")
             if let rr = g.child("remapped_rows"), rr.childCount > 0 {
                 r.remappedRowsPending = Field.yesNo(rr.child("remapped_row_pending")?.stringValue)
                 r.remappedRowsFailure = Field.yesNo(rr.child("remapped_row_failure_occurred")?.stringValue)
@@ -73,13 +80,16 @@ public enum NvidiaSMIXML {
                 for e in reasons.elementChildren {
                     let n = (e.name ?? "").replacingOccurrences(of: "clocks_event_reason_", with: "")
                         .replacingOccurrences(of: "clocks_throttle_reason_", with: "")
-                    if Field.hardwareClockEvents.contains(n), Field.clean(e.stringValue) == "Active" { active.append(n) }
+                    if Field.hardwareClockEvents.contains(n), Field.clean(e.stringValue) == "Active" {
+                        active.append(n)
+                    }
                 }
                 r.activeHardwareClockEvents = active
             }
             r.temperatureC = Field.int(g.path("temperature", "gpu_temp"))
             let power = g.child("gpu_power_readings") ?? g.child("power_readings")
-            r.powerLimitW = Field.double(power?.child("current_power_limit")?.stringValue ?? power?.child("power_limit")?.stringValue)
+            r.powerLimitW = Field.double(
+                power?.child("current_power_limit")?.stringValue ?? power?.child("power_limit")?.stringValue)
             r.defaultPowerLimitW = Field.double(power?.child("default_power_limit")?.stringValue)
             r.fabricState = Field.clean(g.path("fabric", "state"))
             r.fabricStatus = Field.clean(g.path("fabric", "status"))

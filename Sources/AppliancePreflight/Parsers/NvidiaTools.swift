@@ -23,7 +23,8 @@ public struct NvidiaTopology: Sendable, Equatable {
 
     public static func parse(_ text: String) throws(ParseError) -> NvidiaTopology {
         let lines = text.split(separator: "\n").map { Field.stripANSI(String($0)) }
-        guard let headerAt = lines.firstIndex(where: { ($0.hasPrefix("\t") || $0.hasPrefix(" ")) && $0.contains("GPU0") })
+        guard
+            let headerAt = lines.firstIndex(where: { ($0.hasPrefix("\t") || $0.hasPrefix(" ")) && $0.contains("GPU0") })
         else { throw ParseError("nvidia-smi topo -m", "no header row with GPU0") }
         // Header cells: split on tabs if present, else on blanks, then re-join "CPU Affinity" and friends.
         func cells(_ s: String) -> [String] {
@@ -46,8 +47,11 @@ public struct NvidiaTopology: Sendable, Equatable {
         for line in lines[(headerAt + 1)...] {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("Legend") { if !topo.links.isEmpty { break } else { continue } }
-            var row = line.contains("\t")
-                ? line.split(separator: "\t", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            var row =
+                line.contains("\t")
+                ? line.split(separator: "\t", omittingEmptySubsequences: false).map {
+                    $0.trimmingCharacters(in: .whitespaces)
+                }
                 : trimmed.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
             guard let name = row.first, devices.contains(name) else { continue }
             row.removeFirst()
@@ -80,7 +84,9 @@ public struct NvidiaNVLinkStatus: Sendable, Equatable {
         var gpus: [GPU] = []
         for raw in text.split(separator: "\n") {
             let line = raw.trimmingCharacters(in: .whitespaces)
-            if line.hasPrefix("GPU "), let colon = line.firstIndex(of: ":"), let idx = Int(line[line.index(line.startIndex, offsetBy: 4)..<colon]) {
+            if line.hasPrefix("GPU "), let colon = line.firstIndex(of: ":"),
+                let idx = Int(line[line.index(line.startIndex, offsetBy: 4)..<colon])
+            {
                 var name = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
                 var uuid: String?
                 if let u = name.range(of: " (UUID: ") {
@@ -97,7 +103,8 @@ public struct NvidiaNVLinkStatus: Sendable, Equatable {
                 } else if let speed = Field.double(v) {
                     gpus[gpus.count - 1].links[n] = speed
                 } else {
-                    throw ParseError("nvidia-smi nvlink -s", "link \(n) of GPU \(gpus[gpus.count - 1].index) reads '\(v)'")
+                    throw ParseError(
+                        "nvidia-smi nvlink -s", "link \(n) of GPU \(gpus[gpus.count - 1].index) reads '\(v)'")
                 }
             }
         }
@@ -117,7 +124,8 @@ public enum NvidiaNVLinkErrors {
                 current = Int(line[line.index(line.startIndex, offsetBy: 4)..<colon])
                 if let c = current { out[c] = out[c] ?? 0 }
             } else if let c = current, let colon = line.lastIndex(of: ":"),
-                line.lowercased().contains("replay") || line.lowercased().contains("recovery") || line.lowercased().contains("crc")
+                line.lowercased().contains("replay") || line.lowercased().contains("recovery")
+                    || line.lowercased().contains("crc")
             {
                 out[c, default: 0] += Field.int(String(line[line.index(after: colon)...])) ?? 0
             }
@@ -137,7 +145,9 @@ public struct LspciListing: Sendable, Equatable {
     }
     public var devices: [Device]
 
-    public var nvidiaGPUs: [Device] { devices.filter { $0.vendorID == "10de" && ["0300", "0302"].contains($0.classCode) } }
+    public var nvidiaGPUs: [Device] {
+        devices.filter { $0.vendorID == "10de" && ["0300", "0302"].contains($0.classCode) }
+    }
     public var nvswitches: [Device] { devices.filter { $0.vendorID == "10de" && $0.classCode == "0680" } }
     public var mellanox: [Device] { devices.filter { $0.vendorID == "15b3" } }
 
@@ -147,14 +157,17 @@ public struct LspciListing: Sendable, Equatable {
             let line = String(raw)
             // 10:00.0 3D controller [0302]: NVIDIA Corporation GA100 [A100 SXM4 80GB] [10de:20b2] (rev a1)
             guard let sp = line.firstIndex(of: " "), line[..<sp].contains(":"), line[..<sp].contains("."),
-                let cOpen = line.range(of: " ["), let cClose = line.range(of: "]: ", range: cOpen.upperBound..<line.endIndex)
+                let cOpen = line.range(of: " ["),
+                let cClose = line.range(of: "]: ", range: cOpen.upperBound..<line.endIndex)
             else { continue }
             let cls = String(line[cOpen.upperBound..<cClose.lowerBound])
             let rest = line[cClose.upperBound...]
             // The last [vvvv:dddd] is the id pair.
             var vendor = "", device = ""
             var search = rest.startIndex..<rest.endIndex
-            while let open = rest.range(of: "[", range: search), let close = rest.range(of: "]", range: open.upperBound..<rest.endIndex) {
+            while let open = rest.range(of: "[", range: search),
+                let close = rest.range(of: "]", range: open.upperBound..<rest.endIndex)
+            {
                 let inner = rest[open.upperBound..<close.lowerBound]
                 let parts = inner.split(separator: ":")
                 if parts.count == 2, parts.allSatisfy({ $0.count == 4 && $0.allSatisfy(\.isHexDigit) }) {
@@ -164,7 +177,10 @@ public struct LspciListing: Sendable, Equatable {
                 search = close.upperBound..<rest.endIndex
             }
             guard !vendor.isEmpty, cls.count == 4 else { continue }
-            out.append(Device(slot: String(line[..<sp]), classCode: cls, description: String(rest), vendorID: vendor, deviceID: device))
+            out.append(
+                Device(
+                    slot: String(line[..<sp]), classCode: cls, description: String(rest), vendorID: vendor,
+                    deviceID: device))
         }
         return LspciListing(devices: out)
     }
@@ -177,7 +193,8 @@ public struct DCGMDiag: Sendable, Equatable {
     public var results: [(test: String, result: String)]
 
     public static func == (a: DCGMDiag, b: DCGMDiag) -> Bool {
-        a.version == b.version && a.results.map(\.test) == b.results.map(\.test) && a.results.map(\.result) == b.results.map(\.result)
+        a.version == b.version && a.results.map(\.test) == b.results.map(\.test)
+            && a.results.map(\.result) == b.results.map(\.result)
     }
 
     public var failed: [String] { results.filter { $0.result == "Fail" }.map(\.test) }
@@ -193,7 +210,9 @@ public struct DCGMDiag: Sendable, Equatable {
         for raw in text.split(separator: "\n") {
             let line = raw.trimmingCharacters(in: .whitespaces)
             guard line.hasPrefix("|"), !line.hasPrefix("|-----"), !line.hasPrefix("|===") else { continue }
-            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map {
+                $0.trimmingCharacters(in: .whitespaces)
+            }
             guard cells.count >= 3 else { continue }
             let name = cells[1], value = cells[2]
             if name == "Diagnostic" { continue }
@@ -221,7 +240,11 @@ public struct DCGMDiag: Sendable, Equatable {
                 let name = t["name"] as? String ?? "?"
                 let results = t["results"] as? [[String: Any]] ?? []
                 let statuses = results.compactMap { $0["status"] as? String }
-                let r = statuses.contains("Fail") ? "Fail" : statuses.contains("Warn") ? "Warn" : statuses.allSatisfy({ $0 == "Skip" }) && !statuses.isEmpty ? "Skip" : "Pass"
+                let r =
+                    statuses.contains("Fail")
+                    ? "Fail"
+                    : statuses.contains("Warn")
+                        ? "Warn" : statuses.allSatisfy({ $0 == "Skip" }) && !statuses.isEmpty ? "Skip" : "Pass"
                 out.results.append((name, r))
             }
         }
@@ -258,9 +281,11 @@ public struct IBStat: Sendable, Equatable {
             let key = line[..<colon].trimmingCharacters(in: .whitespaces)
             let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
             var a = adapters[adapters.count - 1]
-            if key == "CA type" { a.caType = value }
-            else if key == "Firmware version" { a.firmware = value }
-            else if key.hasPrefix("Port "), value.isEmpty, let n = Int(key.dropFirst(5)) {
+            if key == "CA type" {
+                a.caType = value
+            } else if key == "Firmware version" {
+                a.firmware = value
+            } else if key.hasPrefix("Port "), value.isEmpty, let n = Int(key.dropFirst(5)) {
                 a.ports.append(Port(number: n, state: "", physicalState: "", rateGbps: nil, linkLayer: nil))
             } else if !a.ports.isEmpty {
                 var p = a.ports[a.ports.count - 1]
@@ -291,7 +316,9 @@ public enum XidLog {
             let line = String(raw)
             if let r = line.range(of: "Xid=") {
                 if let v = Field.int(String(line[r.upperBound...])) { out.append(v) }
-            } else if let r = line.range(of: "NVRM: Xid ("), let close = line.range(of: "): ", range: r.upperBound..<line.endIndex) {
+            } else if let r = line.range(of: "NVRM: Xid ("),
+                let close = line.range(of: "): ", range: r.upperBound..<line.endIndex)
+            {
                 if let v = Field.int(String(line[close.upperBound...])) { out.append(v) }
             }
         }
