@@ -20,6 +20,9 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CLibSSH2", pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]),
 
         .target(
             name: "ApplianceModel",
@@ -30,6 +33,9 @@ let package = Package(
                 "CArchive", "CCrypto", "ApplianceModel",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        .target(
+            name: "ApplianceSSH",
+            dependencies: ["CLibSSH2", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
@@ -43,6 +49,7 @@ let package = Package(
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),
+        .testTarget(name: "ApplianceSSHTests", dependencies: ["ApplianceSSH"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),
