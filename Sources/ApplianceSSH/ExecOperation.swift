@@ -33,7 +33,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     /// What error messages call this operation (never the command itself, which may hold secrets).
     let label: String
     let output: OutputPipe
-    let deadline: ContinuousClock.Instant?
+    private let commandDeadline: ContinuousClock.Instant?
     private let timeoutSeconds: Double
     private let cancelRequested = Locked(false)
 
@@ -67,7 +67,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         self.stdin = stdin
         self.stdoutFile = stdoutFile
         self.output = output
-        self.deadline = timeout.map { ContinuousClock.now + $0 }
+        self.commandDeadline = timeout.map { ContinuousClock.now + $0 }
         self.timeoutSeconds = timeout?.seconds ?? 0
     }
 
@@ -87,6 +87,9 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     func requestCancel() { cancelRequested.withLock { $0 = true } }
 
     var extraPoll: (fd: Int32, events: Int16)? { nil }
+
+    /// The command's deadline, then the grace period for closing after a timeout or cancellation.
+    var deadline: ContinuousClock.Instant? { closeDeadline ?? commandDeadline }
 
     var wantsInbound: Bool {
         switch phase {
@@ -122,11 +125,14 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         if failure == nil, phase.rawOrder < Phase.close.rawOrder {
             if cancelRequested.withLock({ $0 }) {
                 failure = .cancelled(host: loop.host)
-            } else if let deadline, ContinuousClock.now >= deadline {
+            } else if let commandDeadline, ContinuousClock.now >= commandDeadline {
                 failure = .timeout(host: loop.host, operation: label, seconds: timeoutSeconds)
             }
             if failure != nil {
                 if phase == .open && !openStarted { return finishNow(loop) }
+                // libssh2 1.10 cannot send the "signal" request (a channel accepts one process_startup),
+                // so the remote command is not killed: sshd keeps it (and holds back its CLOSE) until it
+                // exits or dies of SIGPIPE on its next write. We close our end and stop waiting.
                 if phase != .open { beginClose() }
             }
         }
@@ -142,7 +148,10 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     private func beginClose() {
         phase = .close
-        closeDeadline = ContinuousClock.now + .seconds(3)
+        // A normal close is answered at once; after a timeout or cancellation the server holds its
+        // CLOSE back while the command runs, so the grace period is short and the channel is then
+        // left to the session (freed with it).
+        closeDeadline = ContinuousClock.now + (failure == nil ? .seconds(10) : .seconds(1))
     }
 
     private func stepOpen(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {
@@ -419,7 +428,8 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
                 }
                 phase = .free
             case .ok:
-                phase = .waitClosed
+                // After a timeout or cancellation the remote may never send EOF: do not wait for it.
+                phase = failure == nil ? .waitClosed : .free
             }
             return .progressed
         case .waitClosed:

@@ -22,9 +22,11 @@ enum CallOutcome {
     case again
     case failed(code: Int32, message: String)
 
-    /// Session-level failures end the connection; channel-level ones end only one operation.
+    /// Transport-level failures end the connection (socket errors, MAC/decrypt/protocol errors, and
+    /// BAD_USE, which means libssh2's send state can no longer be trusted); every other failure ends
+    /// only the operation whose call failed.
     static func isChannelLevel(_ code: Int32) -> Bool {
-        (-27 ... -21).contains(code) || code == -32 || code == -47
+        ![-1, -2, -3, -4, -5, -6, -7, -8, -9, -12, -13, -14, -30, -39, -43, -44, -45].contains(code)
     }
 }
 

@@ -287,9 +287,9 @@ struct SSHServerTests {
             defer { Task { await connection.close() } }
             let start = ContinuousClock.now
             let error = await #expect(throws: SSHError.self) {
-                try await connection.run("sleep 30", timeout: .seconds(1))
+                try await connection.run("sleep 37.25", timeout: .seconds(1))
             }
-            #expect(ContinuousClock.now - start < .seconds(6))
+            #expect(ContinuousClock.now - start < .seconds(4))
             if case .timeout(_, let operation, let seconds) = error {
                 #expect(operation == "command `sleep`")
                 #expect(seconds == 1)
@@ -305,12 +305,12 @@ struct SSHServerTests {
         try await TestSSHServer.with { server in
             let connection = try await server.connect()
             defer { Task { await connection.close() } }
-            let task = Task { try await connection.run("sleep 30") }
+            let task = Task { try await connection.run("sleep 38.5") }
             try await Task.sleep(for: .milliseconds(500))
             let start = ContinuousClock.now
             task.cancel()
             let result = await task.result
-            #expect(ContinuousClock.now - start < .seconds(5))
+            #expect(ContinuousClock.now - start < .seconds(2))
             guard case .failure(let error) = result else {
                 Issue.record("expected cancellation")
                 return
