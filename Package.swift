@@ -35,7 +35,8 @@ let package = Package(
             ]),
         .target(
             name: "ApplianceSSH",
-            dependencies: ["CLibSSH2", .product(name: "Logging", package: "swift-log")]),
+            dependencies: ["CLibSSH2", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [

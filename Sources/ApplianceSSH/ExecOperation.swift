@@ -133,7 +133,8 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
                 // libssh2 1.10 cannot send the "signal" request (a channel accepts one process_startup),
                 // so the remote command is not killed: sshd keeps it (and holds back its CLOSE) until it
                 // exits or dies of SIGPIPE on its next write. We close our end and stop waiting.
-                if phase != .open { beginClose() }
+                // An open or exec request in flight is completed first (see stepOpen).
+                if phase == .running { beginClose() }
             }
         }
 
@@ -166,11 +167,14 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
             loop.releaseOpenSlot(self)
             return fail(code: code, message: message, step: "opening a session channel", loop)
         case .ok:
-            loop.releaseOpenSlot(self)
             channel = pointer
             if failure != nil {
+                loop.releaseOpenSlot(self)
                 beginClose()
             } else {
+                // The slot is kept through the exec request: libssh2 1.10 fails a channel's wait for
+                // CHANNEL_SUCCESS (with -1) when another channel's reply arrives first, so only one
+                // channel request may be outstanding per session.
                 phase = .exec
             }
             return .progressed
@@ -182,9 +186,15 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         switch session.check(Int(cssh2_channel_exec(channel, command))) {
         case .again: return .waiting
         case .failed(let code, let message):
+            loop.releaseOpenSlot(self)
             return fail(code: code, message: message, step: "starting \(label)", loop)
         case .ok:
-            phase = .running
+            loop.releaseOpenSlot(self)
+            if failure != nil {
+                beginClose()
+            } else {
+                phase = .running
+            }
             return .progressed
         }
     }

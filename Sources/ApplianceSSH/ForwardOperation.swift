@@ -39,6 +39,7 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
     private var eofSent = false
     private var pendingWrite = false
     private var pendingEOF = false
+    private var pendingRead = false
     private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 16)
 
     init(targetHost: String, targetPort: Int, localFD: Int32) {
@@ -71,7 +72,7 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
     var wantsInbound: Bool {
         switch phase {
         case .open: openStarted
-        case .running: pendingWrite || pendingEOF || (fromChannelOffset >= fromChannel.count && !remoteEOF) || !toChannel.isEmpty
+        case .running: pendingWrite || pendingEOF || pendingRead || (fromChannelOffset >= fromChannel.count && !remoteEOF) || !toChannel.isEmpty
         case .close, .free: true
         case .done: false
         }
@@ -141,6 +142,9 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
     private func pump(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {
         guard let channel else { return finish(loop, nil) }
         var progressed = false
+        readProgress = false
+        // A read that left a window adjustment half sent must be repeated before anything else.
+        if pendingRead, let result = readChannel(channel, loop, session) { return result }
 
         // local -> channel
         if !pendingEOF {
@@ -196,27 +200,8 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
         }
 
         // channel -> local
-        if fromChannelOffset >= fromChannel.count && !remoteEOF {
-            let rc = cssh2_channel_read(channel, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count)
-            switch session.check(rc) {
-            case .ok(0):
-                if libssh2_channel_eof(channel) == 1 {
-                    remoteEOF = true
-                    shutdown(localFD, Int32(SHUT_WR))
-                    progressed = true
-                }
-            case .ok(let n):
-                fromChannel = [UInt8](UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
-                fromChannelOffset = 0
-                progressed = true
-            case .again:
-                if session.outboundBlocked { return .waiting }
-            case .failed(let code, let message):
-                if !CallOutcome.isChannelLevel(code) { return failed(code, message, loop) }
-                remoteEOF = true
-                shutdown(localFD, Int32(SHUT_WR))
-            }
-        }
+        if let result = readChannel(channel, loop, session) { return result }
+        if readProgress { progressed = true }
         while fromChannelOffset < fromChannel.count {
             let n = fromChannel.withUnsafeBytes { raw in
                 send(localFD, raw.baseAddress!.advanced(by: fromChannelOffset), raw.count - fromChannelOffset, Int32(MSG_NOSIGNAL))
@@ -240,6 +225,37 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
             return .progressed
         }
         return progressed ? .progressed : .waiting
+    }
+
+    /// One read from the channel into `fromChannel`. Returns a step result to end the step with, or nil.
+    private var readProgress = false
+    private func readChannel(_ channel: OpaquePointer, _ loop: SessionLoop, _ session: SessionHandle) -> StepResult? {
+        if fromChannelOffset >= fromChannel.count && !remoteEOF {
+            let rc = cssh2_channel_read(channel, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count)
+            switch session.check(rc) {
+            case .ok(0):
+                pendingRead = false
+                if libssh2_channel_eof(channel) == 1 {
+                    remoteEOF = true
+                    shutdown(localFD, Int32(SHUT_WR))
+                    readProgress = true
+                }
+            case .ok(let n):
+                pendingRead = false
+                fromChannel = [UInt8](UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+                fromChannelOffset = 0
+                readProgress = true
+            case .again:
+                pendingRead = session.outboundBlocked
+                if pendingRead { return .waiting }
+            case .failed(let code, let message):
+                if !CallOutcome.isChannelLevel(code) { return failed(code, message, loop) }
+                pendingRead = false
+                remoteEOF = true
+                shutdown(localFD, Int32(SHUT_WR))
+            }
+        }
+        return nil
     }
 
     private func stepClose(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {

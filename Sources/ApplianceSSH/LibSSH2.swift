@@ -24,9 +24,10 @@ enum CallOutcome {
 
     /// Transport-level failures end the connection (socket errors, MAC/decrypt/protocol errors, and
     /// BAD_USE, which means libssh2's send state can no longer be trusted); every other failure ends
-    /// only the operation whose call failed.
+    /// only the operation whose call failed. -1 (SOCKET_NONE) is not among them: libssh2 1.10 also
+    /// uses it for "the packet I waited for is not there".
     static func isChannelLevel(_ code: Int32) -> Bool {
-        ![-1, -2, -3, -4, -5, -6, -7, -8, -9, -12, -13, -14, -30, -39, -43, -44, -45].contains(code)
+        ![-2, -3, -4, -5, -6, -7, -8, -9, -12, -13, -14, -30, -39, -43, -44, -45].contains(code)
     }
 }
 
