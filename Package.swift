@@ -20,6 +20,9 @@ let package = Package(
         .systemLibrary(
             name: "CCrypto", pkgConfig: "libcrypto",
             providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(
+            name: "CLibSSH2", pkgConfig: "libssh2",
+            providers: [.apt(["libssh2-1-dev"])]),
         // The journal's embedded database (Debian: libsqlite3-dev); imported only inside AppliancePlan.
         .systemLibrary(
             name: "CSQLite", pkgConfig: "sqlite3",
@@ -35,6 +38,10 @@ let package = Package(
                 "CArchive", "CCrypto", "ApplianceModel",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            exclude: ["README.md"]),
+        .target(
+            name: "ApplianceSSH",
+            dependencies: ["CLibSSH2", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"]),
         .target(
             name: "AppliancePreflight",
@@ -71,6 +78,7 @@ let package = Package(
             dependencies: [
                 "AppliancePlan", "plan-crash-harness", .product(name: "Logging", package: "swift-log"),
             ]),
+        .testTarget(name: "ApplianceSSHTests", dependencies: ["ApplianceSSH"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),
