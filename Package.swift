@@ -44,13 +44,20 @@ let package = Package(
             dependencies: ["CLibSSH2", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"]),
         .target(
+            name: "ApplianceCluster",
+            dependencies: [
+                "ApplianceModel", "ApplianceBundle", "ApplianceSSH", "AppliancePlan",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
             name: "AppliancePreflight",
             dependencies: ["ApplianceModel"],
             exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
-                "ApplianceModel", "ApplianceBundle", "AppliancePreflight",
+                "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
+                "AppliancePlan",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -78,7 +85,16 @@ let package = Package(
             dependencies: [
                 "AppliancePlan", "plan-crash-harness", .product(name: "Logging", package: "swift-log"),
             ]),
-        .testTarget(name: "ApplianceSSHTests", dependencies: ["ApplianceSSH"]),
+        // Real OpenSSH servers on loopback for the tests of every module that talks to nodes.
+        .target(
+            name: "ApplianceTestSupport", dependencies: ["ApplianceSSH"], path: "Tests/ApplianceTestSupport"),
+        .testTarget(name: "ApplianceSSHTests", dependencies: ["ApplianceSSH", "ApplianceTestSupport"]),
+        .testTarget(
+            name: "ApplianceClusterTests",
+            dependencies: [
+                "ApplianceCluster", "ApplianceBundle", "ApplianceSSH", "ApplianceModel", "AppliancePlan",
+                "ApplianceTestSupport",
+            ]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),

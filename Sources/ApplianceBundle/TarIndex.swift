@@ -9,6 +9,10 @@ public enum TarIndex {
     public struct Location: Sendable, Equatable {
         public var dataOffset: Int64
         public var size: Int64
+        public init(dataOffset: Int64, size: Int64) {
+            self.dataOffset = dataOffset
+            self.size = size
+        }
     }
 
     public static func index(path: String) throws(BundleError) -> [String: Location] {

@@ -12,7 +12,10 @@ public struct ApplianceCommand: AsyncParsableCommand {
             Every run writes a log file; its path is printed with any error.
             """,
         version: ApplianceVersion.current,
-        subcommands: [BundleCommand.self, ProfileCommand.self, SiteCommand.self, PreflightCommand.self]
+        subcommands: [
+            BundleCommand.self, StageCommand.self, PlanCommand.self, HistoryCommand.self, ProfileCommand.self,
+            SiteCommand.self, PreflightCommand.self,
+        ]
     )
 
     public init() {}

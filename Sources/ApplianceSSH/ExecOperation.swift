@@ -302,7 +302,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
             }
             let rc = writeBuffer.withUnsafeBytes { raw in
                 cssh2_channel_write(
-                    channel, raw.baseAddress!.advanced(by: writeOffset).assumingMemoryBound(to: CChar.self),
+                    channel, raw.baseAddress?.advanced(by: writeOffset).assumingMemoryBound(to: CChar.self),
                     raw.count - writeOffset)
             }
             switch session.check(rc) {
@@ -367,7 +367,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
                 return progressed ? .progressed : .idle
             }
             outputStalled = false
-            let base = readBuffer.baseAddress!.assumingMemoryBound(to: CChar.self)
+            let base = readBuffer.baseAddress?.assumingMemoryBound(to: CChar.self)
             let rc =
                 stderr
                 ? cssh2_channel_read_stderr(channel, base, readBuffer.count)
@@ -411,7 +411,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     private func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var offset = 0
         while offset < bytes.count {
-            let n = write(fd, bytes.baseAddress!.advanced(by: offset), bytes.count - offset)
+            let n = write(fd, bytes.baseAddress?.advanced(by: offset), bytes.count - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 return false

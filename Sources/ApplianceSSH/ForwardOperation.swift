@@ -72,7 +72,9 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
     var wantsInbound: Bool {
         switch phase {
         case .open: openStarted
-        case .running: pendingWrite || pendingEOF || pendingRead || (fromChannelOffset >= fromChannel.count && !remoteEOF) || !toChannel.isEmpty
+        case .running:
+            pendingWrite || pendingEOF || pendingRead || (fromChannelOffset >= fromChannel.count && !remoteEOF)
+                || !toChannel.isEmpty
         case .close, .free: true
         case .done: false
         }
@@ -162,7 +164,7 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
             writeLoop: while toChannelOffset < toChannel.count {
                 let rc = toChannel.withUnsafeBytes { raw in
                     cssh2_channel_write(
-                        channel, raw.baseAddress!.advanced(by: toChannelOffset).assumingMemoryBound(to: CChar.self),
+                        channel, raw.baseAddress?.advanced(by: toChannelOffset).assumingMemoryBound(to: CChar.self),
                         raw.count - toChannelOffset)
                 }
                 switch session.check(rc) {
@@ -204,7 +206,9 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
         if readProgress { progressed = true }
         while fromChannelOffset < fromChannel.count {
             let n = fromChannel.withUnsafeBytes { raw in
-                send(localFD, raw.baseAddress!.advanced(by: fromChannelOffset), raw.count - fromChannelOffset, Int32(MSG_NOSIGNAL))
+                send(
+                    localFD, raw.baseAddress?.advanced(by: fromChannelOffset), raw.count - fromChannelOffset,
+                    Int32(MSG_NOSIGNAL))
             }
             if n > 0 {
                 fromChannelOffset += n
@@ -231,7 +235,7 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
     private var readProgress = false
     private func readChannel(_ channel: OpaquePointer, _ loop: SessionLoop, _ session: SessionHandle) -> StepResult? {
         if fromChannelOffset >= fromChannel.count && !remoteEOF {
-            let rc = cssh2_channel_read(channel, buffer.baseAddress!.assumingMemoryBound(to: CChar.self), buffer.count)
+            let rc = cssh2_channel_read(channel, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), buffer.count)
             switch session.check(rc) {
             case .ok(0):
                 pendingRead = false

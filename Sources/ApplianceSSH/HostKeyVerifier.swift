@@ -23,13 +23,27 @@ public enum HostKeyFingerprint {
     }
 }
 
+/// A host's public key as known_hosts and `*.pub` files write it.
+public struct HostPublicKey: Sendable, Hashable {
+    /// `ssh-ed25519`, `ecdsa-sha2-nistp256`, ...
+    public var type: String
+    public var base64: String
+
+    /// `TYPE BASE64`, for a known_hosts line after the host pattern.
+    public var line: String { "\(type) \(base64)" }
+}
+
 /// Checks the server's host key after the key exchange and before authentication.
 /// Runs on a `SessionLoop` thread (it calls libssh2 on that loop's session).
 enum HostKeyVerifier {
     /// Serialises known_hosts updates within this process; `flock` serialises them across processes.
     private static let fileLock = NSLock()
 
-    static func verify(session: SessionHandle, endpoint: SSHEndpoint, policy: HostKeyPolicy) throws(SSHError) {
+    /// Returns the verified key as a known_hosts-style `TYPE BASE64` pair (when its type is known).
+    @discardableResult
+    static func verify(session: SessionHandle, endpoint: SSHEndpoint, policy: HostKeyPolicy) throws(SSHError)
+        -> HostPublicKey?
+    {
         let host = endpoint.displayName
         var keyLength = 0
         var keyType: Int32 = 0
@@ -45,14 +59,18 @@ enum HostKeyVerifier {
             presented = HostKeyFingerprint.sha256(ofKeyBlob: blob)
         }
 
-        let pins = policy.pinnedFingerprints.map(HostKeyFingerprint.normalize)
-        if pins.contains(presented) { return }
+        let verifiedKey = KnownHosts.keyTypeName(keyType).map {
+            HostPublicKey(type: $0, base64: Data(blob).base64EncodedString())
+        }
+        let pins = (policy.pinnedFingerprints + (policy.pinnedByHost[endpoint.host] ?? []))
+            .map(HostKeyFingerprint.normalize)
+        if pins.contains(presented) { return verifiedKey }
 
         var expected: [String] = pins
         if let path = policy.knownHostsFile {
             switch try KnownHosts.check(path: path, session: session, endpoint: endpoint, key: blob, keyType: keyType) {
             case .match:
-                return
+                return verifiedKey
             case .mismatch(let recorded):
                 expected += recorded
             case .notFound:
@@ -64,7 +82,7 @@ enum HostKeyVerifier {
         }
         if policy.trustNewHosts, let path = policy.knownHostsFile {
             try KnownHosts.append(path: path, endpoint: endpoint, key: blob, keyType: keyType, lock: fileLock)
-            return
+            return verifiedKey
         }
         throw .hostKeyUnknown(host: host, fingerprint: presented)
     }
@@ -126,7 +144,8 @@ enum KnownHosts {
             let rc = key.withUnsafeBufferPointer { buffer in
                 buffer.withMemoryRebound(to: CChar.self) {
                     cssh2_knownhost_checkp(
-                        hosts, endpoint.host, endpoint.port == 22 ? -1 : Int32(endpoint.port), $0.baseAddress, $0.count, keyBits, &found)
+                        hosts, endpoint.host, endpoint.port == 22 ? -1 : Int32(endpoint.port), $0.baseAddress, $0.count,
+                        keyBits, &found)
                 }
             }
             if rc == cssh2_knownhost_check_match() { return .match }
@@ -143,7 +162,8 @@ enum KnownHosts {
 
     /// Appends `[host]:port type base64` atomically: the new content is written to a temporary file
     /// in the same directory and renamed over the old one, under an in-process lock and an `flock`.
-    static func append(path: String, endpoint: SSHEndpoint, key: [UInt8], keyType: Int32, lock: NSLock) throws(SSHError) {
+    static func append(path: String, endpoint: SSHEndpoint, key: [UInt8], keyType: Int32, lock: NSLock) throws(SSHError)
+    {
         guard let typeName = keyTypeName(keyType) else {
             throw .knownHostsFile(path: path, reason: "unsupported host key type \(keyType)")
         }

@@ -88,6 +88,9 @@ public actor SSHConnection {
         return theirs
     }
 
+    /// The host key this connection verified before authenticating.
+    public nonisolated var hostKey: HostPublicKey? { loop.hostKey }
+
     /// Whether the session is still up. A pool replaces connections that are not.
     public nonisolated var isConnected: Bool { loop.deadReason == nil }
 
@@ -220,7 +223,8 @@ public actor SSHConnection {
             offset == 0
             ? "cat -- \(shellQuote(remotePath))"
             : "dd if=\(shellQuote(remotePath)) bs=1M skip=\(offset) iflag=skip_bytes status=none"
-        try await transfer(command, stdin: .none, stdoutFile: (fd, localPath), timeout: timeout, label: "download of \(remotePath)")
+        try await transfer(
+            command, stdin: .none, stdoutFile: (fd, localPath), timeout: timeout, label: "download of \(remotePath)")
         var info = stat()
         guard stat(localPath, &info) == 0 else { throw SSHError.localFile(path: localPath, reason: Socket.errnoText()) }
         return UInt64(info.st_size) - offset

@@ -54,12 +54,18 @@ public struct HostKeyPolicy: Sendable, Hashable {
     public var knownHostsFile: String?
     /// OpenSSH-style `SHA256:<base64 without padding>` fingerprints accepted for every host of this policy.
     public var pinnedFingerprints: [String]
+    /// Fingerprints pinned for one host only (by `SSHEndpoint.host`), as a site file pins them per node.
+    public var pinnedByHost: [String: [String]]
     /// Record the keys of unknown hosts instead of refusing them.
     public var trustNewHosts: Bool
 
-    public init(knownHostsFile: String? = nil, pinnedFingerprints: [String] = [], trustNewHosts: Bool = false) {
+    public init(
+        knownHostsFile: String? = nil, pinnedFingerprints: [String] = [], pinnedByHost: [String: [String]] = [:],
+        trustNewHosts: Bool = false
+    ) {
         self.knownHostsFile = knownHostsFile
         self.pinnedFingerprints = pinnedFingerprints
+        self.pinnedByHost = pinnedByHost
         self.trustNewHosts = trustNewHosts
     }
 }

@@ -53,7 +53,8 @@ public actor SSHPool {
         }
         let (policy, options, logger) = (self.policy, self.options, self.logger)
         let task = Task {
-            try await SSHConnection.connect(to: endpoint, policy: policy, options: options, logger: logger, via: bastion)
+            try await SSHConnection.connect(
+                to: endpoint, policy: policy, options: options, logger: logger, via: bastion)
         }
         connecting[endpoint] = task
         defer { connecting[endpoint] = nil }

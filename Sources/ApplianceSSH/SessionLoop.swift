@@ -78,6 +78,8 @@ final class SessionLoop: @unchecked Sendable {
 
     // Loop thread only.
     private(set) var session: SessionHandle?
+    /// The host key verified at connect (set on the loop thread before `start` returns, read-only after).
+    nonisolated(unsafe) private(set) var hostKey: HostPublicKey?
     private var socketFD: Int32 = -1
     private var active: [any LoopOperation] = []
     private var queued: [any LoopOperation] = []
@@ -86,7 +88,9 @@ final class SessionLoop: @unchecked Sendable {
     private var fatal: SSHError?
     private var peerClosedSeen = false
 
-    private init(endpoint: SSHEndpoint, policy: HostKeyPolicy, options: SSHOptions, logger: Logger, transport: Transport)
+    private init(
+        endpoint: SSHEndpoint, policy: HostKeyPolicy, options: SSHOptions, logger: Logger, transport: Transport
+    )
         throws(SSHError)
     {
         self.endpoint = endpoint
@@ -109,7 +113,8 @@ final class SessionLoop: @unchecked Sendable {
     ) async throws(SSHError) -> SessionLoop {
         let loop: SessionLoop
         do {
-            loop = try SessionLoop(endpoint: endpoint, policy: policy, options: options, logger: logger, transport: transport)
+            loop = try SessionLoop(
+                endpoint: endpoint, policy: policy, options: options, logger: logger, transport: transport)
         } catch {
             if case .socket(let fd) = transport { close(fd) }
             throw error
@@ -227,7 +232,7 @@ final class SessionLoop: @unchecked Sendable {
 
         try blockingCall("ssh handshake", deadline: deadline) { libssh2_session_handshake(session.raw, socketFD) }
 
-        try HostKeyVerifier.verify(session: session, endpoint: endpoint, policy: policy)
+        hostKey = try HostKeyVerifier.verify(session: session, endpoint: endpoint, policy: policy)
 
         try authenticate(session, deadline: deadline)
 
@@ -276,7 +281,9 @@ final class SessionLoop: @unchecked Sendable {
             if session.outboundBlocked { events |= Socket.pollOut }
         }
         if events == 0 { events = Socket.pollIn }
-        var fds = [pollfd(fd: socketFD, events: events, revents: 0), pollfd(fd: wake.read, events: Socket.pollIn, revents: 0)]
+        var fds = [
+            pollfd(fd: socketFD, events: events, revents: 0), pollfd(fd: wake.read, events: Socket.pollIn, revents: 0),
+        ]
         let n = poll(&fds, 2, timeout)
         if n > 0 && fds[1].revents != 0 { Socket.drain(wake.read) }
     }
@@ -316,7 +323,9 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     /// Tries each agent identity in turn. The agent socket itself is local and blocking.
-    private func authenticateWithAgent(_ session: SessionHandle, deadline: ContinuousClock.Instant, reasons: inout [String])
+    private func authenticateWithAgent(
+        _ session: SessionHandle, deadline: ContinuousClock.Instant, reasons: inout [String]
+    )
         throws(SSHError) -> Bool
     {
         guard let agent = libssh2_agent_init(session.raw) else {
@@ -454,13 +463,15 @@ final class SessionLoop: @unchecked Sendable {
         if active.contains(where: { $0.wantsInbound }) { events |= Socket.pollIn }
         if session.outboundBlocked { events |= Socket.pollOut }
         if !peerClosedSeen { events |= Socket.pollPeerClosed }
-        var fds = [pollfd(fd: socketFD, events: events, revents: 0), pollfd(fd: wake.read, events: Socket.pollIn, revents: 0)]
+        var fds = [
+            pollfd(fd: socketFD, events: events, revents: 0), pollfd(fd: wake.read, events: Socket.pollIn, revents: 0),
+        ]
         for op in active {
             if let extra = op.extraPoll { fds.append(pollfd(fd: extra.fd, events: extra.events, revents: 0)) }
         }
         var deadline = keepaliveAt
         for op in active {
-            if let d = op.deadline, deadline == nil || d < deadline! { deadline = d }
+            if let d = op.deadline, deadline.map({ d < $0 }) ?? true { deadline = d }
         }
         let n = poll(&fds, nfds_t(fds.count), Socket.pollTimeout(until: deadline))
         if n <= 0 { return true }

@@ -58,7 +58,8 @@ enum Socket {
         var list: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(host, String(port), &hints, &list)
         guard rc == 0, let first = list else {
-            throw .unreachable(host: host, reason: "cannot resolve name: \(String(cString: gai_strerror(rc)).lowercased())")
+            throw .unreachable(
+                host: host, reason: "cannot resolve name: \(String(cString: gai_strerror(rc)).lowercased())")
         }
         defer { freeaddrinfo(list) }
 

@@ -1,3 +1,4 @@
+import ApplianceTestSupport
 import Foundation
 import Testing
 
@@ -58,12 +59,17 @@ struct SSHServerTests {
             var count = 0
             var chunks = 0
             let exit = try await connection.exec(
-                "head -c \(total) /dev/zero", onStdout: { count += $0.count; chunks += 1 }, onStderr: { _ in })
+                "head -c \(total) /dev/zero",
+                onStdout: {
+                    count += $0.count; chunks += 1
+                }, onStderr: { _ in })
             let elapsed = (ContinuousClock.now - start).seconds
             #expect(exit.succeeded)
             #expect(count == total)
             let grown = Self.maxRSSMiB() - before
-            print("download stream: \(total / 1_000_000) MB in \(String(format: "%.2f", elapsed)) s = \(String(format: "%.0f", Double(total) / 1e6 / elapsed)) MB/s, \(chunks) chunks, max RSS grew \(grown) MiB")
+            print(
+                "download stream: \(total / 1_000_000) MB in \(String(format: "%.2f", elapsed)) s = \(String(format: "%.0f", Double(total) / 1e6 / elapsed)) MB/s, \(chunks) chunks, max RSS grew \(grown) MiB"
+            )
             #expect(grown < 100, "output must not accumulate in memory")
         }
     }
@@ -75,7 +81,8 @@ struct SSHServerTests {
             let refused = await #expect(throws: SSHError.self) {
                 try await SSHConnection.connect(to: server.endpoint(), policy: strict)
             }
-            #expect(refused == .hostKeyUnknown(host: "127.0.0.1:\(server.port)", fingerprint: server.hostKeyFingerprint))
+            #expect(
+                refused == .hostKeyUnknown(host: "127.0.0.1:\(server.port)", fingerprint: server.hostKeyFingerprint))
             #expect(refused?.category == .hostKey)
 
             let trusting = HostKeyPolicy(knownHostsFile: knownHosts, trustNewHosts: true)
@@ -102,7 +109,8 @@ struct SSHServerTests {
             let otherLine = try String(contentsOfFile: otherKey + ".pub", encoding: .utf8)
             let keyPart = otherLine.split(separator: " ").prefix(2).joined(separator: " ")
             let knownHosts = server.directory + "/known_hosts"
-            try "# comment\n[127.0.0.1]:\(server.port) \(keyPart)\n".write(toFile: knownHosts, atomically: true, encoding: .utf8)
+            try "# comment\n[127.0.0.1]:\(server.port) \(keyPart)\n".write(
+                toFile: knownHosts, atomically: true, encoding: .utf8)
 
             for trust in [false, true] {
                 let policy = HostKeyPolicy(knownHostsFile: knownHosts, trustNewHosts: trust)
@@ -110,7 +118,10 @@ struct SSHServerTests {
                     try await SSHConnection.connect(to: server.endpoint(), policy: policy)
                 }
                 #expect(
-                    error == .hostKeyChanged(host: "127.0.0.1:\(server.port)", expected: [otherFingerprint], presented: server.hostKeyFingerprint))
+                    error
+                        == .hostKeyChanged(
+                            host: "127.0.0.1:\(server.port)", expected: [otherFingerprint],
+                            presented: server.hostKeyFingerprint))
                 #expect(error?.message.contains(otherFingerprint) == true)
                 #expect(error?.message.contains(server.hostKeyFingerprint) == true)
             }
@@ -119,7 +130,8 @@ struct SSHServerTests {
 
             // A wrong pin is a changed key too.
             let pinError = await #expect(throws: SSHError.self) {
-                try await SSHConnection.connect(to: server.endpoint(), policy: HostKeyPolicy(pinnedFingerprints: [otherFingerprint]))
+                try await SSHConnection.connect(
+                    to: server.endpoint(), policy: HostKeyPolicy(pinnedFingerprints: [otherFingerprint]))
             }
             #expect(pinError?.category == .hostKey)
         }
@@ -133,11 +145,14 @@ struct SSHServerTests {
                 try await SSHConnection.connect(to: server.endpoint(identity: stranger), policy: server.pinned)
             }
             #expect(error?.category == .authentication)
-            if case .authenticationFailed(_, let user, _) = error { #expect(user == "root") } else {
+            if case .authenticationFailed(_, let user, _) = error {
+                #expect(user == "root")
+            } else {
                 Issue.record("expected authenticationFailed, got \(String(describing: error))")
             }
             let missing = await #expect(throws: SSHError.self) {
-                try await SSHConnection.connect(to: server.endpoint(identity: "/nonexistent/key"), policy: server.pinned)
+                try await SSHConnection.connect(
+                    to: server.endpoint(identity: "/nonexistent/key"), policy: server.pinned)
             }
             #expect(missing?.category == .authentication)
         }
@@ -159,7 +174,8 @@ struct SSHServerTests {
                 let endpoint = target.endpoint(jump: bastion.endpoint())
                 let both = HostKeyPolicy(pinnedFingerprints: [bastion.hostKeyFingerprint, target.hostKeyFingerprint])
                 let connection = try await SSHConnection.connect(to: endpoint, policy: both)
-                let out = try await connection.run("echo via-jump; cat", stdin: .bytes(Array(repeating: 65, count: 3 << 20)))
+                let out = try await connection.run(
+                    "echo via-jump; cat", stdin: .bytes(Array(repeating: 65, count: 3 << 20)))
                 #expect(out.stdout.prefix(8) == Array("via-jump".utf8)[...])
                 #expect(out.stdout.count == 9 + (3 << 20))
 
@@ -236,7 +252,9 @@ struct SSHServerTests {
             let down = (ContinuousClock.now - start).seconds
             #expect(received == UInt64(size))
             #expect(try TestSSHServer.shell("sha256sum '\(back)'").prefix(64) == localDigest)
-            print("upload \(size >> 20) MiB: \(String(format: "%.0f", Double(size) / 1e6 / up)) MB/s; download to file: \(String(format: "%.0f", Double(size) / 1e6 / down)) MB/s")
+            print(
+                "upload \(size >> 20) MiB: \(String(format: "%.0f", Double(size) / 1e6 / up)) MB/s; download to file: \(String(format: "%.0f", Double(size) / 1e6 / down)) MB/s"
+            )
 
             let missing = await #expect(throws: SSHError.self) {
                 try await connection.download(server.directory + "/nope", to: server.directory + "/nope.local")
@@ -270,7 +288,8 @@ struct SSHServerTests {
                 continuation.finish()
             }
             try await connection.upload(stream, to: streamed, offset: 2)
-            let head = try await connection.runChecked("head -c 4 \(shellQuote(streamed)); stat -c %s \(shellQuote(streamed))")
+            let head = try await connection.runChecked(
+                "head -c 4 \(shellQuote(streamed)); stat -c %s \(shellQuote(streamed))")
             #expect(head.stdoutText == "AABB\(2 + 64 * 65536)\n")
 
             // Download from an offset.

@@ -7,7 +7,8 @@ import Testing
     @Test func sha256MatchesKnownVectors() {
         let hex = { (b: [UInt8]) in b.map { String(format: "%02x", $0) }.joined() }
         #expect(hex(SHA256.hash([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(
+            hex(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
         let long = [UInt8](repeating: UInt8(ascii: "a"), count: 1_000_000)
         #expect(hex(SHA256.hash(long)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }

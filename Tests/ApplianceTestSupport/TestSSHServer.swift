@@ -1,7 +1,6 @@
+import ApplianceSSH
 import Foundation
 import Testing
-
-@testable import ApplianceSSH
 
 #if canImport(Glibc)
     import Glibc
@@ -9,28 +8,29 @@ import Testing
 
 extension Tag {
     /// Tests that start real OpenSSH servers on loopback.
-    @Tag static var sshd: Self
+    @Tag public static var sshd: Self
 }
 
 /// A real OpenSSH server on 127.0.0.1 with throw-away ed25519 host and user keys in a temporary
 /// directory. `TestSSHServer.with { … }` starts it and always stops it and deletes the directory.
-final class TestSSHServer: Sendable {
-    let directory: String
-    let port: Int
-    let hostKeyFingerprint: String
-    let hostPublicKeyLine: String
-    let userKey: String
-    private let pid: pid_t
+public final class TestSSHServer: Sendable {
+    public let directory: String
+    public let port: Int
+    public let hostKeyFingerprint: String
+    public let hostPublicKeyLine: String
+    public let userKey: String
+    private let pidBox = PIDBox()
+    private var pid: pid_t { pidBox.value }
 
     /// Why real-server tests cannot run here, or nil.
-    static let unavailableReason: String? = {
+    public static let unavailableReason: String? = {
         if getuid() != 0 { return "not root: sshd tests need root (PermitRootLogin, /run/sshd)" }
         if !FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") { return "no /usr/sbin/sshd" }
         if !FileManager.default.isExecutableFile(atPath: "/usr/bin/ssh-keygen") { return "no ssh-keygen" }
         return nil
     }()
 
-    static var available: Bool {
+    public static var available: Bool {
         if let reason = unavailableReason {
             print("skipping sshd tests: \(reason)")
             return false
@@ -38,13 +38,13 @@ final class TestSSHServer: Sendable {
         return true
     }
 
-    static func with<R>(_ body: (TestSSHServer) async throws -> R) async throws -> R {
+    public static func with<R>(_ body: (TestSSHServer) async throws -> R) async throws -> R {
         let server = try TestSSHServer()
         defer { server.stop() }
         return try await body(server)
     }
 
-    init() throws {
+    public init() throws {
         let directory = NSTemporaryDirectory() + "appliance-sshd-" + UUID().uuidString.prefix(8)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try? FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true)
@@ -83,40 +83,64 @@ final class TestSSHServer: Sendable {
                 ["/usr/sbin/sshd", "-D", "-e", "-f", directory + "/sshd_config"], stderrPath: directory + "/sshd.log")
             if Self.waitForPort(port, pid: pid) {
                 self.port = port
-                self.pid = pid
+                pidBox.value = pid
                 return
             }
             Self.terminate(pid)
             lastError = TestServerError(
-                message: "sshd did not start: " + ((try? String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)) ?? ""))
+                message: "sshd did not start: "
+                    + ((try? String(contentsOfFile: directory + "/sshd.log", encoding: .utf8)) ?? ""))
         }
         try? FileManager.default.removeItem(atPath: directory)
         throw lastError ?? TestServerError(message: "sshd did not start")
     }
 
-    func stop() {
+    /// Kills sshd and every session it forked, as a node losing power would (the directory stays).
+    public func kill() {
+        Self.killTree(pid)
+    }
+
+    /// Starts sshd again on the same port with the same keys.
+    public func restart() throws {
+        let pid = try Self.spawn(
+            ["/usr/sbin/sshd", "-D", "-e", "-f", directory + "/sshd_config"], stderrPath: directory + "/sshd.log")
+        guard Self.waitForPort(port, pid: pid) else { throw TestServerError(message: "sshd did not restart") }
+        pidBox.value = pid
+    }
+
+    static func killTree(_ pid: pid_t) {
+        let children = (try? shell("ps -o pid= --ppid \(pid)")) ?? ""
+        for c in children.split(separator: "\n").compactMap({ pid_t($0.trimmingCharacters(in: .whitespaces)) }) {
+            killTree(c)
+        }
+        Glibc.kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, WNOHANG)
+    }
+
+    public func stop() {
         Self.terminate(pid)
         try? FileManager.default.removeItem(atPath: directory)
     }
 
-    func endpoint(identity: String? = nil, jump: SSHEndpoint? = nil) -> SSHEndpoint {
+    public func endpoint(identity: String? = nil, jump: SSHEndpoint? = nil) -> SSHEndpoint {
         SSHEndpoint(host: "127.0.0.1", port: port, user: "root", identityFile: identity ?? userKey, jump: jump)
     }
 
-    var pinned: HostKeyPolicy { HostKeyPolicy(pinnedFingerprints: [hostKeyFingerprint]) }
+    public var pinned: HostKeyPolicy { HostKeyPolicy(pinnedFingerprints: [hostKeyFingerprint]) }
 
-    func connect(options: SSHOptions = SSHOptions()) async throws -> SSHConnection {
+    public func connect(options: SSHOptions = SSHOptions()) async throws -> SSHConnection {
         try await SSHConnection.connect(to: endpoint(), policy: pinned, options: options)
     }
 
     // MARK: helpers
 
-    struct TestServerError: Error, CustomStringConvertible {
-        let message: String
-        var description: String { message }
+    public struct TestServerError: Error, CustomStringConvertible {
+        public let message: String
+        public var description: String { message }
     }
 
-    static func spawn(_ argv: [String], stdoutFD: Int32? = nil, stderrPath: String? = nil) throws -> pid_t {
+    public static func spawn(_ argv: [String], stdoutFD: Int32? = nil, stderrPath: String? = nil) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -135,14 +159,14 @@ final class TestSSHServer: Sendable {
         return pid
     }
 
-    static func terminate(_ pid: pid_t) {
-        kill(pid, SIGTERM)
+    public static func terminate(_ pid: pid_t) {
+        Glibc.kill(pid, SIGTERM)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
     }
 
     @discardableResult
-    static func shell(_ command: String) throws -> String {
+    public static func shell(_ command: String) throws -> String {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw TestServerError(message: "pipe failed") }
         let pid: pid_t
@@ -168,11 +192,11 @@ final class TestSSHServer: Sendable {
         return String(decoding: output, as: UTF8.self)
     }
 
-    static func keygen(_ path: String) throws {
+    public static func keygen(_ path: String) throws {
         try shell("ssh-keygen -q -t ed25519 -N '' -C test -f '\(path)'")
     }
 
-    static func fingerprint(ofPublicKeyFile path: String) throws -> String {
+    public static func fingerprint(ofPublicKeyFile path: String) throws -> String {
         let line = try shell("ssh-keygen -l -E sha256 -f '\(path)'")
         guard let fp = line.split(separator: " ").first(where: { $0.hasPrefix("SHA256:") }) else {
             throw TestServerError(message: "no fingerprint in \(line)")
@@ -180,7 +204,7 @@ final class TestSSHServer: Sendable {
         return String(fp)
     }
 
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
@@ -197,7 +221,7 @@ final class TestSSHServer: Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    static func waitForPort(_ port: Int, pid: pid_t) -> Bool {
+    public static func waitForPort(_ port: Int, pid: pid_t) -> Bool {
         for _ in 0..<100 {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid { return false }
@@ -216,5 +240,15 @@ final class TestSSHServer: Sendable {
             usleep(50_000)
         }
         return false
+    }
+}
+
+/// The current sshd pid of a test server (replaced on restart).
+final class PIDBox: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var pid: pid_t = 0
+    var value: pid_t {
+        get { lock.withLock { pid } }
+        set { lock.withLock { pid = newValue } }
     }
 }

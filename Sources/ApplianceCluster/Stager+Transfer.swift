@@ -1,0 +1,221 @@
+import ApplianceBundle
+import ApplianceSSH
+import Foundation
+
+extension Stager {
+    /// One chain transfer: sets up the relay and temporary peer credentials, streams the pieces into the
+    /// first node, and always removes what it set up. Returns relay failures reported per node.
+    func transfer(_ plan: ChainPlan, _ chain: [StagingNode]) async throws -> [String: String] {
+        guard let head = chain.first, !plan.pieces.isEmpty else { return [:] }
+        let run = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
+        let keys = try PeerKey.generate(comment: "appliance-staging-\(run)")
+        defer { keys.remove() }
+
+        // Peers trust exactly the host key this admin host verified for each node.
+        let hostKeys = await forEachNode(chain) { stager, node in
+            guard let key = try await stager.pool.connection(for: node.endpoint).hostKey else {
+                throw ClusterError.node(node: node.name, reason: "its host key type is not supported for relaying")
+            }
+            return key.line
+        }
+        var failures: [String: String] = [:]
+        var setUp: [StagingNode] = []
+        do {
+            for (i, node) in chain.enumerated() {
+                let next = i + 1 < chain.count ? chain[i + 1] : nil
+                var files: [(String, [UInt8], UInt32)] = [
+                    ("relay-\(run).sh", Array(NodeScripts.relay.utf8), 0o700),
+                    ("want-\(run)", Array(((plan.wants[node.name] ?? []).joined(separator: "\n") + "\n").utf8), 0o600),
+                ]
+                if let next {
+                    guard case .success(let text)? = hostKeys[next.name] else {
+                        throw ClusterError.node(node: next.name, reason: "cannot read its SSH host keys for the relay")
+                    }
+                    let host =
+                        next.endpoint.port == 22 ? next.endpoint.host : "[\(next.endpoint.host)]:\(next.endpoint.port)"
+                    let known =
+                        text.split(separator: "\n").map { line -> String in
+                            let f = line.split(separator: " ")
+                            return f.count >= 2 ? "\(host) \(f[0]) \(f[1])" : ""
+                        }.filter { !$0.isEmpty }.joined(separator: "\n") + "\n"
+                    files.append(("known-hosts-\(run)", Array(known.utf8), 0o600))
+                    files.append(("peer-key-\(run)", keys.privateKey, 0o600))
+                }
+                // Only the previous node of the chain may log in with the key, and only to relay.
+                let authLine: String? =
+                    i == 0
+                    ? nil
+                    : "from=\"\(chain[i - 1].endpoint.host)\",restrict \(keys.publicKey) appliance-staging-\(run)"
+                setUp.append(node)
+                try await setup(node, run: run, files: files, authorizedLine: authLine)
+            }
+
+            // The stream: headers and data read on a dedicated thread, paced when a cap is set.
+            let onEvent = self.onEvent
+            let counter = ByteCounter()
+            let sink = progressSink
+            let already = bytesSent
+            let stream = try PieceStream(bundlePath: bundle.archive.path, pieces: plan.pieces) { _, n in
+                counter.add(n)
+                onEvent(.bytesSent(n))
+                sink?(already + counter.value)
+            }
+            let pump = ChunkPump { try stream.next() }
+            defer { pump.cancel() }
+            let hops = chain.dropFirst().map {
+                "\(shellQuote($0.endpoint.host)) \($0.endpoint.port) \(shellQuote($0.endpoint.user)) \(shellQuote(store(of: $0)))"
+            }
+            let prefix = head.endpoint.sudo && head.endpoint.user != "root" ? "sudo -n " : ""
+            let command =
+                "\(env(head)) PEER_PREFIX=\(shellQuote(prefix)) sh \(shellQuote(store(of: head) + "/.staging/relay-\(run).sh")) \(run) \(hops.joined(separator: " "))"
+            let stderr = Locked<[UInt8]>([])
+            let conn = try await pool.connection(for: head.endpoint)
+            let result = try await conn.exec(
+                command, stdin: .stream(pump.stream(bytesPerSecond: bytesPerSecond)), label: "relay into \(head.name)",
+                onStdout: { _ in }, onStderr: { chunk in stderr.withLock { $0 += chunk } })
+            addBytesSent(counter.value)
+            let text = String(decoding: stderr.withLock { $0 }, as: UTF8.self)
+            for line in text.split(separator: "\n") where line.hasPrefix("relay-failed ") {
+                let f = line.split(separator: " ", maxSplits: 2)
+                guard f.count >= 2 else { continue }
+                let who = String(f[1])
+                let node = chain.first { $0.name == who || $0.endpoint.host == who }?.name ?? who
+                failures[node] = f.count > 2 ? String(f[2]) : "relay failed"
+            }
+            if !result.succeeded {
+                logger.warning("relay chain ended with \(result): \(text.suffix(500))")
+                if failures.isEmpty { failures[head.name] = "relay \(result)" }
+            }
+        } catch {
+            await cleanup(setUp, run: run)
+            // A chain that could not even start: the first node is the one to blame unless a node was named.
+            if let e = error as? SSHError, let host = e.host {
+                let node = chain.first { $0.endpoint.host == host || $0.endpoint.description.contains(host) }
+                failures[node?.name ?? head.name] = e.message
+                return failures
+            }
+            throw error
+        }
+        await cleanup(setUp, run: run)
+        return failures
+    }
+
+    func addBytesSent(_ n: Int64) { bytesSent += n }
+
+    private func setup(_ node: StagingNode, run: String, files: [(String, [UInt8], UInt32)], authorizedLine: String?)
+        async throws
+    {
+        var tar: [UInt8] = []
+        for (name, data, _) in files {
+            tar += PieceStream.header(name: name, size: Int64(data.count))
+            tar += data
+            tar += [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
+        }
+        tar += [UInt8](repeating: 0, count: 1024)
+        let chmods = files.map { "chmod \(String($0.2, radix: 8)) \"$dir\"/\(shellQuote($0.0))" }.joined(
+            separator: "; ")
+        let user = node.endpoint.user
+        var cmd = """
+            set -e; \(env(node)); dir="$STORE/.staging"; mkdir -p "$dir"; chmod 700 "$dir"; \
+            tar -x -f - -C "$dir" --no-same-owner; \(chmods)
+            """
+        if let authorizedLine {
+            cmd += """
+                ; \(node.authorizedKeysAssignment); mkdir -p "$(dirname "$f")"; \
+                if [ ! -e "$f" ]; then : >"$f"; chmod 600 "$f"; chown \(shellQuote(user)) "$(dirname "$f")" "$f"; fi; \
+                printf '%s\\n' \(shellQuote(authorizedLine)) >>"$f"
+                """
+        }
+        let out = try await pool.run(
+            node.endpoint, cmd, stdin: .bytes(tar), timeout: .seconds(60), label: "relay setup on \(node.name)")
+        guard out.exit.succeeded else {
+            throw ClusterError.node(node: node.name, reason: "relay setup failed: \(out.stderrText)")
+        }
+    }
+
+    /// Removes a run's relay files and authorized_keys lines; with `run == nil`, those of every earlier run
+    /// (a crashed admin host leaves them behind).
+    func cleanup(_ list: [StagingNode], run: String?) async {
+        _ = await forEachNode(list) { stager, node in
+            let tag = run.map { "appliance-staging-\($0)" } ?? "appliance-staging-"
+            let files =
+                run.map { "relay-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-*" }
+                ?? "*"
+            let cmd = """
+                \(stager.env(node)); dir="$STORE/.staging"; ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
+                \(node.authorizedKeysAssignment); if [ -f "$f" ] && grep -q \(shellQuote(tag)) "$f"; then \
+                grep -v \(shellQuote(tag)) "$f" >"$f.appliance-tmp" || true; cat "$f.appliance-tmp" >"$f"; rm -f "$f.appliance-tmp"; fi
+                """
+            _ = try await stager.pool.run(
+                node.endpoint, cmd, timeout: .seconds(30), label: "relay cleanup on \(node.name)")
+        }
+    }
+
+    /// Removes relay leftovers of crashed runs from every reachable node.
+    public func removeLeftovers() async {
+        await cleanup(nodes, run: nil)
+    }
+}
+
+/// An ephemeral ed25519 key pair for node-to-node relay logins, made with ssh-keygen in a private
+/// temporary directory and removed after the run.
+struct PeerKey {
+    let directory: String
+    let privateKey: [UInt8]
+    let publicKey: String
+
+    static func generate(comment: String) throws -> PeerKey {
+        let dir = NSTemporaryDirectory() + "appliance-peer-" + UUID().uuidString
+        guard mkdir(dir, 0o700) == 0 else { throw ClusterError.io(path: dir, reason: String(cString: strerror(errno))) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/ssh-keygen")
+        p.arguments = ["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", dir + "/key"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        do {
+            try p.run()
+        } catch {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw ClusterError.io(path: "/usr/bin/ssh-keygen", reason: "cannot run ssh-keygen (install openssh-client)")
+        }
+        p.waitUntilExit()
+        guard p.terminationStatus == 0, let priv = FileManager.default.contents(atPath: dir + "/key"),
+            let pub = FileManager.default.contents(atPath: dir + "/key.pub")
+        else {
+            try? FileManager.default.removeItem(atPath: dir)
+            throw ClusterError.io(path: dir, reason: "ssh-keygen failed")
+        }
+        let fields = String(decoding: pub, as: UTF8.self).split(separator: " ")
+        return PeerKey(directory: dir, privateKey: Array(priv), publicKey: fields.prefix(2).joined(separator: " "))
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// A thread-safe byte counter.
+final class ByteCounter: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var n: Int64 = 0
+    func add(_ d: Int64) {
+        lock.lock()
+        n += d
+        lock.unlock()
+    }
+    var value: Int64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return n
+    }
+}
+
+/// A lock-protected value.
+final class Locked<Value>: @unchecked Sendable {  // every access goes through `lock`
+    private var value: Value
+    private let lock = NSLock()
+    init(_ value: Value) { self.value = value }
+    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+        lock.lock()
+        defer { lock.unlock() }
+        return try body(&value)
+    }
+}

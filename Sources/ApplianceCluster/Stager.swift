@@ -1,0 +1,292 @@
+import ApplianceBundle
+import ApplianceModel
+import ApplianceSSH
+import Foundation
+import Logging
+
+/// A node staging talks to: its name, how to log in, its roles, and the address peers use to reach it.
+public struct StagingNode: Sendable, Equatable {
+    public var name: String
+    public var endpoint: SSHEndpoint
+    public var roles: [NodeRole]
+    /// The node's store, when it differs from the stager's default (tests run several "nodes" on one host).
+    public var store: String?
+    /// Where the node's sshd reads the login user's keys, when not `~USER/.ssh/authorized_keys`.
+    public var authorizedKeysFile: String?
+
+    public init(
+        name: String, endpoint: SSHEndpoint, roles: [NodeRole], store: String? = nil, authorizedKeysFile: String? = nil
+    ) {
+        self.name = name
+        self.endpoint = endpoint
+        self.roles = roles
+        self.store = store
+        self.authorizedKeysFile = authorizedKeysFile
+    }
+
+    /// Shell text that sets `f` to the authorized_keys file of the login user.
+    var authorizedKeysAssignment: String {
+        if let authorizedKeysFile { return "f=\(shellQuote(authorizedKeysFile))" }
+        return "f=\"$(getent passwd \(shellQuote(endpoint.user)) | cut -d: -f6)/.ssh/authorized_keys\""
+    }
+}
+
+/// What staging reports as it goes (drives progress displays and the plan's step progress).
+public enum StagingEvent: Sendable {
+    case inventoried(node: String, need: Int64, have: Int)
+    case chainStarted(nodes: [String], bytes: Int64, round: Int)
+    case bytesSent(Int64)
+    case nodeFailed(node: String, reason: String)
+    case nodeStaged(node: String)
+}
+
+/// Stages a verified bundle onto nodes' content-addressed stores.
+///
+/// How: ask every node what it holds; plan one chain through the nodes that miss something; stream the
+/// missing byte ranges (a tar of `<digest>.<offset>` pieces) from the admin host into the first node, where a
+/// relay keeps what that node needs and passes the whole stream on to the next node over SSH with a
+/// temporary key. Each link carries the data once, so N nodes take about the time of one. Nodes then
+/// check every digest before a blob becomes visible in the store. A node that fails (unreachable, disk full,
+/// dies mid-transfer) is reported and left out of the next round; the others carry on. Temporary keys,
+/// authorized_keys lines, scripts and FIFOs are removed when the transfer ends, and any left by a
+/// crashed run are removed at the start of the next.
+public actor Stager {
+    public let bundle: VerifiedBundle
+    public let nodes: [StagingNode]
+    public let pool: SSHPool
+    public let store: String
+    public let bytesPerSecond: Int64?
+    let logger: Logger
+    let onEvent: @Sendable (StagingEvent) -> Void
+
+    private var locations: [SHA256Digest: TarIndex.Location] = [:]
+    private var inventories: [String: NodeInventory] = [:]
+    public private(set) var failures: [String: ClusterError.NodeFailure] = [:]
+    /// Payload bytes sent by the admin host in this run.
+    public internal(set) var bytesSent: Int64 = 0
+    var progressSink: (@Sendable (Int64) -> Void)?
+
+    public init(
+        bundle: VerifiedBundle, nodes: [StagingNode], pool: SSHPool, store: String = "/var/lib/appliance/store",
+        bytesPerSecond: Int64? = nil, logger: Logger, onEvent: @escaping @Sendable (StagingEvent) -> Void = { _ in }
+    ) {
+        self.bundle = bundle
+        self.nodes = nodes
+        self.pool = pool
+        self.store = store
+        self.bytesPerSecond = bytesPerSecond
+        self.logger = logger
+        self.onEvent = onEvent
+    }
+
+    /// Blobs a node with these roles must hold, with sizes.
+    public func required(for node: StagingNode) -> [SHA256Digest: Int64] {
+        var out: [SHA256Digest: Int64] = [:]
+        for (_, a) in bundle.manifest.allArtifacts where a.applies(to: node.roles) { out[a.sha256] = a.size }
+        return out
+    }
+
+    nonisolated func store(of node: StagingNode) -> String { node.store ?? store }
+
+    nonisolated func env(_ node: StagingNode) -> String { "STORE=\(shellQuote(store(of: node)))" }
+
+    /// Runs a node script; stdout is parsed by the caller.
+    func script(_ node: StagingNode, _ body: String, args: [String] = [], stdin: SSHInput = .none, label: String)
+        async throws -> String
+    {
+        let command =
+            "\(env(node)) sh -c \(shellQuote(body)) appliance-\(label) \(args.map(shellQuote).joined(separator: " "))"
+        let out = try await pool.run(
+            node.endpoint, command, stdin: stdin, timeout: .seconds(600), label: "\(label) on \(node.name)")
+        guard out.exit.succeeded else {
+            let err = out.stderrText.split(separator: "\n").last.map(String.init) ?? out.exit.description
+            let detail = out.stdoutText.split(separator: "\n").first { $0.hasPrefix("error ") }.map(String.init)
+            throw ClusterError.node(node: node.name, reason: "\(label) failed: \(detail ?? err)")
+        }
+        return out.stdoutText
+    }
+
+    /// Asks one node what it holds.
+    public func inventory(_ node: StagingNode) async throws -> NodeInventory {
+        do {
+            let inv = try NodeInventory.parse(try await script(node, NodeScripts.inventory, label: "inventory"))
+            inventories[node.name] = inv
+            return inv
+        } catch let e as ClusterError {
+            if case .node(_, let reason) = e { throw ClusterError.node(node: node.name, reason: reason) }
+            throw e
+        }
+    }
+
+    /// Everything: inventory, rounds of chain transfers, finalize. Returns the nodes now fully staged.
+    @discardableResult
+    public func stage(maxRounds: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> [String] {
+        locations = try bundle.archive.blobLocations()
+        progressSink = progress
+        var staged: [String] = []
+        var pending = nodes
+        for round in 1...maxRounds {
+            // 1. Inventory (in parallel); unreachable nodes fail here.
+            let results = await forEachNode(pending) { stager, node in try await stager.inventory(node) }
+            var needs: [String: [SHA256Digest: Int64]] = [:]
+            var partials: [String: [SHA256Digest: Int64]] = [:]
+            var candidates: [StagingNode] = []
+            for node in pending {
+                guard case .success(let inv) = results[node.name] else {
+                    if case .failure(let e) = results[node.name] { fail(node.name, e) }
+                    continue
+                }
+                let missing = required(for: node).filter { !inv.have.contains($0.key) }
+                let stillToReceive = missing.reduce(Int64(0)) {
+                    $0 + $1.value - min(inv.partial[$1.key] ?? 0, $1.value)
+                }
+                onEvent(.inventoried(node: node.name, need: stillToReceive, have: inv.have.count))
+                if missing.isEmpty {
+                    staged.append(node.name)
+                    continue
+                }
+                // Room for what is still to come, plus 1 GiB so the node's own services keep working.
+                let headroom: Int64 = 1 << 30
+                if inv.freeBytes < stillToReceive + min(headroom, inv.freeBytes / 10 + 1)
+                    && inv.freeBytes < stillToReceive + headroom
+                {
+                    if inv.freeBytes < stillToReceive {
+                        fail(
+                            node.name,
+                            ClusterError.node(
+                                node: node.name,
+                                reason:
+                                    "disk full: needs \(stillToReceive) bytes in \(store(of: node)), \(inv.freeBytes) free"
+                            ))
+                        continue
+                    }
+                }
+                needs[node.name] = missing
+                partials[node.name] = inv.partial
+                candidates.append(node)
+            }
+            if candidates.isEmpty { break }
+            // Relay files and keys of a run that crashed (or of a node that was down at cleanup) go first.
+            if round == 1 { await cleanup(candidates, run: nil) }
+            let plan = ChainPlan.make(
+                order: candidates.map(\.name), needs: needs, partials: partials, locations: locations)
+            onEvent(.chainStarted(nodes: plan.nodes, bytes: plan.payloadBytes, round: round))
+            logger.info(
+                "round \(round): sending \(plan.payloadBytes) bytes through \(plan.nodes.joined(separator: " -> "))")
+            let chainNodes = plan.nodes.compactMap { n in candidates.first { $0.name == n } }
+            let relayFailures = try await transfer(plan, chainNodes)
+            // 2. Finalize every chain node: digests checked on the node, blobs made visible.
+            let chainNeeds = needs
+            let finals = await forEachNode(chainNodes) { stager, node in
+                try await stager.finalize(node, chainNeeds[node.name] ?? [:])
+            }
+            var next: [StagingNode] = []
+            for node in chainNodes {
+                switch finals[node.name] {
+                case .success(let report)?:
+                    if report.bad.isEmpty {
+                        staged.append(node.name)
+                    } else if report.bad.values.contains(where: { $0.hasPrefix("digest") }) {
+                        fail(
+                            node.name,
+                            ClusterError.node(
+                                node: node.name, reason: "a blob arrived damaged (digest mismatch); it was discarded"))
+                        next.append(node)
+                    } else {
+                        if let reason = relayFailures[node.name] {
+                            failures[node.name] = .init(node: node.name, reason: reason, status: .remoteCommandFailed)
+                        }
+                        next.append(node)
+                    }
+                case .failure(let e)?: fail(node.name, e)
+                case nil: break
+                }
+            }
+            pending = next
+            if pending.isEmpty { break }
+        }
+        for node in pending where failures[node.name] == nil {
+            failures[node.name] = .init(
+                node: node.name, reason: "still missing blobs after \(maxRounds) rounds", status: .remoteCommandFailed)
+        }
+        for n in staged {
+            failures[n] = nil
+            onEvent(.nodeStaged(node: n))
+        }
+        return staged
+    }
+
+    private func fail(_ node: String, _ error: Error) {
+        let f = Self.failure(node: node, error)
+        failures[node] = f
+        onEvent(.nodeFailed(node: node, reason: f.reason))
+    }
+
+    static func failure(node: String, _ error: Error) -> ClusterError.NodeFailure {
+        if let e = error as? SSHError {
+            let status: ExitStatus =
+                switch e.category {
+                case .unreachable: .unreachable
+                case .authentication, .hostKey: .authentication
+                case .remote: .remoteCommandFailed
+                case .cancelled: .interrupted
+                case .internal: .internal
+                }
+            return .init(node: node, reason: e.message, status: status)
+        }
+        if let e = error as? ClusterError, case .node(_, let reason) = e {
+            return .init(node: node, reason: reason, status: .remoteCommandFailed)
+        }
+        return .init(node: node, reason: "\(error)", status: .internal)
+    }
+
+    /// Runs `body` for every node with bounded parallelism; results by node name.
+    func forEachNode<T: Sendable>(
+        _ list: [StagingNode], limit: Int = 32, _ body: @escaping @Sendable (Stager, StagingNode) async throws -> T
+    ) async -> [String: Result<T, Error>] {
+        await withTaskGroup(of: (String, Result<T, Error>).self) { group in
+            var out: [String: Result<T, Error>] = [:]
+            var iterator = list.makeIterator()
+            var running = 0
+            func launch() {
+                guard let n = iterator.next() else { return }
+                running += 1
+                group.addTask { [self] in
+                    do { return (n.name, .success(try await body(self, n))) } catch { return (n.name, .failure(error)) }
+                }
+            }
+            for _ in 0..<max(1, limit) { launch() }
+            while running > 0, let (name, r) = await group.next() {
+                running -= 1
+                out[name] = r
+                launch()
+            }
+            return out
+        }
+    }
+
+    func finalize(_ node: StagingNode, _ need: [SHA256Digest: Int64]) async throws -> FinalizeReport {
+        let list = need.sorted { $0.key < $1.key }.map { "\($0.key.hex) \($0.value)\n" }.joined()
+        let text = try await script(node, NodeScripts.finalize, stdin: .bytes(Array(list.utf8)), label: "finalize")
+        return try FinalizeReport.parse(text)
+    }
+
+    /// Records the bundle's manifest and signature on a node (after all its blobs are in the store).
+    public func record(_ node: StagingNode) async throws {
+        let dir = "\(store(of: node))/bundles/\(bundle.manifest.version)"
+        var payload = Array(bundle.archive.manifestData)
+        let sig = bundle.archive.signatureData.map(Array.init) ?? []
+        let cmd = """
+            set -e; mkdir -p \(shellQuote(dir)); head -c \(payload.count) > \(shellQuote(dir + "/manifest.yaml.tmp")); \
+            cat > \(shellQuote(dir + "/manifest.yaml.sig.tmp")); \
+            mv \(shellQuote(dir + "/manifest.yaml.sig.tmp")) \(shellQuote(dir + "/manifest.yaml.sig")); \
+            mv \(shellQuote(dir + "/manifest.yaml.tmp")) \(shellQuote(dir + "/manifest.yaml"))
+            """
+        payload += sig
+        let out = try await pool.run(
+            node.endpoint, cmd, stdin: .bytes(payload), timeout: .seconds(60), label: "record on \(node.name)")
+        guard out.exit.succeeded else {
+            throw ClusterError.node(node: node.name, reason: "recording the manifest failed: \(out.stderrText)")
+        }
+    }
+}

@@ -1,0 +1,89 @@
+import ApplianceCluster
+import ApplianceModel
+import AppliancePlan
+import ApplianceSSH
+import Foundation
+
+/// What commands that change a cluster share: the site, its SSH pool, the cluster's state directory
+/// (journal, lock, operation parameters).
+struct ClusterSession: Sendable {
+    let site: SiteInventory
+    let pool: SSHPool
+    let stateDirectory: URL
+
+    static func open(_ options: SiteOptions, ctx: CommandContext) throws -> ClusterSession {
+        let site = try SiteInventory.load(path: options.inventory)
+        let policy = HostKeyPolicy(
+            knownHostsFile: site.ssh.knownHostsFile,
+            pinnedFingerprints: [],
+            pinnedByHost: Dictionary(
+                site.hosts.filter { !$0.hostKeyFingerprints.isEmpty }.map { ($0.address, $0.hostKeyFingerprints) },
+                uniquingKeysWith: { a, b in a + b }),
+            trustNewHosts: options.trustNewHosts)
+        if options.trustNewHosts && site.ssh.knownHostsFile == nil {
+            throw ClusterError.noNodes(
+                reason: "--trust-new-hosts needs 'spec.ssh.knownHosts' in the site file, to record the keys in")
+        }
+        let sshOptions = SSHOptions(connectTimeout: .seconds(site.ssh.connectTimeoutSeconds))
+        let pool = SSHPool(
+            policy: policy, options: sshOptions, maxTotal: max(8, site.ssh.parallelism * 2), logger: ctx.logger)
+        let dir = URL(fileURLWithPath: RunLog.stateDirectory()).appendingPathComponent("clusters/\(site.name)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return ClusterSession(site: site, pool: pool, stateDirectory: dir)
+    }
+
+    func endpoint(for host: SiteInventory.Host) -> SSHEndpoint {
+        var jump: SSHEndpoint?
+        if let j = site.ssh.jumpHost {
+            jump = SSHEndpoint(
+                host: j.address, port: j.port, user: j.user ?? site.ssh.user, identityFile: site.ssh.identityFile,
+                useAgent: site.ssh.useAgent)
+        }
+        return SSHEndpoint(
+            host: host.address, port: site.port(for: host), user: site.user(for: host),
+            identityFile: site.ssh.identityFile, useAgent: site.ssh.useAgent, sudo: site.ssh.sudo, jump: jump)
+    }
+
+    func stagingNodes(only names: [String]) throws -> [StagingNode] {
+        let hosts =
+            names.isEmpty
+            ? site.hosts
+            : try names.map { n in
+                guard let h = site.host(named: n) else {
+                    throw ClusterError.noNodes(
+                        reason:
+                            "no host named '\(n)' in \(site.sourcePath ?? "the site"); hosts: \(site.hosts.map(\.name).joined(separator: ", "))"
+                    )
+                }
+                return h
+            }
+        return hosts.map { StagingNode(name: $0.name, endpoint: endpoint(for: $0), roles: $0.roles) }
+    }
+
+    func journal() throws -> Journal { try Journal(stateDirectory: stateDirectory) }
+}
+
+/// The parameters an operation was started with, kept beside the journal so `plan resume` can rebuild it.
+struct OperationParameters: Codable {
+    var kind: String
+    var site: String
+    var bundle: String?
+    var trustedKeys: [String]
+    var allowUnsigned: Bool
+    var nodes: [String]
+    var bytesPerSecond: Int64?
+
+    static func path(_ dir: URL, operation: String) -> URL {
+        dir.appendingPathComponent("operations/\(operation).json")
+    }
+
+    func save(_ dir: URL, operation: String) throws {
+        let url = Self.path(dir, operation: operation)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try JSONEncoder().encode(self).write(to: url, options: .atomic)
+    }
+
+    static func load(_ dir: URL, operation: String) throws -> OperationParameters {
+        try JSONDecoder().decode(OperationParameters.self, from: Data(contentsOf: path(dir, operation: operation)))
+    }
+}

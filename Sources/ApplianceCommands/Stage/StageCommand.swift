@@ -1,0 +1,168 @@
+import ApplianceBundle
+import ApplianceCluster
+import ApplianceModel
+import AppliancePlan
+import ArgumentParser
+import Foundation
+
+struct StageCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stage",
+        abstract: "Verify a bundle, then stage it onto every node's store over SSH.",
+        discussion: """
+            Each node is asked what it holds and gets only what it lacks, through a chain: the admin host sends
+            each byte once, and nodes pass the stream on to each other with a temporary key removed afterwards.
+            Every blob's digest is checked on the node before it becomes visible. A broken transfer resumes
+            where it stopped on the next run; a fully staged cluster is left untouched.
+            Exit codes: 0 all nodes staged; 9 some failed (one line each); 5/6 when all failed to connect.
+            """)
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var site: SiteOptions
+    @OptionGroup var trust: TrustOptions
+
+    @Option(help: "The bundle (.tar).")
+    var bundle: String
+
+    @Option(name: .customLong("node"), help: "Stage only this node (repeat for several).")
+    var nodes: [String] = []
+
+    @Option(help: "Cap the admin host's sending rate, e.g. 50MB (bytes/s) or 400mbit.")
+    var limitRate: String?
+
+    @Option(help: "The content-addressed store on each node.")
+    var store = "/var/lib/appliance/store"
+
+    @Option(help: "Progress output: text (a live display on a terminal) or ndjson (one JSON event per line).")
+    var format: EventFormat = .text
+
+    @Flag(help: "Print the plan and change nothing.")
+    var dryRun = false
+
+    func run() async throws {
+        let ctx = CommandContext.make(global, command: "stage")
+        let rate = try limitRate.map(parseRate)
+        let session = try ClusterSession.open(site, ctx: ctx)
+        let targets = try session.stagingNodes(only: nodes)
+        let verified = try await verifyBundle(bundle, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
+        let stager = Stager(
+            bundle: verified, nodes: targets, pool: session.pool, store: store, bytesPerSecond: rate, logger: ctx.logger
+        )
+        let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
+        if dryRun {
+            ctx.output.print(plan.render())
+            return
+        }
+        let params = OperationParameters(
+            kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
+            allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: rate)
+        try params.save(session.stateDirectory, operation: "latest-\(StagingPlan.kind)")
+        let outcome = try await runOperation(
+            plan,
+            request: .start(
+                kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: verified.manifest.version),
+            session: session, format: format, ctx: ctx
+        ) {
+            await stager.removeLeftovers()
+        }
+        await session.pool.closeAll()
+        let failures = await stager.failures
+        try report(outcome, failures: failures, targets: targets.map(\.name), sent: await stager.bytesSent, ctx: ctx)
+    }
+
+    func report(
+        _ outcome: OperationOutcome, failures: [String: ClusterError.NodeFailure], targets: [String], sent: Int64,
+        ctx: CommandContext
+    ) throws {
+        let okNodes = targets.filter { outcome.steps["record/\($0)"] == .done }
+        if format == .text {
+            ctx.output.print(
+                "staged \(okNodes.count)/\(targets.count) nodes; sent \(Format.bytes(sent)) from this host (operation \(outcome.operation.id))"
+            )
+        }
+        if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: outcome.operation.id) }
+        var list: [ClusterError.NodeFailure] = []
+        for n in targets where !okNodes.contains(n) {
+            if let f = failures[n] {
+                list.append(f)
+            } else if let e = outcome.errors["record/\(n)"] ?? outcome.errors["transfer"] {
+                list.append(.init(node: n, reason: e.description, status: .remoteCommandFailed))
+            } else {
+                list.append(.init(node: n, reason: "not staged", status: .remoteCommandFailed))
+            }
+        }
+        if !list.isEmpty {
+            throw NodesFailed(failures: list, anySucceeded: !okNodes.isEmpty)
+        }
+    }
+}
+
+/// Runs a plan with the cluster lock held, events rendered (TTY / plain / NDJSON), Ctrl-C handled.
+func runOperation(
+    _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, ctx: CommandContext,
+    beforeStart: @escaping @Sendable () async -> Void = {}
+) async throws -> OperationOutcome {
+    let lock = try ClusterLock.acquire(stateDirectory: session.stateDirectory, cluster: session.site.name)
+    defer { lock.release() }
+    let journal = try session.journal()
+    let executor = PlanExecutor(plan: plan, journal: journal, logger: ctx.logger)
+    let stderrSink: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
+    let consumer: Task<Void, Never>
+    switch format {
+    case .ndjson:
+        let out = ctx.output
+        let encoder = NDJSONEventEncoder(sink: { out.write($0) })
+        consumer = Task { await encoder.consume(executor.events) }
+    case .text:
+        let style = PlanEventRenderer.style(isTTY: ctx.isTerminal)
+        let renderer = PlanEventRenderer(style: style, sink: stderrSink)
+        consumer = Task { await renderer.consume(executor.events) }
+    }
+    await beforeStart()
+    let outcome = try await SignalInterruption.cancellingOnSignals { try await executor.run(request) }
+    await consumer.value
+    try? lock.update(operation: outcome.operation.id)
+    return outcome
+}
+
+enum EventFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
+    case text, ndjson
+}
+
+/// `50MB`, `1.5GB`, `800KB` (bytes per second) or `400mbit`, `1gbit` (bits per second).
+func parseRate(_ text: String) throws -> Int64 {
+    let t = text.lowercased().trimmingCharacters(in: .whitespaces)
+    let units: [(String, Double)] = [
+        ("gbit", 1e9 / 8), ("mbit", 1e6 / 8), ("kbit", 1e3 / 8), ("gb", 1_073_741_824), ("mb", 1_048_576),
+        ("kb", 1024), ("g", 1_073_741_824), ("m", 1_048_576), ("k", 1024), ("b", 1),
+    ]
+    for (suffix, factor) in units where t.hasSuffix(suffix) {
+        if let v = Double(t.dropLast(suffix.count)), v > 0 { return Int64(v * factor) }
+    }
+    if let v = Double(t), v > 0 { return Int64(v) }
+    throw ValidationError("cannot read the rate '\(text)'; use for example 50MB (bytes/s) or 400mbit")
+}
+
+/// Some nodes failed: one line each, and an exit code that says so.
+struct NodesFailed: ApplianceFailure {
+    var failures: [ClusterError.NodeFailure]
+    var anySucceeded: Bool
+
+    var message: String {
+        "\(failures.count) node\(failures.count == 1 ? "" : "s") failed:\n"
+            + failures.sorted { $0.node < $1.node }.map { "  \($0.node): \($0.reason)" }.joined(separator: "\n")
+    }
+    var hint: String? { "fix what is named above and run the same command again: finished work is not repeated" }
+    var exitStatus: ExitStatus {
+        if anySucceeded { return .partialFailure }
+        let kinds = Set(failures.map(\.status))
+        return kinds.count == 1 ? (kinds.first ?? .partialFailure) : .partialFailure
+    }
+}
+
+struct CommandInterrupted: ApplianceFailure {
+    var operation: String
+    var message: String { "interrupted; operation \(operation) can be resumed" }
+    var hint: String? { "run `appliance plan resume -i SITE` or the same command again" }
+    var exitStatus: ExitStatus { .interrupted }
+}
