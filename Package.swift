@@ -51,7 +51,7 @@ let package = Package(
             ]),
         .target(
             name: "AppliancePreflight",
-            dependencies: ["ApplianceModel"],
+            dependencies: ["ApplianceModel", "ApplianceSSH"],
             exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
@@ -97,7 +97,7 @@ let package = Package(
             ]),
         .testTarget(
             name: "ApplianceCommandsTests",
-            dependencies: ["ApplianceCommands"]),
+            dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

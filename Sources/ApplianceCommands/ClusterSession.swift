@@ -12,15 +12,19 @@ struct ClusterSession: Sendable {
     let stateDirectory: URL
 
     static func open(_ options: SiteOptions, ctx: CommandContext) throws -> ClusterSession {
-        let site = try SiteInventory.load(path: options.inventory)
+        try open(sitePath: options.inventory, trustNewHosts: options.trustNewHosts, ctx: ctx)
+    }
+
+    static func open(sitePath: String, trustNewHosts: Bool, ctx: CommandContext) throws -> ClusterSession {
+        let site = try SiteInventory.load(path: sitePath)
         let policy = HostKeyPolicy(
             knownHostsFile: site.ssh.knownHostsFile,
             pinnedFingerprints: [],
             pinnedByHost: Dictionary(
                 site.hosts.filter { !$0.hostKeyFingerprints.isEmpty }.map { ($0.address, $0.hostKeyFingerprints) },
                 uniquingKeysWith: { a, b in a + b }),
-            trustNewHosts: options.trustNewHosts)
-        if options.trustNewHosts && site.ssh.knownHostsFile == nil {
+            trustNewHosts: trustNewHosts)
+        if trustNewHosts && site.ssh.knownHostsFile == nil {
             throw ClusterError.noNodes(
                 reason: "--trust-new-hosts needs 'spec.ssh.knownHosts' in the site file, to record the keys in")
         }

@@ -1,5 +1,6 @@
 import ApplianceModel
 import AppliancePreflight
+import ApplianceSSH
 import ArgumentParser
 import Foundation
 
@@ -24,6 +25,7 @@ struct PreflightCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Also run `dcgmi diag -r 1` on GPU workers (about a minute).") var dcgm = false
     @Option(name: .long, help: "Waive a finding: ID[@NODE]=reason (repeatable).") var waive: [String] = []
     @Flag(name: .long, help: "Show passing checks with their observed values in the table.") var all = false
+    @Flag(help: "Accept and record the host keys of hosts not yet in known_hosts.") var trustNewHosts = false
 
     func validate() throws {
         if !local && inventory == nil {
@@ -50,18 +52,21 @@ struct PreflightCommand: AsyncParsableCommand {
             timeout: .seconds(timeout), parallelism: site?.ssh.parallelism ?? 32, bundleGiB: bundleSize, runDCGM: dcgm,
             waivers: waivers)
         let nodes: [PreflightNode]
+        var pool: SSHPool?
         if local {
             let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
             nodes = [PreflightNode(name: host, address: "127.0.0.1", roles: role, shell: LocalNodeShell())]
         } else {
-            guard let site else { return }
-            guard let factory = PreflightShells.factory else {
-                throw PreflightCommandError.noTransport
-            }
-            nodes = site.hosts.map {
-                PreflightNode(name: $0.name, address: $0.address, roles: $0.roles, shell: factory(site, $0))
+            guard let inventory else { return }
+            let session = try ClusterSession.open(sitePath: inventory, trustNewHosts: trustNewHosts, ctx: ctx)
+            pool = session.pool
+            nodes = session.site.hosts.map {
+                PreflightNode(
+                    name: $0.name, address: $0.address, roles: $0.roles,
+                    shell: SSHNodeShell(pool: session.pool, endpoint: session.endpoint(for: $0)))
             }
         }
+        defer { if let pool { Task { await pool.closeAll() } } }
         ctx.logger.notice("preflight: checking \(nodes.count) node(s) against \(prof.name)")
         let report = await runner.run(nodes: nodes)
         let text: String
@@ -82,18 +87,6 @@ struct PreflightCommand: AsyncParsableCommand {
         let status = report.exitStatus
         if status != .success { throw PreflightVerdictError(status: status, summary: report.summary) }
     }
-}
-
-/// How `preflight` reaches real nodes. The SSH module installs a factory here when it is linked in.
-public enum PreflightShells {
-    nonisolated(unsafe) public static var factory: (@Sendable (SiteInventory, SiteInventory.Host) -> any NodeShell)?
-}
-
-enum PreflightCommandError: ApplianceFailure {
-    case noTransport
-    var message: String { "no SSH transport is linked into this build" }
-    var hint: String? { "use --local to check this machine, or a build with ApplianceSSH" }
-    var exitStatus: ExitStatus { .failure }
 }
 
 /// Not a crash: carries the documented exit code of a preflight that found problems.

@@ -1,0 +1,140 @@
+import ApplianceTestSupport
+import Foundation
+import Testing
+
+/// `stage`, `history`, `plan show` and `preflight` through the real binary against sshd on loopback.
+@Suite(.serialized, .tags(.sshd), .enabled(if: TestSSHServer.available))
+struct ClusterCLITests {
+    let dir = NSTemporaryDirectory() + "cluster-cli-" + UUID().uuidString
+
+    func site(_ servers: [TestSSHServer], extra: String = "") throws -> String {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var known = ""
+        var hosts = ""
+        for (i, s) in servers.enumerated() {
+            let fields = s.hostPublicKeyLine.split(separator: " ")
+            known += "[127.0.0.1]:\(s.port) \(fields[0]) \(fields[1])\n"
+            hosts +=
+                "    - {name: node-\(i + 1), address: 127.0.0.1, port: \(s.port), roles: [\(i == 0 ? "control-plane" : "gpu-worker")]}\n"
+        }
+        try known.write(toFile: dir + "/known_hosts", atomically: true, encoding: .utf8)
+        let text = """
+            apiVersion: appliance.dev/v1alpha1
+            kind: Site
+            metadata: {name: cli-test}
+            spec:
+              profile: lab
+              ssh: {user: root, identityFile: \(servers[0].userKey), knownHosts: known_hosts, connectTimeoutSeconds: 3}
+              hosts:
+            \(hosts)\(extra)
+            """
+        try text.write(toFile: dir + "/site.yaml", atomically: true, encoding: .utf8)
+        return dir + "/site.yaml"
+    }
+
+    func bundle() throws -> (path: String, pub: String) {
+        _ = try CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
+        try Data(repeating: 42, count: 3 << 20).write(to: URL(fileURLWithPath: dir + "/payload.bin"))
+        try """
+        apiVersion: appliance.dev/v1alpha1
+        kind: BundleSpec
+        metadata: {name: cli}
+        spec:
+          version: 3.0.0
+          kubernetes: {version: v1.34.3}
+          components:
+            - name: c
+              version: "1"
+              artifacts:
+                - {name: payload, kind: file, source: {file: payload.bin}}
+        """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
+        let b = try CLI.run(
+            [
+                "bundle", "build", "-f", dir + "/spec.yaml", "-o", dir + "/b.tar", "--key",
+                dir + "/keys/appliance-signing.key",
+            ],
+            state: dir)
+        #expect(b.status == 0, "\(b.stderr)")
+        return (dir + "/b.tar", dir + "/keys/appliance-signing.pub")
+    }
+
+    @Test func stageThenStageAgainThenHistory() throws {
+        let server = try TestSSHServer()
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let sitePath = try site([server])
+        let (b, pub) = try bundle()
+        let store = server.directory + "/store"
+        let args = ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", store]
+        let dry = try CLI.run(args + ["--dry-run"], state: dir)
+        #expect(dry.status == 0)
+        #expect(dry.stdout.contains("transfer") && dry.stdout.contains("record/node-1"))
+        #expect(!FileManager.default.fileExists(atPath: store))
+
+        let first = try CLI.run(args + ["--format", "ndjson"], state: dir)
+        #expect(first.status == 0, "\(first.stderr)")
+        let events = first.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(events.contains { $0["event"] as? String == "operationFinished" })
+        #expect(events.allSatisfy { $0["time"] != nil && $0["operation"] != nil })
+        #expect(FileManager.default.fileExists(atPath: store + "/bundles/3.0.0/manifest.yaml"))
+
+        let second = try CLI.run(args, state: dir)
+        #expect(second.status == 0)
+        #expect(second.stdout.contains("sent 0 B"), "\(second.stdout)")
+
+        let history = try CLI.run(["history", "-i", sitePath], state: dir)
+        #expect(history.status == 0)
+        #expect(
+            history.stdout.split(separator: "\n").filter { $0.contains("stage") && $0.contains("succeeded") }.count == 2
+        )
+        let show = try CLI.run(["plan", "show", "-i", sitePath], state: dir)
+        #expect(show.stdout.contains("record/node-1"))
+    }
+
+    @Test func stageReportsAnUnreachableNodeWithItsOwnExitCode() throws {
+        let server = try TestSSHServer()
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let deadPort = try TestSSHServer.freePort()
+        let sitePath = try site(
+            [server], extra: "    - {name: node-dead, address: 127.0.0.1, port: \(deadPort), roles: [cpu-worker]}\n")
+        let (b, pub) = try bundle()
+        let r = try CLI.run(
+            ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", server.directory + "/store"], state: dir
+        )
+        #expect(r.status == 9, "\(r.stderr)")  // some nodes failed, the others completed
+        #expect(r.stderr.contains("node-dead: cannot reach"))
+        #expect(r.stdout.contains("staged 1/2 nodes"))
+    }
+
+    @Test func preflightRunsTheCollectorOverSSH() throws {
+        let servers = [try TestSSHServer(), try TestSSHServer()]
+        defer {
+            for s in servers { s.stop() }
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let deadPort = try TestSSHServer.freePort()
+        let sitePath = try site(
+            servers, extra: "    - {name: node-dead, address: 127.0.0.1, port: \(deadPort), roles: [cpu-worker]}\n")
+        let r = try CLI.run(["preflight", "-i", sitePath, "--format", "json", "--timeout", "30"], state: dir)
+        #expect([0, 3, 4].contains(r.status), "\(r.stderr)")
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let results = try #require(json["results"] as? [[String: Any]])
+        let nodes = Set(results.compactMap { $0["node"] as? String })
+        #expect(nodes.isSuperset(of: ["node-1", "node-2", "node-dead"]))
+        // The collector really ran on the reachable nodes: the OS check read Debian from them.
+        let osOnNode1 = results.first {
+            $0["node"] as? String == "node-1" && ($0["check"] as? String)?.hasPrefix("os.") == true
+        }
+        #expect(osOnNode1?["status"] as? String != "unknown", "\(String(describing: osOnNode1))")
+        let reach = results.first { $0["node"] as? String == "node-dead" && $0["check"] as? String == "node.reachable" }
+        #expect(reach?["status"] as? String == "fail")
+        #expect(r.status == 3)
+    }
+}
