@@ -5,7 +5,8 @@ let package = Package(
     name: "appliance",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "appliance", targets: ["appliance"])
+        .executable(name: "appliance", targets: ["appliance"]),
+        .executable(name: "appliance-labnode", targets: ["appliance-labnode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -39,10 +40,19 @@ let package = Package(
             ]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
 
+        // Lab stand-ins (nvidia-smi, dcgmi, kubeadm, kubectl...): one multi-call binary installed into lab nodes.
+        .target(
+            name: "ApplianceLabNode",
+            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),
+
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),
+        .testTarget(
+            name: "ApplianceLabNodeTests",
+            dependencies: ["ApplianceLabNode", "ApplianceModel", "appliance-labnode"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),
