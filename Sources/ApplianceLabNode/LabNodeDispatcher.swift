@@ -38,6 +38,8 @@ public enum LabNodeDispatcher {
         case "nvidia-smi": return NvidiaSMI(context: context).run(args)
         case "dcgmi": return DCGMI(context: context).run(args)
         case "fault": return faultCommand(args, context: context)
+        case "kubeadm": return Kubeadm(context: context).run(args)
+        case "kubectl": return Kubectl(context: context).run(args)
         default: return nil
         }
     }
@@ -112,6 +114,12 @@ public enum LabNodeDispatcher {
                 fm.stop()
                 return 0
             }
+        case "kube-apiserver-standin":
+            blockTerminationSignals()
+            return APIServerStandin.serve(args, context: context)
+        case "kubelet":
+            blockTerminationSignals()
+            return Kubelet(context: context).serve(args)
         default:
             if let out = runTool(tool, args, context: context) {
                 emit(out)
