@@ -40,6 +40,7 @@ public enum LabNodeDispatcher {
         case "fault": return faultCommand(args, context: context)
         case "kubeadm": return Kubeadm(context: context).run(args)
         case "kubectl": return Kubectl(context: context).run(args)
+        case "helm": return Helm(context: context).run(args)
         default: return nil
         }
     }

@@ -49,13 +49,19 @@ struct TestNode {
     }
 
     /// Stops every daemon this node's stand-ins spawned (by their pid files).
-    func stopAll() {
+    /// The pids of this node's daemons (from their pid files).
+    var daemonPIDs: [pid_t] {
         let dir = root + "/run/appliance-lab"
-        for f in (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [] where f.hasSuffix(".pid") {
-            if let t = FileManager.default.contents(atPath: dir + "/" + f), let pid = Int32(String(decoding: t, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 {
-                kill(pid, SIGTERM)
-            }
-        }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".pid") }.compactMap {
+            FileManager.default.contents(atPath: dir + "/" + $0).flatMap { Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }.filter { $0 > 0 }
+    }
+
+    /// Stops the given daemons: SIGTERM, up to 10 s to exit (etcd may try to hand over leadership), then SIGKILL.
+    static func stop(_ pids: [pid_t]) {
+        for p in pids { kill(p, SIGTERM) }
+        _ = waitFor(10) { pids.allSatisfy { kill($0, 0) != 0 } }
+        for p in pids where kill(p, 0) == 0 { kill(p, SIGKILL) }
     }
 
     func killDaemon(_ name: String) {
@@ -93,8 +99,7 @@ struct ClusterTests {
         let late = try TestNode("gpu-2", address: "\(net).4", base: base, exe: exe, hardware: LabFixture.hgxA100())
         let nodes = [cp1, cp2, gpu, late]
         defer {
-            for n in nodes { n.stopAll() }
-            Thread.sleep(forTimeInterval: 0.5)
+            TestNode.stop(nodes.flatMap(\.daemonPIDs))
             try? FileManager.default.removeItem(atPath: base)
         }
 
@@ -214,6 +219,51 @@ struct ClusterTests {
         #expect(drained.out.hasSuffix("node/gpu-1 drained\n"))
         let podsAfter = try cp1.run("kubectl", "get", "pods", "-n", "ml", "-o", "jsonpath={.items[*].spec.nodeName}")
         #expect(!podsAfter.out.contains("gpu-1"))
+
+        // helm: a chart archive with a DaemonSet, installed, upgraded, rolled back, uninstalled.
+        let chartDir = base + "/chart/gpu-agent"
+        try FileManager.default.createDirectory(atPath: chartDir + "/templates", withIntermediateDirectories: true)
+        try Data("apiVersion: v2\nname: gpu-agent\nversion: 0.1.0\nappVersion: \"1.0\"\n".utf8).write(to: URL(fileURLWithPath: chartDir + "/Chart.yaml"))
+        try Data("image:\n  tag: v1\n".utf8).write(to: URL(fileURLWithPath: chartDir + "/values.yaml"))
+        try Data("""
+            apiVersion: apps/v1
+            kind: DaemonSet
+            metadata:
+              name: {{ .Release.Name }}-agent
+            spec:
+              selector:
+                matchLabels: {app: agent}
+              template:
+                metadata:
+                  labels: {app: agent}
+                spec:
+                  tolerations: [{operator: Exists}]
+                  containers:
+                  - name: agent
+                    image: registry.local/agent:{{ .Values.image.tag }}
+            """.utf8).write(to: URL(fileURLWithPath: chartDir + "/templates/ds.yaml"))
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/bin/tar")
+        tar.arguments = ["-czf", base + "/gpu-agent-0.1.0.tgz", "-C", base + "/chart", "gpu-agent"]
+        try tar.run()
+        tar.waitUntilExit()
+        let installed = try cp1.run("helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator", "--create-namespace", "--wait", "--timeout", "30s")
+        #expect(installed.code == 0, "\(installed.err)")
+        #expect(installed.out.hasPrefix("Release \"agent\" does not exist. Installing it now.\nNAME: agent\n"))
+        #expect(installed.out.contains("STATUS: deployed\nREVISION: 1\n"))
+        let agentPods = try cp1.run("kubectl", "get", "pods", "-n", "gpu-operator", "-o", "jsonpath={.items[*].spec.containers[0].image}")
+        #expect(agentPods.out.contains("registry.local/agent:v1"))
+        let upgraded = try cp1.run("helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator", "--set", "image.tag=v2")
+        #expect(upgraded.out.hasPrefix("Release \"agent\" has been upgraded. Happy Helming!\n"))
+        #expect(try cp1.run("kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o", "jsonpath={.spec.template.spec.containers[0].image}").out == "registry.local/agent:v2")
+        #expect(try cp1.run("helm", "history", "agent", "-n", "gpu-operator").out.split(separator: "\n").count == 3)
+        #expect(try cp1.run("helm", "rollback", "agent", "1", "-n", "gpu-operator").out == "Rollback was a success! Happy Helming!\n")
+        #expect(try cp1.run("kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o", "jsonpath={.spec.template.spec.containers[0].image}").out == "registry.local/agent:v1")
+        #expect(try cp1.run("helm", "list", "-A").out.contains("agent"))
+        #expect(try cp1.run("helm", "uninstall", "agent", "-n", "gpu-operator").out == "release \"agent\" uninstalled\n")
+        let gone = try waitFor(10) { try cp1.run("kubectl", "get", "pods", "-n", "gpu-operator", "-o", "name").out.isEmpty }
+        #expect(gone)
+        #expect(try cp1.run("helm", "status", "agent", "-n", "gpu-operator").err == "Error: release: not found\n")
 
         // The kubelet stops: the node goes NotReady after the grace period.
         gpu.killDaemon("kubelet")

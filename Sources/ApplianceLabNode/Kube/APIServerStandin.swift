@@ -338,6 +338,7 @@ public final class APIServerStandin: @unchecked Sendable {
 
     public func reconcile() throws {
         try nodeLifecycle()
+        try garbageCollect()
         try daemonSets()
         try deploymentsController()
         try taintEviction()
@@ -518,6 +519,24 @@ public final class APIServerStandin: @unchecked Sendable {
     static func owned(_ pods: [KObject], by o: KObject) -> [KObject] {
         let uid = K.meta(o)["uid"] as? String
         return pods.filter { K.controller($0)?["uid"] as? String == uid }
+    }
+
+    /// Pods whose controlling DaemonSet or Deployment is gone are deleted (the garbage collector).
+    func garbageCollect() throws {
+        let dsUIDs = Set(try list(Self.daemonsets).compactMap { K.meta($0)["uid"] as? String })
+        let deploys = Set(try list(Self.deployments).map { K.namespace($0) + "/" + K.name($0) })
+        for p in try list(Self.pods) {
+            guard let owner = K.controller(p) else { continue }
+            switch owner["kind"] as? String {
+            case "DaemonSet":
+                if let uid = owner["uid"] as? String, !dsUIDs.contains(uid) { try delete(Self.pods, K.namespace(p), K.name(p)) }
+            case "ReplicaSet":
+                let rs = owner["name"] as? String ?? ""
+                let deploy = rs.split(separator: "-").dropLast().joined(separator: "-")
+                if !deploys.contains(K.namespace(p) + "/" + deploy) { try delete(Self.pods, K.namespace(p), K.name(p)) }
+            default: break
+            }
+        }
     }
 
     func daemonSets() throws {
