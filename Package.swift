@@ -43,7 +43,8 @@ let package = Package(
         // Lab stand-ins (nvidia-smi, dcgmi, kubeadm, kubectl...): one multi-call binary installed into lab nodes.
         .target(
             name: "ApplianceLabNode",
-            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]),
         .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),

@@ -144,7 +144,8 @@ public enum LabNodeError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .missingHardwareDeclaration(let p):
-            return "lab hardware declaration not found at \(p) (hint: `appliance lab up` writes it; set APPLIANCE_LAB_HARDWARE to override)"
+            return
+                "lab hardware declaration not found at \(p) (hint: `appliance lab up` writes it; set APPLIANCE_LAB_HARDWARE to override)"
         case .badHardwareDeclaration(let p, let r):
             return "lab hardware declaration at \(p) is not valid: \(r)"
         case .usage(let s):

@@ -48,7 +48,8 @@ public enum LabNodeDispatcher {
     /// `appliance-labnode fault set|clear|clear-all|list KIND ARGS...` — what `appliance lab fault` runs in a node.
     static func faultCommand(_ args: [String], context: LabNodeContext) -> ToolOutput {
         let faults = LabFaults(context: context)
-        let help = "usage: fault set|clear KIND [ARGS]  |  fault list  |  fault clear-all\n  kinds: gpu-missing N, nvlink-down GPU LINK, ecc-uncorrectable N [COUNT], driver-mismatch VERSION, fabricmanager-stopped"
+        let help =
+            "usage: fault set|clear KIND [ARGS]  |  fault list  |  fault clear-all\n  kinds: gpu-missing N, nvlink-down GPU LINK, ecc-uncorrectable N [COUNT], driver-mismatch VERSION, fabricmanager-stopped"
         guard let verb = args.first else { return .fail(2, stderr: help) }
         switch verb {
         case "list":

@@ -13,7 +13,8 @@ struct TestNode {
     var env: [String: String] {
         [
             "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": root, "APPLIANCE_LABNODE_ROOT": root,
-            "APPLIANCE_LABNODE_SUPERVISOR": "spawn", "APPLIANCE_LAB_HOSTNAME": name, "APPLIANCE_LAB_NODE_ADDRESS": address,
+            "APPLIANCE_LABNODE_SUPERVISOR": "spawn", "APPLIANCE_LAB_HOSTNAME": name,
+            "APPLIANCE_LAB_NODE_ADDRESS": address,
             "APPLIANCE_LAB_NODE_GRACE": "3", "APPLIANCE_LAB_DRAIN_RETRY": "1", "APPLIANCE_LAB_KUBELET_HEARTBEAT": "1",
             "KUBECONFIG": "/etc/kubernetes/admin.conf",
         ]
@@ -52,9 +53,12 @@ struct TestNode {
     /// The pids of this node's daemons (from their pid files).
     var daemonPIDs: [pid_t] {
         let dir = root + "/run/appliance-lab"
-        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".pid") }.compactMap {
-            FileManager.default.contents(atPath: dir + "/" + $0).flatMap { Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) }
-        }.filter { $0 > 0 }
+        return ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".pid") }
+            .compactMap {
+                FileManager.default.contents(atPath: dir + "/" + $0).flatMap {
+                    Int32(String(decoding: $0, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+                }
+            }.filter { $0 > 0 }
     }
 
     /// Stops the given daemons: SIGTERM, up to 10 s to exit (etcd may try to hand over leadership), then SIGKILL.
@@ -65,7 +69,9 @@ struct TestNode {
     }
 
     func killDaemon(_ name: String) {
-        if let t = FileManager.default.contents(atPath: root + "/run/appliance-lab/\(name).pid"), let pid = Int32(String(decoding: t, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)) {
+        if let t = FileManager.default.contents(atPath: root + "/run/appliance-lab/\(name).pid"),
+            let pid = Int32(String(decoding: t, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        {
             kill(pid, SIGTERM)
         }
     }
@@ -83,12 +89,16 @@ func waitFor(_ seconds: Double, _ check: () throws -> Bool) rethrows -> Bool {
 @Suite("cluster stand-ins against a real etcd", .serialized)
 struct ClusterTests {
     @Test(.tags(.realProcess)) func initJoinDrainWithPDBAndNodeFailure() throws {
-        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd"), FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl") else {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/etcd"),
+            FileManager.default.isExecutableFile(atPath: "/usr/bin/etcdctl")
+        else {
             print("skipping: etcd-server/etcd-client not installed (scripts/bootstrap installs them)")
             return
         }
         let exe = try #require(LabFixture.executable, "appliance-labnode not built")
-        let base = FileManager.default.temporaryDirectory.appendingPathComponent("labcluster-\(UUID().uuidString.prefix(8))").path
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "labcluster-\(UUID().uuidString.prefix(8))"
+        ).path
         let net = "127.\(Int.random(in: 100...250)).\(Int.random(in: 1...250))"
         var cpHW = LabFixture.hgxA100()
         cpHW.gpus = nil
@@ -110,9 +120,12 @@ struct ClusterTests {
         #expect(initRun.out.contains("[certs] Generating \"etcd/ca\" certificate and key"))
         let lines = initRun.out.split(separator: "\n").map(String.init)
         let joinLine = try #require(lines.last { $0.hasPrefix("kubeadm join ") })
-        let token = try #require(joinLine.split(separator: " ").drop { $0 != "--token" }.dropFirst().first.map(String.init))
+        let token = try #require(
+            joinLine.split(separator: " ").drop { $0 != "--token" }.dropFirst().first.map(String.init))
         let hashLine = try #require(lines.last { $0.contains("--discovery-token-ca-cert-hash") })
-        let hash = try #require(hashLine.split(whereSeparator: \.isWhitespace).drop { $0 != "--discovery-token-ca-cert-hash" }.dropFirst().first.map(String.init))
+        let hash = try #require(
+            hashLine.split(whereSeparator: \.isWhitespace).drop { $0 != "--discovery-token-ca-cert-hash" }.dropFirst()
+                .first.map(String.init))
         let keyLine = try #require(lines.first { $0.contains("--certificate-key") })
         let certKey = try #require(keyLine.split(separator: " ").last.map(String.init))
         let admin = try #require(FileManager.default.contents(atPath: cp1.root + "/etc/kubernetes/admin.conf"))
@@ -141,19 +154,28 @@ struct ClusterTests {
         #expect(K.isReady(node: gpuNode))
 
         // A wrong CA pin and an expired token are refused with kubeadm's words.
-        let pin = try late.run("kubeadm", "join", endpoint, "--token", token, "--discovery-token-ca-cert-hash", "sha256:" + String(repeating: "0", count: 64))
+        let pin = try late.run(
+            "kubeadm", "join", endpoint, "--token", token, "--discovery-token-ca-cert-hash",
+            "sha256:" + String(repeating: "0", count: 64))
         #expect(pin.code == 1)
         #expect(pin.err.contains("cluster CA found in cluster-info ConfigMap is invalid: none of the public keys"))
         let short = try cp1.run("kubeadm", "token", "create", "--ttl", "1s", "--print-join-command")
         #expect(short.code == 0, "\(short.err)")
-        let shortToken = try #require(short.out.split(separator: " ").drop { $0 != "--token" }.dropFirst().first.map(String.init))
+        let shortToken = try #require(
+            short.out.split(separator: " ").drop { $0 != "--token" }.dropFirst().first.map(String.init))
         Thread.sleep(forTimeInterval: 1.5)
-        let expired = try late.run("kubeadm", "join", endpoint, "--token", shortToken, "--discovery-token-ca-cert-hash", hash)
+        let expired = try late.run(
+            "kubeadm", "join", endpoint, "--token", shortToken, "--discovery-token-ca-cert-hash", hash)
         #expect(expired.code == 1)
-        #expect(expired.err.contains("couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"\(shortToken.prefix(6))\""))
+        #expect(
+            expired.err.contains(
+                "couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"\(shortToken.prefix(6))\""
+            ))
 
         // control-plane join adds a real etcd member
-        let cpJoin = try cp2.run("kubeadm", "join", endpoint, "--token", token, "--discovery-token-ca-cert-hash", hash, "--control-plane", "--certificate-key", certKey)
+        let cpJoin = try cp2.run(
+            "kubeadm", "join", endpoint, "--token", token, "--discovery-token-ca-cert-hash", hash, "--control-plane",
+            "--certificate-key", certKey)
         #expect(cpJoin.code == 0, "\(cpJoin.err)")
         #expect(cpJoin.out.contains("A new etcd member was added to the local/stacked etcd cluster."))
         let members = try EtcdClient(endpoints: ["http://\(cp1.address):2379"]).memberList()
@@ -199,7 +221,10 @@ struct ClusterTests {
             """
         try Data(app.utf8).write(to: URL(fileURLWithPath: base + "/app.yaml"))
         let applied = try cp1.run("kubectl", "apply", "-f", base + "/app.yaml")
-        #expect(applied.out == "namespace/ml created\ndeployment.apps/trainer created\npoddisruptionbudget.policy/trainer-pdb created\n")
+        #expect(
+            applied.out
+                == "namespace/ml created\ndeployment.apps/trainer created\npoddisruptionbudget.policy/trainer-pdb created\n"
+        )
         let rolled = try cp1.run("kubectl", "rollout", "status", "deployment/trainer", "-n", "ml", "--timeout=30s")
         #expect(rolled.out.hasSuffix("deployment \"trainer\" successfully rolled out\n"), "\(rolled)")
 
@@ -207,11 +232,15 @@ struct ClusterTests {
         let blocked = try cp1.run("kubectl", "drain", "gpu-1", "--ignore-daemonsets", "--timeout=3s")
         #expect(blocked.code == 1)
         #expect(blocked.out.hasPrefix("node/gpu-1 cordoned\n"))
-        #expect(blocked.err.contains("(will retry after 1s): Cannot evict pod as it would violate the pod's disruption budget."))
+        #expect(
+            blocked.err.contains(
+                "(will retry after 1s): Cannot evict pod as it would violate the pod's disruption budget."))
         #expect(blocked.err.contains("global timeout reached: 3s"))
         #expect(try cp1.run("kubectl", "get", "nodes", "gpu-1").out.contains("Ready,SchedulingDisabled"))
         let noDS = try cp1.run("kubectl", "drain", "gpu-1", "--timeout=3s")
-        #expect(noDS.err.contains("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): kube-system/kube-proxy-"))
+        #expect(
+            noDS.err.contains(
+                "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore): kube-system/kube-proxy-"))
 
         #expect(try cp1.run("kubectl", "delete", "pdb", "trainer-pdb", "-n", "ml").code == 0)
         let drained = try cp1.run("kubectl", "drain", "gpu-1", "--ignore-daemonsets", "--timeout=10s")
@@ -223,9 +252,11 @@ struct ClusterTests {
         // helm: a chart archive with a DaemonSet, installed, upgraded, rolled back, uninstalled.
         let chartDir = base + "/chart/gpu-agent"
         try FileManager.default.createDirectory(atPath: chartDir + "/templates", withIntermediateDirectories: true)
-        try Data("apiVersion: v2\nname: gpu-agent\nversion: 0.1.0\nappVersion: \"1.0\"\n".utf8).write(to: URL(fileURLWithPath: chartDir + "/Chart.yaml"))
+        try Data("apiVersion: v2\nname: gpu-agent\nversion: 0.1.0\nappVersion: \"1.0\"\n".utf8).write(
+            to: URL(fileURLWithPath: chartDir + "/Chart.yaml"))
         try Data("image:\n  tag: v1\n".utf8).write(to: URL(fileURLWithPath: chartDir + "/values.yaml"))
-        try Data("""
+        try Data(
+            """
             apiVersion: apps/v1
             kind: DaemonSet
             metadata:
@@ -241,33 +272,54 @@ struct ClusterTests {
                   containers:
                   - name: agent
                     image: registry.local/agent:{{ .Values.image.tag }}
-            """.utf8).write(to: URL(fileURLWithPath: chartDir + "/templates/ds.yaml"))
+            """.utf8
+        ).write(to: URL(fileURLWithPath: chartDir + "/templates/ds.yaml"))
         let tar = Process()
         tar.executableURL = URL(fileURLWithPath: "/bin/tar")
         tar.arguments = ["-czf", base + "/gpu-agent-0.1.0.tgz", "-C", base + "/chart", "gpu-agent"]
         try tar.run()
         tar.waitUntilExit()
-        let installed = try cp1.run("helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator", "--create-namespace", "--wait", "--timeout", "30s")
+        let installed = try cp1.run(
+            "helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator",
+            "--create-namespace", "--wait", "--timeout", "30s")
         #expect(installed.code == 0, "\(installed.err)")
         #expect(installed.out.hasPrefix("Release \"agent\" does not exist. Installing it now.\nNAME: agent\n"))
         #expect(installed.out.contains("STATUS: deployed\nREVISION: 1\n"))
-        let agentPods = try cp1.run("kubectl", "get", "pods", "-n", "gpu-operator", "-o", "jsonpath={.items[*].spec.containers[0].image}")
+        let agentPods = try cp1.run(
+            "kubectl", "get", "pods", "-n", "gpu-operator", "-o", "jsonpath={.items[*].spec.containers[0].image}")
         #expect(agentPods.out.contains("registry.local/agent:v1"))
-        let upgraded = try cp1.run("helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator", "--set", "image.tag=v2")
+        let upgraded = try cp1.run(
+            "helm", "upgrade", "--install", "agent", base + "/gpu-agent-0.1.0.tgz", "-n", "gpu-operator", "--set",
+            "image.tag=v2")
         #expect(upgraded.out.hasPrefix("Release \"agent\" has been upgraded. Happy Helming!\n"))
-        #expect(try cp1.run("kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o", "jsonpath={.spec.template.spec.containers[0].image}").out == "registry.local/agent:v2")
+        #expect(
+            try cp1.run(
+                "kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}"
+            ).out == "registry.local/agent:v2")
         #expect(try cp1.run("helm", "history", "agent", "-n", "gpu-operator").out.split(separator: "\n").count == 3)
-        #expect(try cp1.run("helm", "rollback", "agent", "1", "-n", "gpu-operator").out == "Rollback was a success! Happy Helming!\n")
-        #expect(try cp1.run("kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o", "jsonpath={.spec.template.spec.containers[0].image}").out == "registry.local/agent:v1")
+        #expect(
+            try cp1.run("helm", "rollback", "agent", "1", "-n", "gpu-operator").out
+                == "Rollback was a success! Happy Helming!\n")
+        #expect(
+            try cp1.run(
+                "kubectl", "get", "ds", "agent-agent", "-n", "gpu-operator", "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}"
+            ).out == "registry.local/agent:v1")
         #expect(try cp1.run("helm", "list", "-A").out.contains("agent"))
-        #expect(try cp1.run("helm", "uninstall", "agent", "-n", "gpu-operator").out == "release \"agent\" uninstalled\n")
-        let gone = try waitFor(10) { try cp1.run("kubectl", "get", "pods", "-n", "gpu-operator", "-o", "name").out.isEmpty }
+        #expect(
+            try cp1.run("helm", "uninstall", "agent", "-n", "gpu-operator").out == "release \"agent\" uninstalled\n")
+        let gone = try waitFor(10) {
+            try cp1.run("kubectl", "get", "pods", "-n", "gpu-operator", "-o", "name").out.isEmpty
+        }
         #expect(gone)
         #expect(try cp1.run("helm", "status", "agent", "-n", "gpu-operator").err == "Error: release: not found\n")
 
         // The kubelet stops: the node goes NotReady after the grace period.
         gpu.killDaemon("kubelet")
-        let notReady = try waitFor(20) { try cp1.run("kubectl", "get", "nodes", "gpu-1", "--no-headers").out.contains("NotReady") }
+        let notReady = try waitFor(20) {
+            try cp1.run("kubectl", "get", "nodes", "gpu-1", "--no-headers").out.contains("NotReady")
+        }
         #expect(notReady)
 
         // reset on the worker stops its kubelet and removes its files
@@ -278,12 +330,18 @@ struct ClusterTests {
 
     @Test func configValidateCLI() throws {
         let lab = try LabFixture()
-        try lab.context.write("/tmp/bad.yaml", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworkin: {}\n")
+        try lab.context.write(
+            "/tmp/bad.yaml", "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworkin: {}\n")
         let r = Kubeadm(context: lab.context).run(["config", "validate", "--config", "/tmp/bad.yaml"])
         #expect(r.exitCode == 1)
-        #expect(r.stderr.hasPrefix("error unmarshaling configuration schema.GroupVersionKind{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networkin\""))
+        #expect(
+            r.stderr.hasPrefix(
+                "error unmarshaling configuration schema.GroupVersionKind{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networkin\""
+            ))
         #expect(r.stderr.hasSuffix("To see the stack trace of this error execute with --v=5 or higher\n"))
-        let mixed = Kubeadm(context: lab.context).run(["init", "--config", "/tmp/bad.yaml", "--pod-network-cidr", "10.0.0.0/16"])
+        let mixed = Kubeadm(context: lab.context).run([
+            "init", "--config", "/tmp/bad.yaml", "--pod-network-cidr", "10.0.0.0/16",
+        ])
         #expect(mixed.stderr.hasPrefix("can not mix '--config' with arguments [pod-network-cidr]"))
     }
 
@@ -293,6 +351,9 @@ struct ClusterTests {
         env["HOME"] = lab.root
         let r = Kubectl(context: LabNodeContext(environment: env)).run(["get", "nodes"])
         #expect(r.exitCode == 1)
-        #expect(r.stderr == "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n")
+        #expect(
+            r.stderr
+                == "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n"
+        )
     }
 }

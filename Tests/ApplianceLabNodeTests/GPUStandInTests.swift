@@ -64,7 +64,8 @@ struct GPUStandInTests {
         #expect(r.stdout.components(separatedBy: "\nGPU 00000000:").count - 1 == 8)
         let fixture = try #require(gpuFixture("nvidia-smi-q_h800-hgx8_gpu0_ecc-disabled"))
         func colon(_ text: String, _ label: String) -> Int? {
-            for line in text.split(separator: "\n") where line.trimmingCharacters(in: .whitespaces).hasPrefix(label + " ") {
+            for line in text.split(separator: "\n")
+            where line.trimmingCharacters(in: .whitespaces).hasPrefix(label + " ") {
                 guard let i = line.firstIndex(of: ":") else { return nil }
                 return line.distance(from: line.startIndex, to: i)
             }
@@ -77,18 +78,21 @@ struct GPUStandInTests {
 
     @Test func csvQueryHeaderUnitsAndColumns() throws {
         let lab = try LabFixture()
-        let fields = "index,name,uuid,pci.bus_id,memory.total,driver_version,mig.mode.current,ecc.errors.uncorrected.volatile.total,temperature.gpu,power.limit"
+        let fields =
+            "index,name,uuid,pci.bus_id,memory.total,driver_version,mig.mode.current,ecc.errors.uncorrected.volatile.total,temperature.gpu,power.limit"
         let r = lab.smi("--query-gpu=" + fields, "--format=csv")
         #expect(r.exitCode == 0)
         let lines = r.stdout.split(separator: "\n").map(String.init)
-        let realHeader = try #require(gpuFixture("nvidia-smi-query-gpu_requested-fields_DERIVED.csv")?.split(separator: "\n").first)
+        let realHeader = try #require(
+            gpuFixture("nvidia-smi-query-gpu_requested-fields_DERIVED.csv")?.split(separator: "\n").first)
         #expect(lines[0] == String(realHeader))
         #expect(lines.count == 9)
         for l in lines.dropFirst() { #expect(l.components(separatedBy: ", ").count == 10) }
         #expect(lines[1].contains(", 81920 MiB, 535.104.12, Disabled, 0, "))
         #expect(lines[1].hasSuffix(", 400.00 W"))
 
-        let bare = lab.smi("--query-gpu=memory.total,power.limit,pcie.link.gen.current", "--format=csv,noheader,nounits")
+        let bare = lab.smi(
+            "--query-gpu=memory.total,power.limit,pcie.link.gen.current", "--format=csv,noheader,nounits")
         #expect(bare.stdout.split(separator: "\n").first == "81920, 400.00, 4")
 
         let bad = lab.smi("--query-gpu=name,bogus.field", "--format=csv")
@@ -169,11 +173,13 @@ struct GPUStandInTests {
     @Test func eccFaultShowsInEveryFormat() throws {
         let lab = try LabFixture()
         #expect(lab.fault("set", "ecc-uncorrectable", "5", "3").exitCode == 0)
-        let csv = lab.smi("--query-gpu=index,ecc.errors.uncorrected.volatile.total,remapped_rows.pending", "--format=csv,noheader")
+        let csv = lab.smi(
+            "--query-gpu=index,ecc.errors.uncorrected.volatile.total,remapped_rows.pending", "--format=csv,noheader")
         #expect(csv.stdout.split(separator: "\n")[5] == "5, 3, Yes")
         #expect(csv.stdout.split(separator: "\n")[4] == "4, 0, No")
         let doc = try XMLDocument(xmlString: lab.smi("-q", "-x").stdout, options: [])
-        let dram = try doc.nodes(forXPath: "/nvidia_smi_log/gpu[6]/ecc_errors/volatile/dram_uncorrectable").first?.stringValue
+        let dram = try doc.nodes(forXPath: "/nvidia_smi_log/gpu[6]/ecc_errors/volatile/dram_uncorrectable").first?
+            .stringValue
         #expect(dram == "3")
         #expect(lab.smi().stdout.contains("00000000:BB:00.0 Off |                    3 |"))
         let diag = lab.dcgmi("diag", "-r", "1")
@@ -186,7 +192,9 @@ struct GPUStandInTests {
         #expect(lab.fault("set", "driver-mismatch", "535.54.03").exitCode == 0)
         let r = lab.smi("-L")
         #expect(r.exitCode == 18)
-        #expect(r.stdout == "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.104.12\n")
+        #expect(
+            r.stdout == "Failed to initialize NVML: Driver/library version mismatch\nNVML library version: 535.104.12\n"
+        )
     }
 
     @Test func fabricStateFollowsFabricManagerAndDcgmPasses() throws {
@@ -266,11 +274,29 @@ struct GPUStandInTests {
 
     @Test func multiCallResolution() {
         #expect(LabNodeDispatcher.resolve(["/usr/bin/nvidia-smi", "-L"])! == ("nvidia-smi", ["-L"]))
-        #expect(LabNodeDispatcher.resolve(["appliance-labnode", "kubectl", "get", "nodes"])! == ("kubectl", ["get", "nodes"]))
+        #expect(
+            LabNodeDispatcher.resolve(["appliance-labnode", "kubectl", "get", "nodes"])! == (
+                "kubectl", ["get", "nodes"]
+            ))
         #expect(LabNodeDispatcher.resolve(["appliance-labnode"]) == nil)
     }
 }
 
 extension Tag {
     @Tag static var realProcess: Self
+}
+
+@Suite("kubelet capacity")
+struct KubeletCapacityTests {
+    @Test func gpuCapacityFollowsDriverAndLostGPUs() throws {
+        let lab = try LabFixture(driver: false)
+        let kubelet = Kubelet(context: lab.context)
+        #expect(kubelet.resources()["nvidia.com/gpu"] == nil)
+        #expect(kubelet.resources()["cpu"] as? String == "256")
+        try lab.context.write(LabPaths.driverInstalled, "")
+        #expect(kubelet.resources()["nvidia.com/gpu"] as? String == "8")
+        // As in the capture of an 8-GPU node advertising 7 after Xid 79.
+        #expect(lab.fault("set", "gpu-missing", "3").exitCode == 0)
+        #expect(kubelet.resources()["nvidia.com/gpu"] as? String == "7")
+    }
 }

@@ -103,7 +103,8 @@ struct KubeadmConfigTests {
         let w = try parse(y + "\nencryptionAlgorithm: RSA-2048\n").warnings
         #expect(w.contains { $0.contains("strict decoding error: unknown field \"encryptionAlgorithm\"") })
         // and v1beta3-only fields are unknown in v1beta4
-        let v4 = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 4m0s\n"
+        let v4 =
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\napiServer:\n  timeoutForControlPlane: 4m0s\n"
         #expect(rejection(v4, .validate)?.contains("unknown field \"apiServer.timeoutForControlPlane\"") == true)
     }
 
@@ -117,7 +118,8 @@ struct KubeadmConfigTests {
             bogus: 1
             """
         let c = try parse(y)
-        let msg = "error unmarshaling configuration schema.GroupVersionKind{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networking.podSubnett\", unknown field \"bogus\""
+        let msg =
+            "error unmarshaling configuration schema.GroupVersionKind{Group:\"kubeadm.k8s.io\", Version:\"v1beta4\", Kind:\"ClusterConfiguration\"}: strict decoding error: unknown field \"networking.podSubnett\", unknown field \"bogus\""
         #expect(c.warnings.count == 1)
         #expect(c.warnings[0].hasSuffix(msg))
         #expect(rejection(y, .validate) == msg)
@@ -129,26 +131,46 @@ struct KubeadmConfigTests {
         ("300.1.0.0/16", "networking.podSubnet: Invalid value: \"300.1.0.0/16\": couldn't parse subnet"),
     ])
     func badPodCIDRs(cidr: String, message: String) {
-        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: \"\(cidr)\"\n"
+        let y =
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  podSubnet: \"\(cidr)\"\n"
         #expect(rejection(y) == message)
     }
 
     @Test func serviceSubnetTooLarge() {
-        let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  serviceSubnet: 10.0.0.0/8\n"
-        #expect(rejection(y) == "networking.serviceSubnet: Invalid value: \"10.0.0.0/8\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12")
+        let y =
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nnetworking:\n  serviceSubnet: 10.0.0.0/8\n"
+        #expect(
+            rejection(y)
+                == "networking.serviceSubnet: Invalid value: \"10.0.0.0/8\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12"
+        )
     }
 
     @Test func unsupportedAndMissingAPIVersions() {
-        #expect(rejection("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n")?.hasPrefix("your configuration file uses an old API spec: \"kubeadm.k8s.io/v1beta2\". Please use kubeadm v1.22 instead") == true)
-        #expect(rejection("apiVersion: kubeadm.k8s.io/v1beta9\nkind: InitConfiguration\n")?.hasPrefix("no kind \"InitConfiguration\" is registered for version \"kubeadm.k8s.io/v1beta9\"") == true)
-        #expect(rejection("kind: InitConfiguration\n") == "invalid configuration for GroupVersionKind /, Kind=InitConfiguration: kind and apiVersion is mandatory information that must be specified")
-        #expect(rejection("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n") == "invalid configuration: kind \"InitConfiguration\" is specified twice in YAML file")
+        #expect(
+            rejection("apiVersion: kubeadm.k8s.io/v1beta2\nkind: InitConfiguration\n")?.hasPrefix(
+                "your configuration file uses an old API spec: \"kubeadm.k8s.io/v1beta2\". Please use kubeadm v1.22 instead"
+            ) == true)
+        #expect(
+            rejection("apiVersion: kubeadm.k8s.io/v1beta9\nkind: InitConfiguration\n")?.hasPrefix(
+                "no kind \"InitConfiguration\" is registered for version \"kubeadm.k8s.io/v1beta9\"") == true)
+        #expect(
+            rejection("kind: InitConfiguration\n")
+                == "invalid configuration for GroupVersionKind /, Kind=InitConfiguration: kind and apiVersion is mandatory information that must be specified"
+        )
+        #expect(
+            rejection(
+                "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"
+            ) == "invalid configuration: kind \"InitConfiguration\" is specified twice in YAML file")
     }
 
     @Test func typeMismatchesAreDecodeErrors() {
         let y = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nlocalAPIEndpoint:\n  bindPort: \"6443\"\n"
-        #expect(rejection(y) == "json: cannot unmarshal string into Go struct field InitConfiguration.localAPIEndpoint.bindPort of type int32")
-        let d = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abcdef.0123456789abcdef\n  ttl: 24hours\n"
+        #expect(
+            rejection(y)
+                == "json: cannot unmarshal string into Go struct field InitConfiguration.localAPIEndpoint.bindPort of type int32"
+        )
+        let d =
+            "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nbootstrapTokens:\n- token: abcdef.0123456789abcdef\n  ttl: 24hours\n"
         #expect(rejection(d) == "time: invalid duration \"24hours\"")
     }
 
@@ -161,12 +183,18 @@ struct KubeadmConfigTests {
             localAPIEndpoint:
               advertiseAddress: 10.0.0.300
             """
-        #expect(rejection(y) == "[bootstrapTokens[0].token: Invalid value: \"ABC.def\": the bootstrap token is invalid, localAPIEndpoint.advertiseAddress: Invalid value: \"10.0.0.300\": cannot parse IP address]")
+        #expect(
+            rejection(y)
+                == "[bootstrapTokens[0].token: Invalid value: \"ABC.def\": the bootstrap token is invalid, localAPIEndpoint.advertiseAddress: Invalid value: \"10.0.0.300\": cannot parse IP address]"
+        )
     }
 
     @Test func versionSkew() {
         let old = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.32.0\n"
-        #expect(rejection(old) == "this version of kubeadm only supports deploying clusters with the control plane version >= 1.33.0. Current version: v1.32.0")
+        #expect(
+            rejection(old)
+                == "this version of kubeadm only supports deploying clusters with the control plane version >= 1.33.0. Current version: v1.32.0"
+        )
         let ok = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: v1.33.5\n"
         #expect(rejection(ok) == nil)
     }
@@ -181,7 +209,10 @@ struct KubeadmConfigTests {
               bootstrapToken:
                 token: abcdef.0123456789abcdef
             """
-        #expect(rejection(noHash, .join) == "[discovery.bootstrapToken.apiServerEndpoint: Required value: APIServerEndpoint is not set, discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue]")
+        #expect(
+            rejection(noHash, .join)
+                == "[discovery.bootstrapToken.apiServerEndpoint: Required value: APIServerEndpoint is not set, discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue]"
+        )
         let good = """
             apiVersion: kubeadm.k8s.io/v1beta4
             kind: JoinConfiguration
@@ -201,11 +232,16 @@ struct KubeadmConfigTests {
 
     @Test func unknownKindsAreIgnoredWithWarning() throws {
         let c = try parse("apiVersion: example.com/v1\nkind: Widget\nspec: {}\n")
-        #expect(c.warnings.first?.contains("Ignored configuration document with GroupVersionKind example.com/v1, Kind=Widget") == true)
+        #expect(
+            c.warnings.first?.contains(
+                "Ignored configuration document with GroupVersionKind example.com/v1, Kind=Widget") == true)
     }
 
     @Test func kubeletConfigurationStrictFields() {
         let y = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\ncgroupDriverr: systemd\n"
-        #expect(rejection(y, .validate) == "error unmarshaling configuration schema.GroupVersionKind{Group:\"kubelet.config.k8s.io\", Version:\"v1beta1\", Kind:\"KubeletConfiguration\"}: strict decoding error: unknown field \"cgroupDriverr\"")
+        #expect(
+            rejection(y, .validate)
+                == "error unmarshaling configuration schema.GroupVersionKind{Group:\"kubelet.config.k8s.io\", Version:\"v1beta1\", Kind:\"KubeletConfiguration\"}: strict decoding error: unknown field \"cgroupDriverr\""
+        )
     }
 }

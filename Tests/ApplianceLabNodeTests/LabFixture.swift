@@ -17,7 +17,8 @@ final class LabFixture {
                 nvlinkSpeedGBps: 25, nvswitches: nvswitches, driverVersion: "535.104.12", cudaVersion: "12.2",
                 vbiosVersion: "92.00.36.00.02", powerLimitWatts: 400, pcieGeneration: 4, pcieWidth: 16),
             nics: [
-                .init(name: "eth0", kind: "ethernet", rateGbps: 25), .init(name: "ib0", kind: "infiniband", rateGbps: 200),
+                .init(name: "eth0", kind: "ethernet", rateGbps: 25),
+                .init(name: "ib0", kind: "infiniband", rateGbps: 200),
                 .init(name: "ib1", kind: "infiniband", rateGbps: 200),
             ])
     }
@@ -38,7 +39,9 @@ final class LabFixture {
         context = LabNodeContext(
             environment: ["APPLIANCE_LABNODE_ROOT": root, "APPLIANCE_LAB_HOSTNAME": "gpu-1"],
             now: { Date(timeIntervalSince1970: 1_700_000_000) })
-        if let hw { try context.write(HardwareDeclaration.pathOnNode, String(decoding: try hw.jsonData(), as: UTF8.self)) }
+        if let hw {
+            try context.write(HardwareDeclaration.pathOnNode, String(decoding: try hw.jsonData(), as: UTF8.self))
+        }
         if driver { try context.write(LabPaths.driverInstalled, "") }
     }
 
@@ -46,7 +49,9 @@ final class LabFixture {
 
     func smi(_ args: String...) -> ToolOutput { NvidiaSMI(context: context).run(args) }
     func dcgmi(_ args: String...) -> ToolOutput { DCGMI(context: context).run(args) }
-    func fault(_ args: String...) -> ToolOutput { LabNodeDispatcher.runTool("fault", args, context: context)! }
+    func fault(_ args: String...) -> ToolOutput {
+        LabNodeDispatcher.runTool("fault", args, context: context) ?? ToolOutput(exitCode: 127)
+    }
 
     /// Path of the built `appliance-labnode` next to the test bundle.
     static var executable: String? {
@@ -66,7 +71,8 @@ final class LabFixture {
 func gpuFixture(_ name: String) -> String? {
     let candidates = [
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/fixtures/gpu/\(name)"),
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(
+                "shared/fixtures/gpu/\(name)"),
         URL(fileURLWithPath: "/work/shared/fixtures/gpu/\(name)"),
     ]
     for c in candidates {

@@ -63,7 +63,8 @@ public struct DCGMI: Sendable {
         var lines: [Line] = [.section("Metadata", closed: false)]
         lines.append(.row(Row(name: "DCGM Version", value: Self.version)))
         lines.append(.row(Row(name: "Driver Version Detected", value: inv.driverVersion)))
-        lines.append(.row(Row(name: "GPU Device IDs Detected", value: inv.gpus.map(\.pciDeviceID).joined(separator: ","))))
+        lines.append(
+            .row(Row(name: "GPU Device IDs Detected", value: inv.gpus.map(\.pciDeviceID).joined(separator: ","))))
         lines.append(.section("Deployment", closed: false))
         lines.append(.row(Row(name: "Denylist", value: "Pass")))
         if inv.lost.isEmpty {
@@ -72,7 +73,13 @@ public struct DCGMI: Sendable {
             failed = true
             lines.append(.row(Row(name: "NVML Library", value: "Fail")))
             for l in inv.lost {
-                lines.append(.row(Row(name: "Warning", value: "GPU \(l.index) is lost: GPU has fallen off the bus (Xid 79). Check DCGM and system logs for errors. Reset GPU. Rerun diagnostics.")))
+                lines.append(
+                    .row(
+                        Row(
+                            name: "Warning",
+                            value:
+                                "GPU \(l.index) is lost: GPU has fallen off the bus (Xid 79). Check DCGM and system logs for errors. Reset GPU. Rerun diagnostics."
+                        )))
             }
         }
         lines.append(.row(Row(name: "CUDA Main Library", value: "Pass")))
@@ -91,7 +98,13 @@ public struct DCGMI: Sendable {
         lines.append(.row(Row(name: "Page Retirement/Row Remap", value: ecc.isEmpty ? "Pass" : "Fail")))
         for g in ecc {
             failed = true
-            lines.append(.row(Row(name: "Warning", value: "GPU \(g.index) has uncorrectable memory errors and row remappings are pending. Drain the GPU and reset it or reboot the node to resolve this issue.")))
+            lines.append(
+                .row(
+                    Row(
+                        name: "Warning",
+                        value:
+                            "GPU \(g.index) has uncorrectable memory errors and row remappings are pending. Drain the GPU and reset it or reboot the node to resolve this issue."
+                    )))
         }
         lines.append(.row(Row(name: "Graphics Processes", value: "Pass")))
         lines.append(.row(Row(name: "Inforom", value: "Pass")))
@@ -108,11 +121,31 @@ public struct DCGMI: Sendable {
                 failed = true
                 let bad = Set(linkDown.map(\.index))
                 let good = inv.gpus.map(\.index).filter { !bad.contains($0) }
-                if !good.isEmpty { lines.append(.row(Row(name: "PCIe", value: "Pass - GPU\(good.count > 1 ? "s" : ""): \(good.map(String.init).joined(separator: ", "))"))) }
-                lines.append(.row(Row(name: good.isEmpty ? "PCIe" : "", value: "Fail - GPU\(bad.count > 1 ? "s" : ""): \(bad.sorted().map(String.init).joined(separator: ", "))")))
+                if !good.isEmpty {
+                    lines.append(
+                        .row(
+                            Row(
+                                name: "PCIe",
+                                value:
+                                    "Pass - GPU\(good.count > 1 ? "s" : ""): \(good.map(String.init).joined(separator: ", "))"
+                            )))
+                }
+                lines.append(
+                    .row(
+                        Row(
+                            name: good.isEmpty ? "PCIe" : "",
+                            value:
+                                "Fail - GPU\(bad.count > 1 ? "s" : ""): \(bad.sorted().map(String.init).joined(separator: ", "))"
+                        )))
                 for g in linkDown {
                     for (l, up) in g.nvlinks.enumerated() where !up {
-                        lines.append(.row(Row(name: "Warning", value: "GPU \(g.index)'s NvLink link \(l) is currently down Check DCGM and system logs for errors. Reset GPU. Restart DCGM. Rerun diagnostics.")))
+                        lines.append(
+                            .row(
+                                Row(
+                                    name: "Warning",
+                                    value:
+                                        "GPU \(g.index)'s NvLink link \(l) is currently down Check DCGM and system logs for errors. Reset GPU. Restart DCGM. Rerun diagnostics."
+                                )))
                     }
                 }
             }
@@ -121,7 +154,13 @@ public struct DCGMI: Sendable {
                 failed = true
                 lines.append(.row(Row(name: "GPU Memory", value: "Fail - All")))
                 for g in inv.gpus {
-                    lines.append(.row(Row(name: "Warning", value: "GPU \(g.index) Error using CUDA API cuInit Check DCGM and system logs for errors. Reset GPU. Restart DCGM. Rerun diagnostics. Unable to initialize CUDA library: 'system not yet initialized'. . Please check if a CUDA sample program can be run successfully on this host. Refer to https://github.com/nvidia/cuda-samples")))
+                    lines.append(
+                        .row(
+                            Row(
+                                name: "Warning",
+                                value:
+                                    "GPU \(g.index) Error using CUDA API cuInit Check DCGM and system logs for errors. Reset GPU. Restart DCGM. Rerun diagnostics. Unable to initialize CUDA library: 'system not yet initialized'. . Please check if a CUDA sample program can be run successfully on this host. Refer to https://github.com/nvidia/cuda-samples"
+                            )))
                 }
             } else {
                 lines.append(.row(Row(name: "GPU Memory", value: "Pass - All")))

@@ -11,20 +11,42 @@ public struct FabricManager: Sendable {
     /// SIGTERM and calls `stop()`), or the failure output.
     public func start(pid: Int32) -> Result<String, ToolOutputError> {
         guard let inv = try? GPUInventory.load(context: context) else {
-            return .failure(ToolOutputError(.fail(1, stderr: "nv-fabricmanager (lab stand-in): no hardware declaration at \(context.hardwarePath)")))
+            return .failure(
+                ToolOutputError(
+                    .fail(
+                        1, stderr: "nv-fabricmanager (lab stand-in): no hardware declaration at \(context.hardwarePath)"
+                    )))
         }
         guard case .loaded(let driver) = inv.driver else {
-            return .failure(ToolOutputError(.fail(1, stderr: "fabric manager failed to open the NVIDIA driver: NVIDIA kernel module is not loaded")))
+            return .failure(
+                ToolOutputError(
+                    .fail(
+                        1, stderr: "fabric manager failed to open the NVIDIA driver: NVIDIA kernel module is not loaded"
+                    )))
         }
-        let fmVersion = (context.read(LabPaths.fabricManagerInstalled) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        let fmVersion = (context.read(LabPaths.fabricManagerInstalled) ?? "").trimmingCharacters(
+            in: .whitespacesAndNewlines)
         if !fmVersion.isEmpty && fmVersion != driver {
-            return .failure(ToolOutputError(.fail(1, stderr: "fabric manager NVIDIA GPU driver interface version \(fmVersion) don't match with driver version \(driver). Please update with matching NVIDIA driver package.")))
+            return .failure(
+                ToolOutputError(
+                    .fail(
+                        1,
+                        stderr:
+                            "fabric manager NVIDIA GPU driver interface version \(fmVersion) don't match with driver version \(driver). Please update with matching NVIDIA driver package."
+                    )))
         }
         guard inv.hasNVSwitch else {
-            return .failure(ToolOutputError(.fail(1, stderr: "detected number of NVSwitches don't match with any supported system topology, aborting fabric manager")))
+            return .failure(
+                ToolOutputError(
+                    .fail(
+                        1,
+                        stderr:
+                            "detected number of NVSwitches don't match with any supported system topology, aborting fabric manager"
+                    )))
         }
         if inv.faults.contains(.fabricManagerStopped) {
-            return .failure(ToolOutputError(.fail(1, stderr: "fabric manager stopped by lab fault (fabricmanager-stopped)")))
+            return .failure(
+                ToolOutputError(.fail(1, stderr: "fabric manager stopped by lab fault (fabricmanager-stopped)")))
         }
         do {
             try context.write(LabPaths.fabricManagerPID, "\(pid)\n")
@@ -33,7 +55,8 @@ public struct FabricManager: Sendable {
         }
         let v = fmVersion.isEmpty ? driver : fmVersion
         return .success(
-            "Fabric Manager version is : \(v)\nConnected to 1 node.\nSuccessfully configured all the available GPUs and NVSwitches to route NVLink traffic.\n")
+            "Fabric Manager version is : \(v)\nConnected to 1 node.\nSuccessfully configured all the available GPUs and NVSwitches to route NVLink traffic.\n"
+        )
     }
 
     public func stop() {

@@ -164,13 +164,16 @@ public struct GPUInventory: Sendable {
     static func architecture(model: String) -> Architecture {
         let m = model.uppercased()
         if m.contains("H100") || m.contains("H200") || m.contains("H800") || m.contains("H20") || m.contains("GH200") {
-            return Architecture(name: "Hopper", computeCapability: "9.0", idleClock: 345, memClock: 2619, maxClock: 1980)
+            return Architecture(
+                name: "Hopper", computeCapability: "9.0", idleClock: 345, memClock: 2619, maxClock: 1980)
         }
         if m.contains("B200") || m.contains("B100") || m.contains("GB200") {
-            return Architecture(name: "Blackwell", computeCapability: "10.0", idleClock: 345, memClock: 3996, maxClock: 1965)
+            return Architecture(
+                name: "Blackwell", computeCapability: "10.0", idleClock: 345, memClock: 3996, maxClock: 1965)
         }
         if m.contains("L40") || m.contains("L4") || m.contains("RTX 6000 ADA") {
-            return Architecture(name: "Ada Lovelace", computeCapability: "8.9", idleClock: 210, memClock: 405, maxClock: 2520)
+            return Architecture(
+                name: "Ada Lovelace", computeCapability: "8.9", idleClock: 210, memClock: 405, maxClock: 2520)
         }
         if m.contains("A10G") || m.contains("A10 ") || m.hasSuffix("A10") || m.contains("A40") {
             return Architecture(name: "Ampere", computeCapability: "8.6", idleClock: 210, memClock: 405, maxClock: 1710)

@@ -113,6 +113,7 @@ public struct LabFaults: Sendable {
         if parts.count == 3, parts[1].count == 1 { stamp = "\(parts[0])  \(parts[1]) \(parts[2])" }
         let uptime = ProcessInfo.processInfo.systemUptime
         let up = String(format: "%12.6f", uptime)
-        return "\(stamp) \(context.hostname) kernel: [\(up)] NVRM: Xid (PCI:0000:\(bus.lowercased()):00): 79, pid=0, GPU has fallen off the bus.\n"
+        return
+            "\(stamp) \(context.hostname) kernel: [\(up)] NVRM: Xid (PCI:0000:\(bus.lowercased()):00): 79, pid=0, GPU has fallen off the bus.\n"
     }
 }

@@ -104,9 +104,10 @@ enum NvidiaSMIQueryGPU {
             "fabric.state": f { g, _, _ in g.fabricState },
             "fabric.status": f { g, _, _ in g.fabricStatus },
         ]
-        for n in ["applications_clocks_setting", "sw_power_cap", "hw_slowdown", "hw_thermal_slowdown",
-            "hw_power_brake_slowdown", "sw_thermal_slowdown", "sync_boost"]
-        {
+        for n in [
+            "applications_clocks_setting", "sw_power_cap", "hw_slowdown", "hw_thermal_slowdown",
+            "hw_power_brake_slowdown", "sw_thermal_slowdown", "sync_boost",
+        ] {
             t["clocks_event_reasons." + n] = f { _, _, _ in "Not Active" }
         }
         return t
@@ -145,17 +146,19 @@ enum NvidiaSMIQueryGPU {
         }
         var out = ""
         if format.header {
-            out += zip(names, specs).map { n, s in
-                if let u = s.unit, format.units { return "\(n) [\(u)]" }
-                return n
-            }.joined(separator: ", ") + "\n"
+            out +=
+                zip(names, specs).map { n, s in
+                    if let u = s.unit, format.units { return "\(n) [\(u)]" }
+                    return n
+                }.joined(separator: ", ") + "\n"
         }
         for g in gpus {
-            out += specs.map { s -> String in
-                let v = s.value(g, inv, now)
-                if !format.units, let u = s.unit, v.hasSuffix(" " + u) { return String(v.dropLast(u.count + 1)) }
-                return v
-            }.joined(separator: ", ") + "\n"
+            out +=
+                specs.map { s -> String in
+                    let v = s.value(g, inv, now)
+                    if !format.units, let u = s.unit, v.hasSuffix(" " + u) { return String(v.dropLast(u.count + 1)) }
+                    return v
+                }.joined(separator: ", ") + "\n"
         }
         return .ok(out)
     }

@@ -12,7 +12,9 @@ public final class APIServerStandin: @unchecked Sendable {
     public let nodeGraceSeconds: Double
     public let identity: String
 
-    public init(etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString) {
+    public init(
+        etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString
+    ) {
         self.etcd = etcd
         self.version = version
         self.nodeGraceSeconds = nodeGraceSeconds
@@ -50,7 +52,9 @@ public final class APIServerStandin: @unchecked Sendable {
 
     /// Read-modify-write with optimistic concurrency; retries on conflicts.
     @discardableResult
-    public func update(_ r: KResource, _ ns: String?, _ name: String, _ change: (inout KObject) -> Void) throws -> KObject? {
+    public func update(_ r: KResource, _ ns: String?, _ name: String, _ change: (inout KObject) -> Void) throws
+        -> KObject?
+    {
         for _ in 0..<10 {
             guard let (o, rev) = try get(r, ns, name) else { return nil }
             var n = o
@@ -89,7 +93,8 @@ public final class APIServerStandin: @unchecked Sendable {
         var spec = K.spec(o)
         var tol = spec["tolerations"] as? [KObject] ?? []
         // DefaultTolerationSeconds admission.
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] where !tol.contains(where: { $0["key"] as? String == key }) {
+        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"]
+        where !tol.contains(where: { $0["key"] as? String == key }) {
             tol.append(["key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300])
         }
         spec["tolerations"] = tol
@@ -124,13 +129,17 @@ public final class APIServerStandin: @unchecked Sendable {
         let comps = req.path.split(separator: "/").map(String.init)
         switch req.path {
         case "/livez", "/healthz", "/readyz":
-            return etcd.healthy() ? (200, Data("ok".utf8)) : (500, Data("[-]etcd failed: reason withheld\nhealthz check failed".utf8))
+            return etcd.healthy()
+                ? (200, Data("ok".utf8)) : (500, Data("[-]etcd failed: reason withheld\nhealthz check failed".utf8))
         case "/version":
-            return (200, K.json([
-                "major": "\(version.major)", "minor": "\(version.minor)", "gitVersion": version.description,
-                "gitCommit": "lab-standin", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
-                "goVersion": "go1.24.0", "compiler": "gc", "platform": "linux/amd64",
-            ]))
+            return (
+                200,
+                K.json([
+                    "major": "\(version.major)", "minor": "\(version.minor)", "gitVersion": version.description,
+                    "gitCommit": "lab-standin", "gitTreeState": "clean", "buildDate": "2025-01-01T00:00:00Z",
+                    "goVersion": "go1.24.0", "compiler": "gc", "platform": "linux/amd64",
+                ])
+            )
         default: break
         }
         // /api/v1/... or /apis/G/V/...
@@ -149,7 +158,8 @@ public final class APIServerStandin: @unchecked Sendable {
             ns = rest[rest.startIndex + 1]
             rest = rest.dropFirst(2)
         }
-        guard let plural = rest.first, let r = KResource.all.first(where: { $0.plural == plural && $0.group == group }) else {
+        guard let plural = rest.first, let r = KResource.all.first(where: { $0.plural == plural && $0.group == group })
+        else {
             return Self.status(404, "NotFound", "the server could not find the requested resource")
         }
         let name = rest.dropFirst().first
@@ -173,16 +183,21 @@ public final class APIServerStandin: @unchecked Sendable {
                     items = items.filter { ((K.get($0, field) as? String ?? "") == p[1]) != neg }
                 }
             }
-            return (200, K.json([
-                "kind": r.kind + "List", "apiVersion": r.apiVersion, "metadata": ["resourceVersion": ""], "items": items,
-            ]))
+            return (
+                200,
+                K.json([
+                    "kind": r.kind + "List", "apiVersion": r.apiVersion, "metadata": ["resourceVersion": ""],
+                    "items": items,
+                ])
+            )
         case ("GET", let n?, nil):
             guard let (o, _) = try get(r, effectiveNS, n) else { return notFound(r, n) }
             return (200, K.json(o))
         case ("POST", nil, _):
             guard var o = K.parse(req.body) else { return Self.status(400, "BadRequest", "invalid JSON body") }
-            if r.namespaced, let ns, try get(KResource.named("namespaces")!, nil, ns) == nil {
-                return Self.status(404, "NotFound", "namespaces \"\(ns)\" not found", details: ["name": ns, "kind": "namespaces"])
+            if r.namespaced, let ns, try get(KResource.namespaces, nil, ns) == nil {
+                return Self.status(
+                    404, "NotFound", "namespaces \"\(ns)\" not found", details: ["name": ns, "kind": "namespaces"])
             }
             if dryRun {
                 o["apiVersion"] = r.apiVersion
@@ -191,14 +206,18 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             guard let created = try create(r, o, namespace: effectiveNS) else {
                 let n = K.name(o)
-                return Self.status(409, "AlreadyExists", "\(r.plural) \"\(n)\" already exists", details: ["name": n, "kind": r.plural])
+                return Self.status(
+                    409, "AlreadyExists", "\(r.plural) \"\(n)\" already exists", details: ["name": n, "kind": r.plural])
             }
             return (201, K.json(created))
         case ("PUT", let n?, _):
             guard var o = K.parse(req.body) else { return Self.status(400, "BadRequest", "invalid JSON body") }
             guard let (old, rev) = try get(r, effectiveNS, n) else { return notFound(r, n) }
             if let rv = K.meta(o)["resourceVersion"] as? String, !rv.isEmpty, rv != "\(rev)" {
-                return Self.status(409, "Conflict", "Operation cannot be fulfilled on \(r.plural) \"\(n)\": the object has been modified; please apply your changes to the latest version and try again")
+                return Self.status(
+                    409, "Conflict",
+                    "Operation cannot be fulfilled on \(r.plural) \"\(n)\": the object has been modified; please apply your changes to the latest version and try again"
+                )
             }
             var m = K.meta(o)
             for k in ["uid", "creationTimestamp", "namespace"] { m[k] = K.meta(old)[k] }
@@ -209,7 +228,10 @@ public final class APIServerStandin: @unchecked Sendable {
             if dryRun { return (200, K.json(o)) }
             K.set(&o, ["metadata", "resourceVersion"], nil)
             guard try etcd.putIf(Self.key(r, effectiveNS, n), K.json(o), modRevision: rev) else {
-                return Self.status(409, "Conflict", "Operation cannot be fulfilled on \(r.plural) \"\(n)\": the object has been modified; please apply your changes to the latest version and try again")
+                return Self.status(
+                    409, "Conflict",
+                    "Operation cannot be fulfilled on \(r.plural) \"\(n)\": the object has been modified; please apply your changes to the latest version and try again"
+                )
             }
             return (200, K.json(o))
         case ("PATCH", let n?, let s):
@@ -221,12 +243,16 @@ public final class APIServerStandin: @unchecked Sendable {
                 return (200, K.json(K.mergePatch(o, patch) ?? o))
             }
             let specChanged = (patch as? KObject)?["spec"] != nil && s == nil
-            guard let updated = try update(r, effectiveNS, n, { o in
-                o = K.mergePatch(o, patch) as? KObject ?? o
-                if specChanged, r.kind == "Deployment" || r.kind == "DaemonSet" {
-                    K.set(&o, ["metadata", "generation"], (K.meta(o)["generation"] as? Int ?? 1) + 1)
-                }
-            }) else { return notFound(r, n) }
+            guard
+                let updated = try update(
+                    r, effectiveNS, n,
+                    { o in
+                        o = K.mergePatch(o, patch) as? KObject ?? o
+                        if specChanged, r.kind == "Deployment" || r.kind == "DaemonSet" {
+                            K.set(&o, ["metadata", "generation"], (K.meta(o)["generation"] as? Int ?? 1) + 1)
+                        }
+                    })
+            else { return notFound(r, n) }
             return (200, K.json(updated))
         case ("DELETE", let n?, nil):
             guard let (o, _) = try get(r, effectiveNS, n) else { return notFound(r, n) }
@@ -242,7 +268,8 @@ public final class APIServerStandin: @unchecked Sendable {
         case ("POST", let n?, "eviction") where r.plural == "pods":
             return try evict(ns ?? "default", n, dryRun: dryRun)
         default:
-            return Self.status(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+            return Self.status(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         }
     }
 
@@ -252,12 +279,12 @@ public final class APIServerStandin: @unchecked Sendable {
 
     // MARK: eviction and disruption budgets
 
-    static let pods = KResource.named("pods")!
-    static let nodes = KResource.named("nodes")!
-    static let pdbs = KResource.named("pdb")!
-    static let leases = KResource.named("leases")!
-    static let daemonsets = KResource.named("ds")!
-    static let deployments = KResource.named("deploy")!
+    static let pods = KResource.pods
+    static let nodes = KResource.nodes
+    static let pdbs = KResource.pdbs
+    static let leases = KResource.leases
+    static let daemonsets = KResource.daemonsets
+    static let deployments = KResource.deployments
 
     static func podReady(_ p: KObject) -> Bool {
         K.get(p, "status.phase") as? String == "Running" && K.conditionStatus(p, "Ready") == "True"
@@ -293,7 +320,9 @@ public final class APIServerStandin: @unchecked Sendable {
             K.matches(selector: K.spec($0)["selector"] as? KObject, labels: K.labels(pod))
         }
         if pdbs.count > 1 {
-            return Self.status(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+            return Self.status(
+                500, "InternalError",
+                "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
         }
         // A pod that is not ready does not count against the budget (it is already disrupted).
         if let pdb = pdbs.first, Self.podReady(pod) {
@@ -301,10 +330,15 @@ public final class APIServerStandin: @unchecked Sendable {
             if b.allowed <= 0 {
                 return Self.status(
                     429, "TooManyRequests", "Cannot evict pod as it would violate the pod's disruption budget.",
-                    details: ["causes": [[
-                        "reason": "DisruptionBudget",
-                        "message": "The disruption budget \(K.name(pdb)) needs \(b.desired) healthy pods and has \(b.current) currently",
-                    ]]])
+                    details: [
+                        "causes": [
+                            [
+                                "reason": "DisruptionBudget",
+                                "message":
+                                    "The disruption budget \(K.name(pdb)) needs \(b.desired) healthy pods and has \(b.current) currently",
+                            ]
+                        ]
+                    ])
             }
         }
         if !dryRun { try delete(Self.pods, ns, name) }
@@ -351,7 +385,9 @@ public final class APIServerStandin: @unchecked Sendable {
         for node in try list(Self.nodes) {
             let name = K.name(node)
             let lease = try get(Self.leases, "kube-node-lease", name)?.0
-            let renew = K.date(K.get(lease, "spec.renewTime") as? String) ?? K.date(K.meta(node)["creationTimestamp"] as? String) ?? now
+            let renew =
+                K.date(K.get(lease, "spec.renewTime") as? String) ?? K.date(
+                    K.meta(node)["creationTimestamp"] as? String) ?? now
             let stale = now.timeIntervalSince(renew) > nodeGraceSeconds
             let ready = K.conditionStatus(node, "Ready")
             if stale && ready != "Unknown" {
@@ -366,8 +402,14 @@ public final class APIServerStandin: @unchecked Sendable {
                     K.set(&o, ["status", "conditions"], conds)
                     var taints = K.spec(o)["taints"] as? [KObject] ?? []
                     if !taints.contains(where: { $0["key"] as? String == "node.kubernetes.io/unreachable" }) {
-                        taints.append(["key": "node.kubernetes.io/unreachable", "effect": "NoExecute", "timeAdded": K.timestamp(now)])
-                        taints.append(["key": "node.kubernetes.io/unreachable", "effect": "NoSchedule", "timeAdded": K.timestamp(now)])
+                        taints.append([
+                            "key": "node.kubernetes.io/unreachable", "effect": "NoExecute",
+                            "timeAdded": K.timestamp(now),
+                        ])
+                        taints.append([
+                            "key": "node.kubernetes.io/unreachable", "effect": "NoSchedule",
+                            "timeAdded": K.timestamp(now),
+                        ])
                     }
                     K.set(&o, ["spec", "taints"], taints)
                 }
@@ -375,7 +417,9 @@ public final class APIServerStandin: @unchecked Sendable {
                 let taints = K.spec(node)["taints"] as? [KObject] ?? []
                 if taints.contains(where: { $0["key"] as? String == "node.kubernetes.io/unreachable" }) {
                     try update(Self.nodes, nil, name) { o in
-                        K.set(&o, ["spec", "taints"], taints.filter { $0["key"] as? String != "node.kubernetes.io/unreachable" })
+                        K.set(
+                            &o, ["spec", "taints"],
+                            taints.filter { $0["key"] as? String != "node.kubernetes.io/unreachable" })
                     }
                 }
             }
@@ -413,7 +457,11 @@ public final class APIServerStandin: @unchecked Sendable {
 
     /// Why the node cannot run the pod (nil: it can), in the scheduler's words.
     static func unfit(_ pod: KObject, node: KObject, used: [String: Double]) -> String? {
-        if K.spec(node)["unschedulable"] as? Bool == true, !K.tolerates(K.spec(pod)["tolerations"] as? [KObject] ?? [], ["key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"]) {
+        if K.spec(node)["unschedulable"] as? Bool == true,
+            !K.tolerates(
+                K.spec(pod)["tolerations"] as? [KObject] ?? [],
+                ["key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"])
+        {
             return "node(s) were unschedulable"
         }
         if !K.isReady(node: node) { return "node(s) had untolerated taint {node.kubernetes.io/not-ready: }" }
@@ -422,7 +470,9 @@ public final class APIServerStandin: @unchecked Sendable {
         }
         let tol = K.spec(pod)["tolerations"] as? [KObject] ?? []
         for t in K.spec(node)["taints"] as? [KObject] ?? [] where (t["effect"] as? String) != "PreferNoSchedule" {
-            if !K.tolerates(tol, t) { return "node(s) had untolerated taint {\(t["key"] as? String ?? ""): \(t["value"] as? String ?? "")}" }
+            if !K.tolerates(tol, t) {
+                return "node(s) had untolerated taint {\(t["key"] as? String ?? ""): \(t["value"] as? String ?? "")}"
+            }
         }
         let alloc = K.status(node)["allocatable"] as? KObject ?? [:]
         for (k, v) in requests(pod) where v > 0 {
@@ -461,40 +511,53 @@ public final class APIServerStandin: @unchecked Sendable {
                     continue
                 }
                 let load = used[n]?["pods"] ?? 0
-                if best == nil || load < best!.1 { best = (n, load) }
+                if load < (best?.1 ?? .infinity) { best = (n, load) }
             }
             let ns = K.namespace(pod), name = K.name(pod)
             if let (target, _) = best {
                 try update(Self.pods, ns, name) { o in
                     K.set(&o, ["spec", "nodeName"], target)
-                    K.set(&o, ["status", "conditions"], [["type": "PodScheduled", "status": "True", "lastTransitionTime": K.timestamp()]])
+                    K.set(
+                        &o, ["status", "conditions"],
+                        [["type": "PodScheduled", "status": "True", "lastTransitionTime": K.timestamp()]])
                 }
                 for (k, v) in Self.requests(pod) { used[target, default: [:]][k, default: 0] += v }
                 used[target, default: [:]]["pods", default: 0] += 1
                 K.set(&pods[i], ["spec", "nodeName"], target)
             } else {
                 let detail = reasons.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-                let msg = "0/\(nodes.count) nodes are available: \(detail). preemption: 0/\(nodes.count) nodes are available: \(nodes.count) Preemption is not helpful for scheduling."
+                let msg =
+                    "0/\(nodes.count) nodes are available: \(detail). preemption: 0/\(nodes.count) nodes are available: \(nodes.count) Preemption is not helpful for scheduling."
                 if K.get(pod, "status.conditions.0.message") as? String != msg {
                     try update(Self.pods, ns, name) { o in
-                        K.set(&o, ["status", "conditions"], [[
-                            "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": msg,
-                            "lastTransitionTime": K.timestamp(),
-                        ]])
+                        K.set(
+                            &o, ["status", "conditions"],
+                            [
+                                [
+                                    "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                    "message": msg,
+                                    "lastTransitionTime": K.timestamp(),
+                                ]
+                            ])
                     }
                 }
             }
         }
     }
 
-    static func podFromTemplate(_ template: KObject, owner: KObject, ownerKind: String, name: String, ns: String) -> KObject {
+    static func podFromTemplate(_ template: KObject, owner: KObject, ownerKind: String, name: String, ns: String)
+        -> KObject
+    {
         var meta = template["metadata"] as? KObject ?? [:]
         meta["name"] = name
         meta["namespace"] = ns
-        meta["ownerReferences"] = [[
-            "apiVersion": "apps/v1", "kind": ownerKind, "name": ownerKind == "ReplicaSet" ? K.name(owner) + "-" + templateHash(template) : K.name(owner),
-            "uid": K.meta(owner)["uid"] as? String ?? "", "controller": true, "blockOwnerDeletion": true,
-        ]]
+        meta["ownerReferences"] = [
+            [
+                "apiVersion": "apps/v1", "kind": ownerKind,
+                "name": ownerKind == "ReplicaSet" ? K.name(owner) + "-" + templateHash(template) : K.name(owner),
+                "uid": K.meta(owner)["uid"] as? String ?? "", "controller": true, "blockOwnerDeletion": true,
+            ]
+        ]
         return ["apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"] as? KObject ?? [:]]
     }
 
@@ -529,7 +592,9 @@ public final class APIServerStandin: @unchecked Sendable {
             guard let owner = K.controller(p) else { continue }
             switch owner["kind"] as? String {
             case "DaemonSet":
-                if let uid = owner["uid"] as? String, !dsUIDs.contains(uid) { try delete(Self.pods, K.namespace(p), K.name(p)) }
+                if let uid = owner["uid"] as? String, !dsUIDs.contains(uid) {
+                    try delete(Self.pods, K.namespace(p), K.name(p))
+                }
             case "ReplicaSet":
                 let rs = owner["name"] as? String ?? ""
                 let deploy = rs.split(separator: "-").dropLast().joined(separator: "-")
@@ -546,25 +611,33 @@ public final class APIServerStandin: @unchecked Sendable {
             let ns = K.namespace(ds)
             let template = K.spec(ds)["template"] as? KObject ?? [:]
             var tol = K.get(template, "spec.tolerations") as? [KObject] ?? []
-            for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "node.kubernetes.io/unschedulable",
-                "node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure", "node.kubernetes.io/pid-pressure"]
-            {
-                tol.append(["key": key, "operator": "Exists", "effect": key.hasSuffix("ready") || key.hasSuffix("unreachable") ? "NoExecute" : "NoSchedule"])
+            for key in [
+                "node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable", "node.kubernetes.io/unschedulable",
+                "node.kubernetes.io/disk-pressure", "node.kubernetes.io/memory-pressure",
+                "node.kubernetes.io/pid-pressure",
+            ] {
+                tol.append([
+                    "key": key, "operator": "Exists",
+                    "effect": key.hasSuffix("ready") || key.hasSuffix("unreachable") ? "NoExecute" : "NoSchedule",
+                ])
             }
             var mine = Self.owned(pods, by: ds)
             var desired = 0
             for node in nodes {
                 let n = K.name(node)
                 var eligible = true
-                for (k, v) in K.get(template, "spec.nodeSelector") as? [String: String] ?? [:] where K.labels(node)[k] != v { eligible = false }
-                for t in K.spec(node)["taints"] as? [KObject] ?? [] where t["effect"] as? String != "PreferNoSchedule" && !K.tolerates(tol, t) {
+                for (k, v) in K.get(template, "spec.nodeSelector") as? [String: String] ?? [:]
+                where K.labels(node)[k] != v { eligible = false }
+                for t in K.spec(node)["taints"] as? [KObject] ?? []
+                where t["effect"] as? String != "PreferNoSchedule" && !K.tolerates(tol, t) {
                     eligible = false
                 }
                 let existing = mine.filter { K.spec($0)["nodeName"] as? String == n }
                 if eligible {
                     desired += 1
                     if existing.isEmpty {
-                        var pod = Self.podFromTemplate(template, owner: ds, ownerKind: "DaemonSet", name: K.name(ds) + "-" + Self.suffix(), ns: ns)
+                        var pod = Self.podFromTemplate(
+                            template, owner: ds, ownerKind: "DaemonSet", name: K.name(ds) + "-" + Self.suffix(), ns: ns)
                         K.set(&pod, ["spec", "nodeName"], n)
                         K.set(&pod, ["spec", "tolerations"], tol)
                         if let created = try create(Self.pods, pod, namespace: ns) { mine.append(created) }
@@ -593,14 +666,22 @@ public final class APIServerStandin: @unchecked Sendable {
             let replicas = K.spec(d)["replicas"] as? Int ?? 1
             let template = K.spec(d)["template"] as? KObject ?? [:]
             let hash = Self.templateHash(template)
-            var mine = pods.filter { K.controller($0)?["kind"] as? String == "ReplicaSet" && (K.controller($0)?["name"] as? String ?? "").hasPrefix(K.name(d) + "-") && K.namespace($0) == ns }
+            var mine = pods.filter {
+                K.controller($0)?["kind"] as? String == "ReplicaSet"
+                    && (K.controller($0)?["name"] as? String ?? "").hasPrefix(K.name(d) + "-") && K.namespace($0) == ns
+            }
             // Rolling update: replace pods of an old template.
-            let (current, old) = (mine.filter { K.labels($0)["pod-template-hash"] == hash }, mine.filter { K.labels($0)["pod-template-hash"] != hash })
+            let (current, old) = (
+                mine.filter { K.labels($0)["pod-template-hash"] == hash },
+                mine.filter { K.labels($0)["pod-template-hash"] != hash }
+            )
             for p in old { try delete(Self.pods, ns, K.name(p)) }
             mine = current
             if mine.count < replicas {
                 for _ in mine.count..<replicas {
-                    var pod = Self.podFromTemplate(template, owner: d, ownerKind: "ReplicaSet", name: "\(K.name(d))-\(hash)-\(Self.suffix())", ns: ns)
+                    var pod = Self.podFromTemplate(
+                        template, owner: d, ownerKind: "ReplicaSet", name: "\(K.name(d))-\(hash)-\(Self.suffix())",
+                        ns: ns)
                     K.set(&pod, ["metadata", "labels", "pod-template-hash"], hash)
                     if let c = try create(Self.pods, pod, namespace: ns) { mine.append(c) }
                 }
@@ -610,15 +691,19 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             let ready = mine.filter(Self.podReady).count
             var st: KObject = [
-                "replicas": mine.count, "updatedReplicas": mine.count, "readyReplicas": ready, "availableReplicas": ready,
+                "replicas": mine.count, "updatedReplicas": mine.count, "readyReplicas": ready,
+                "availableReplicas": ready,
                 "observedGeneration": K.meta(d)["generation"] as? Int ?? 1,
             ]
             if ready < replicas { st["unavailableReplicas"] = replicas - ready }
-            st["conditions"] = [[
-                "type": "Available", "status": ready >= replicas ? "True" : "False",
-                "reason": ready >= replicas ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
-                "message": ready >= replicas ? "Deployment has minimum availability." : "Deployment does not have minimum availability.",
-            ]]
+            st["conditions"] = [
+                [
+                    "type": "Available", "status": ready >= replicas ? "True" : "False",
+                    "reason": ready >= replicas ? "MinimumReplicasAvailable" : "MinimumReplicasUnavailable",
+                    "message": ready >= replicas
+                        ? "Deployment has minimum availability." : "Deployment does not have minimum availability.",
+                ]
+            ]
             if K.json(K.status(d)) != K.json(st) {
                 try update(Self.deployments, ns, K.name(d)) { $0["status"] = st }
             }

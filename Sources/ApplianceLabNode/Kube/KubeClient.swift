@@ -15,13 +15,15 @@ public struct KubeClient: Sendable {
         public var status: Int
         public var message: String
         public var reason: String
-        public var body: KObject
         public var description: String { message }
     }
 
-    public func raw(_ method: String, _ path: String, _ body: Any? = nil, timeout: Double = 10) throws -> (Int, KObject) {
+    public func raw(_ method: String, _ path: String, _ body: Any? = nil, timeout: Double = 10) throws -> (Int, KObject)
+    {
         let data = body.map { K.json($0) }
-        let r = try HTTPClient.request(method, "http://\(server)\(path)", body: data, contentType: method == "PATCH" ? "application/merge-patch+json" : "application/json", timeout: timeout)
+        let r = try HTTPClient.request(
+            method, "http://\(server)\(path)", body: data,
+            contentType: method == "PATCH" ? "application/merge-patch+json" : "application/json", timeout: timeout)
         return (r.status, K.parse(r.body) ?? [:])
     }
 
@@ -29,7 +31,9 @@ public struct KubeClient: Sendable {
     public func call(_ method: String, _ path: String, _ body: Any? = nil) throws -> KObject {
         let (status, obj) = try raw(method, path, body)
         guard (200..<300).contains(status) else {
-            throw Failure(status: status, message: obj["message"] as? String ?? "status \(status)", reason: obj["reason"] as? String ?? "", body: obj)
+            throw Failure(
+                status: status, message: obj["message"] as? String ?? "status \(status)",
+                reason: obj["reason"] as? String ?? "")
         }
         return obj
     }
@@ -37,7 +41,9 @@ public struct KubeClient: Sendable {
     public func get(_ r: KResource, _ ns: String?, _ name: String) throws -> KObject? {
         let (status, obj) = try raw("GET", r.path(namespace: ns, name: name))
         if status == 404 { return nil }
-        guard status == 200 else { throw Failure(status: status, message: obj["message"] as? String ?? "", reason: "", body: obj) }
+        guard status == 200 else {
+            throw Failure(status: status, message: obj["message"] as? String ?? "", reason: "")
+        }
         return obj
     }
 
@@ -61,7 +67,9 @@ public struct KubeClient: Sendable {
         return (try create(r, ns, o), true)
     }
 
-    public func patch(_ r: KResource, _ ns: String?, _ name: String, _ patch: Any, dryRun: Bool = false) throws -> KObject {
+    public func patch(_ r: KResource, _ ns: String?, _ name: String, _ patch: Any, dryRun: Bool = false) throws
+        -> KObject
+    {
         try call("PATCH", r.path(namespace: ns, name: name) + (dryRun ? "?dryRun=All" : ""), patch)
     }
 

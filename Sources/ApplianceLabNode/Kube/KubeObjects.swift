@@ -9,14 +9,20 @@ public enum K {
     public static func name(_ o: KObject) -> String { meta(o)["name"] as? String ?? "" }
     public static func namespace(_ o: KObject) -> String { meta(o)["namespace"] as? String ?? "" }
     public static func labels(_ o: KObject) -> [String: String] { meta(o)["labels"] as? [String: String] ?? [:] }
-    public static func annotations(_ o: KObject) -> [String: String] { meta(o)["annotations"] as? [String: String] ?? [:] }
+    public static func annotations(_ o: KObject) -> [String: String] {
+        meta(o)["annotations"] as? [String: String] ?? [:]
+    }
     public static func spec(_ o: KObject) -> KObject { o["spec"] as? KObject ?? [:] }
     public static func status(_ o: KObject) -> KObject { o["status"] as? KObject ?? [:] }
 
     public static func get(_ o: Any?, _ path: String) -> Any? {
         var cur = o
         for p in path.split(separator: ".") {
-            if let i = Int(p), let a = cur as? [Any] { cur = i < a.count ? a[i] : nil } else { cur = (cur as? KObject)?[String(p)] }
+            if let i = Int(p), let a = cur as? [Any] {
+                cur = i < a.count ? a[i] : nil
+            } else {
+                cur = (cur as? KObject)?[String(p)]
+            }
         }
         return cur
     }
@@ -87,7 +93,8 @@ public enum K {
 
     /// `key=value,key2!=v,key3` label selector strings (kubectl -l).
     public static func matches(selectorString: String, labels: [String: String]) -> Bool {
-        for term in selectorString.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) where !term.isEmpty {
+        for term in selectorString.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) })
+        where !term.isEmpty {
             if let r = term.range(of: "!=") {
                 if labels[String(term[..<r.lowerBound])] == String(term[r.upperBound...]) { return false }
             } else if let r = term.range(of: "==") ?? term.range(of: "=") {
@@ -126,7 +133,8 @@ public enum K {
         if let n = v as? Int { return Double(n) }
         guard let s = v as? String, !s.isEmpty else { return 0 }
         let suffixes: [(String, Double)] = [
-            ("Ki", 1024), ("Mi", 1_048_576), ("Gi", 1_073_741_824), ("Ti", 1_099_511_627_776), ("m", 0.001), ("k", 1000),
+            ("Ki", 1024), ("Mi", 1_048_576), ("Gi", 1_073_741_824), ("Ti", 1_099_511_627_776), ("m", 0.001),
+            ("k", 1000),
             ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1e12),
         ]
         for (suf, mul) in suffixes where s.hasSuffix(suf) {
@@ -170,18 +178,35 @@ public struct KResource: Sendable {
     public var apiVersion: String { group.isEmpty ? version : "\(group)/\(version)" }
     public var singular: String { kind.lowercased() }
 
+    public static let nodes = all[0], namespaces = all[1], pods = all[2], configmaps = all[3], secrets = all[4]
+    public static let daemonsets = all[6], deployments = all[7], pdbs = all[8], jobs = all[9], leases = all[10]
+
     public static let all: [KResource] = [
         .init(plural: "nodes", kind: "Node", group: "", version: "v1", namespaced: false, shortNames: ["no", "node"]),
-        .init(plural: "namespaces", kind: "Namespace", group: "", version: "v1", namespaced: false, shortNames: ["ns", "namespace"]),
+        .init(
+            plural: "namespaces", kind: "Namespace", group: "", version: "v1", namespaced: false,
+            shortNames: ["ns", "namespace"]),
         .init(plural: "pods", kind: "Pod", group: "", version: "v1", namespaced: true, shortNames: ["po", "pod"]),
-        .init(plural: "configmaps", kind: "ConfigMap", group: "", version: "v1", namespaced: true, shortNames: ["cm", "configmap"]),
+        .init(
+            plural: "configmaps", kind: "ConfigMap", group: "", version: "v1", namespaced: true,
+            shortNames: ["cm", "configmap"]),
         .init(plural: "secrets", kind: "Secret", group: "", version: "v1", namespaced: true, shortNames: ["secret"]),
-        .init(plural: "services", kind: "Service", group: "", version: "v1", namespaced: true, shortNames: ["svc", "service"]),
-        .init(plural: "daemonsets", kind: "DaemonSet", group: "apps", version: "v1", namespaced: true, shortNames: ["ds", "daemonset"]),
-        .init(plural: "deployments", kind: "Deployment", group: "apps", version: "v1", namespaced: true, shortNames: ["deploy", "deployment"]),
-        .init(plural: "poddisruptionbudgets", kind: "PodDisruptionBudget", group: "policy", version: "v1", namespaced: true, shortNames: ["pdb", "poddisruptionbudget"]),
+        .init(
+            plural: "services", kind: "Service", group: "", version: "v1", namespaced: true,
+            shortNames: ["svc", "service"]),
+        .init(
+            plural: "daemonsets", kind: "DaemonSet", group: "apps", version: "v1", namespaced: true,
+            shortNames: ["ds", "daemonset"]),
+        .init(
+            plural: "deployments", kind: "Deployment", group: "apps", version: "v1", namespaced: true,
+            shortNames: ["deploy", "deployment"]),
+        .init(
+            plural: "poddisruptionbudgets", kind: "PodDisruptionBudget", group: "policy", version: "v1",
+            namespaced: true, shortNames: ["pdb", "poddisruptionbudget"]),
         .init(plural: "jobs", kind: "Job", group: "batch", version: "v1", namespaced: true, shortNames: ["job"]),
-        .init(plural: "leases", kind: "Lease", group: "coordination.k8s.io", version: "v1", namespaced: true, shortNames: ["lease"]),
+        .init(
+            plural: "leases", kind: "Lease", group: "coordination.k8s.io", version: "v1", namespaced: true,
+            shortNames: ["lease"]),
     ]
 
     public static func named(_ s: String) -> KResource? {

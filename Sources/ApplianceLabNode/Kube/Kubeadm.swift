@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 #if canImport(Glibc)
     import Glibc
@@ -14,7 +15,9 @@ public struct Kubeadm: Sendable {
     static let stackHint = "To see the stack trace of this error execute with --v=5 or higher"
 
     func fail(_ message: String) -> ToolOutput { .fail(1, stderr: message + "\n" + Self.stackHint) }
-    func phaseFail(_ phase: String, _ message: String) -> ToolOutput { fail("error execution phase \(phase): \(message)") }
+    func phaseFail(_ phase: String, _ message: String) -> ToolOutput {
+        fail("error execution phase \(phase): \(message)")
+    }
 
     var klogPrefix: String {
         let f = DateFormatter()
@@ -24,19 +27,30 @@ public struct Kubeadm: Sendable {
     }
 
     public func run(_ args: [String]) -> ToolOutput {
-        guard let sub = args.first else { return .fail(1, stderr: "Usage:\n  kubeadm [command]\n\nAvailable Commands: config, init, join, reset, token, upgrade, version (lab stand-in)") }
+        guard let sub = args.first else {
+            return .fail(
+                1,
+                stderr:
+                    "Usage:\n  kubeadm [command]\n\nAvailable Commands: config, init, join, reset, token, upgrade, version (lab stand-in)"
+            )
+        }
         let rest = Array(args.dropFirst())
         switch sub {
         case "version":
             if rest.contains("short") || rest.contains("-o=short") { return .ok(version.description + "\n") }
-            return .ok("kubeadm version: &version.Info{Major:\"\(version.major)\", Minor:\"\(version.minor)\", EmulationMajor:\"\", EmulationMinor:\"\", MinCompatibilityMajor:\"\", MinCompatibilityMinor:\"\", GitVersion:\"\(version)\", GitCommit:\"lab-standin\", GitTreeState:\"clean\", BuildDate:\"2025-01-01T00:00:00Z\", GoVersion:\"go1.24.0\", Compiler:\"gc\", Platform:\"linux/amd64\"}\n")
+            return .ok(
+                "kubeadm version: &version.Info{Major:\"\(version.major)\", Minor:\"\(version.minor)\", EmulationMajor:\"\", EmulationMinor:\"\", MinCompatibilityMajor:\"\", MinCompatibilityMinor:\"\", GitVersion:\"\(version)\", GitCommit:\"lab-standin\", GitTreeState:\"clean\", BuildDate:\"2025-01-01T00:00:00Z\", GoVersion:\"go1.24.0\", Compiler:\"gc\", Platform:\"linux/amd64\"}\n"
+            )
         case "config":
             guard rest.first == "validate", let path = Flags(Array(rest.dropFirst())).value("config") else {
                 return .fail(1, stderr: "Usage: kubeadm config validate --config FILE (lab stand-in)")
             }
-            guard let text = readUserFile(path) else { return fail("unable to read config from \"\(path)\" : open \(path): no such file or directory") }
+            guard let text = readUserFile(path) else {
+                return fail("unable to read config from \"\(path)\" : open \(path): no such file or directory")
+            }
             do {
-                _ = try KubeadmConfigParser.parse(text, mode: .validate, kubeadmVersion: version, klogPrefix: klogPrefix)
+                _ = try KubeadmConfigParser.parse(
+                    text, mode: .validate, kubeadmVersion: version, klogPrefix: klogPrefix)
                 return .ok("ok\n")
             } catch {
                 return fail("\(error)")
@@ -53,20 +67,26 @@ public struct Kubeadm: Sendable {
 
     /// Files named on the command line are relative to the process's cwd, but absolute ones live under the root.
     func readUserFile(_ path: String) -> String? {
-        if path.hasPrefix("/") { return context.read(path) ?? (FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }) }
+        if path.hasPrefix("/") {
+            return context.read(path)
+                ?? (FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) })
+        }
         return FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) }
     }
 
     // MARK: shared
 
     func adminClient() -> KubeClient? {
-        guard let conf = context.read("/etc/kubernetes/admin.conf"), let server = Kubeconfig.server(conf) else { return nil }
+        guard let conf = context.read("/etc/kubernetes/admin.conf"), let server = Kubeconfig.server(conf) else {
+            return nil
+        }
         return KubeClient(server: server)
     }
 
     static func newToken() -> String {
         let a = Array("abcdefghijklmnopqrstuvwxyz0123456789")
-        return String((0..<6).map { _ in a.randomElement()! }) + "." + String((0..<16).map { _ in a.randomElement()! })
+        return String((0..<6).map { _ in a[Int.random(in: 0..<a.count)] }) + "."
+            + String((0..<16).map { _ in a[Int.random(in: 0..<a.count)] })
     }
 
     static func tokenSecret(_ token: String, ttl: Int, now: Date, description: String = "") -> KObject {
@@ -74,7 +94,8 @@ public struct Kubeadm: Sendable {
         func b(_ s: String) -> String { Data(s.utf8).base64EncodedString() }
         var data: [String: String] = [
             "token-id": b(p[0]), "token-secret": b(p[1]), "usage-bootstrap-authentication": b("true"),
-            "usage-bootstrap-signing": b("true"), "auth-extra-groups": b("system:bootstrappers:kubeadm:default-node-token"),
+            "usage-bootstrap-signing": b("true"),
+            "auth-extra-groups": b("system:bootstrappers:kubeadm:default-node-token"),
         ]
         if ttl > 0 { data["expiration"] = b(K.timestamp(now.addingTimeInterval(Double(ttl)))) }
         if !description.isEmpty { data["description"] = b(description) }
@@ -92,9 +113,9 @@ public struct Kubeadm: Sendable {
     }
 
     func createToken(_ client: KubeClient, token: String, ttl: Int) throws {
-        let secrets = KResource.named("secrets")!
+        let secrets = KResource.secrets
         _ = try client.apply(secrets, "kube-system", Self.tokenSecret(token, ttl: ttl, now: context.now()))
-        let cms = KResource.named("configmaps")!
+        let cms = KResource.configmaps
         guard var info = try client.get(cms, "kube-public", "cluster-info") else { return }
         let kc = (info["data"] as? [String: String])?["kubeconfig"] ?? ""
         K.set(&info, ["data", "jws-kubeconfig-" + String(token.prefix(6))], Self.jws(token: token, kubeconfig: kc))
@@ -111,13 +132,14 @@ public struct Kubeadm: Sendable {
         guard let client = adminClient() else {
             return fail("failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory")
         }
-        let secrets = KResource.named("secrets")!
+        let secrets = KResource.secrets
         do {
             switch args.first {
             case "create":
                 let token = f.positional.first ?? Self.newToken()
                 guard KubeadmConfigParser.isValidToken(token) else {
-                    return fail("the bootstrap token \"\(token)\" was not of the form \"^([a-z0-9]{6})\\.([a-z0-9]{16})$\"")
+                    return fail(
+                        "the bootstrap token \"\(token)\" was not of the form \"^([a-z0-9]{6})\\.([a-z0-9]{16})$\"")
                 }
                 let ttl = f.value("ttl").flatMap(KubeadmConfigParser.parseDuration).map(Int.init) ?? 86400
                 try createToken(client, token: token, ttl: ttl)
@@ -127,17 +149,23 @@ public struct Kubeadm: Sendable {
                 }
                 return .ok(token + "\n")
             case "list":
-                var out = "TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION                                                EXTRA GROUPS\n"
-                for s in try client.list(secrets, "kube-system") where s["type"] as? String == "bootstrap.kubernetes.io/token" {
-                    let d = (s["data"] as? [String: String] ?? [:]).mapValues { String(decoding: Data(base64Encoded: $0) ?? Data(), as: UTF8.self) }
+                var out =
+                    "TOKEN                     TTL         EXPIRES                USAGES                   DESCRIPTION                                                EXTRA GROUPS\n"
+                for s in try client.list(secrets, "kube-system")
+                where s["type"] as? String == "bootstrap.kubernetes.io/token" {
+                    let d = (s["data"] as? [String: String] ?? [:]).mapValues {
+                        String(decoding: Data(base64Encoded: $0) ?? Data(), as: UTF8.self)
+                    }
                     let exp = K.date(d["expiration"])
                     let ttl = exp.map { max(0, Int($0.timeIntervalSince(context.now()))) }
                     if let t = ttl, t == 0 { continue }
                     let ttlText = ttl.map { "\($0 / 3600)h" } ?? "<forever>"
-                    out += "\(d["token-id"] ?? "").\(d["token-secret"] ?? "")".padding(toLength: 26, withPad: " ", startingAt: 0)
+                    out += "\(d["token-id"] ?? "").\(d["token-secret"] ?? "")".padding(
+                        toLength: 26, withPad: " ", startingAt: 0)
                     out += ttlText.padding(toLength: 12, withPad: " ", startingAt: 0)
                     out += (d["expiration"] ?? "<never>").padding(toLength: 23, withPad: " ", startingAt: 0)
-                    out += "authentication,signing   <none>                                                     system:bootstrappers:kubeadm:default-node-token\n"
+                    out +=
+                        "authentication,signing   <none>                                                     system:bootstrappers:kubeadm:default-node-token\n"
                 }
                 return .ok(out)
             case "delete":
@@ -146,7 +174,9 @@ public struct Kubeadm: Sendable {
                     try? client.delete(secrets, "kube-system", "bootstrap-token-\(id)")
                     return .ok("bootstrap token \"\(id)\" deleted\n")
                 }
-                return fail("missing subcommand; 'token delete' is missing token of form \"[a-z0-9]{6}\" or \"[a-z0-9]{6}\\.[a-z0-9]{16}\"")
+                return fail(
+                    "missing subcommand; 'token delete' is missing token of form \"[a-z0-9]{6}\" or \"[a-z0-9]{6}\\.[a-z0-9]{16}\""
+                )
             default:
                 return .fail(1, stderr: "Usage: kubeadm token create|list|delete (lab stand-in)")
             }
@@ -163,9 +193,10 @@ public struct Kubeadm: Sendable {
     }
 
     func clusterConfig(_ client: KubeClient) throws -> ClusterInfo {
-        let cms = KResource.named("configmaps")!
+        let cms = KResource.configmaps
         guard let cm = try client.get(cms, "kube-system", "kubeadm-config") else {
-            throw LabNodeError.usage("unable to fetch the kubeadm-config ConfigMap: configmaps \"kubeadm-config\" not found")
+            throw LabNodeError.usage(
+                "unable to fetch the kubeadm-config ConfigMap: configmaps \"kubeadm-config\" not found")
         }
         let data = cm["data"] as? [String: String] ?? [:]
         let yaml = data["ClusterConfiguration"] ?? ""
@@ -173,7 +204,9 @@ public struct Kubeadm: Sendable {
         let endpoint = any["controlPlaneEndpoint"] as? String ?? client.server
         let v = KubeVersion(any["kubernetesVersion"] as? String ?? "") ?? version
         let etcd = (data["etcdEndpoints"] ?? "").split(separator: ",").map(String.init)
-        return ClusterInfo(endpoint: endpoint.isEmpty ? client.server : endpoint, version: v, clusterConfigYAML: yaml, etcdEndpoints: etcd)
+        return ClusterInfo(
+            endpoint: endpoint.isEmpty ? client.server : endpoint, version: v, clusterConfigYAML: yaml,
+            etcdEndpoints: etcd)
     }
 
     // MARK: reset
@@ -183,28 +216,46 @@ public struct Kubeadm: Sendable {
         if !f.has("force") && !args.contains("-f") {
             let answer = readLine() ?? ""
             if answer.lowercased() != "y" && answer.lowercased() != "yes" {
-                return ToolOutput(stdout: "[reset] Are you sure you want to proceed? [y/N]: ", stderr: "error: aborted reset operation\n", exitCode: 1)
+                return ToolOutput(
+                    stdout: "[reset] Are you sure you want to proceed? [y/N]: ",
+                    stderr: "error: aborted reset operation\n", exitCode: 1)
             }
         }
         var out = ""
         let sup = Supervisor(context: context)
         if let client = adminClient(), context.exists("/etc/kubernetes/manifests/etcd.yaml") {
-            out += "[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
+            out +=
+                "[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
             out += "[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
             // Leave the etcd cluster if others remain.
-            if let info = try? clusterConfig(client), info.etcdEndpoints.count > 1, let me = context.read("/var/lib/appliance-lab/etcd-member")?.trimmingCharacters(in: .whitespacesAndNewlines) {
+            if let info = try? clusterConfig(client), info.etcdEndpoints.count > 1,
+                let me = context.read("/var/lib/appliance-lab/etcd-member")?.trimmingCharacters(
+                    in: .whitespacesAndNewlines)
+            {
                 let others = info.etcdEndpoints.filter { !$0.contains(me) }
                 let etcd = EtcdClient(endpoints: others)
-                if let members = try? etcd.memberList(), let m = members.first(where: { ($0["clientURLs"] as? [String] ?? []).contains { $0.contains(me) } || ($0["peerURLs"] as? [String] ?? []).contains { $0.contains(me) } }),
+                if let members = try? etcd.memberList(),
+                    let m = members.first(where: {
+                        ($0["clientURLs"] as? [String] ?? []).contains { $0.contains(me) }
+                            || ($0["peerURLs"] as? [String] ?? []).contains { $0.contains(me) }
+                    }),
                     let id = m["ID"] as? String
                 {
-                    let r = Supervisor.run("/usr/bin/etcdctl", ["--endpoints=" + others.joined(separator: ","), "member", "remove", String(UInt64(id) ?? 0, radix: 16)], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
-                    if r.status == 0 { out += "[reset] Removed member \(String(UInt64(id) ?? 0, radix: 16)) from the etcd cluster\n" }
+                    let r = Supervisor.run(
+                        "/usr/bin/etcdctl",
+                        [
+                            "--endpoints=" + others.joined(separator: ","), "member", "remove",
+                            String(UInt64(id) ?? 0, radix: 16),
+                        ], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+                    if r.status == 0 {
+                        out += "[reset] Removed member \(String(UInt64(id) ?? 0, radix: 16)) from the etcd cluster\n"
+                    }
                 }
                 var cms = client
                 cms = client
                 let remaining = others.joined(separator: ",")
-                _ = try? cms.patch(KResource.named("configmaps")!, "kube-system", "kubeadm-config", ["data": ["etcdEndpoints": remaining]])
+                _ = try? cms.patch(
+                    KResource.configmaps, "kube-system", "kubeadm-config", ["data": ["etcdEndpoints": remaining]])
             }
         }
         out += "[preflight] Running pre-flight checks\n"
@@ -217,10 +268,17 @@ public struct Kubeadm: Sendable {
             context.remove("/var/lib/etcd")
             out += "[reset] Deleted contents of the etcd data directory: /var/lib/etcd\n"
         }
-        out += "[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]\n"
-        for p in ["/etc/kubernetes/manifests", "/var/lib/kubelet", "/etc/kubernetes/pki", "/var/lib/appliance-lab/etcd-member"] { context.remove(p) }
+        out +=
+            "[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]\n"
+        for p in [
+            "/etc/kubernetes/manifests", "/var/lib/kubelet", "/etc/kubernetes/pki",
+            "/var/lib/appliance-lab/etcd-member",
+        ] { context.remove(p) }
         var files: [String] = []
-        for f in ["admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf", "scheduler.conf"] {
+        for f in [
+            "admin.conf", "super-admin.conf", "kubelet.conf", "bootstrap-kubelet.conf", "controller-manager.conf",
+            "scheduler.conf",
+        ] {
             context.remove("/etc/kubernetes/" + f)
             files.append("/etc/kubernetes/" + f)
         }
@@ -245,8 +303,10 @@ struct Flags {
     var positional: [String] = []
     static let booleans: Set<String> = [
         "control-plane", "upload-certs", "print-join-command", "force", "dry-run", "ignore-daemonsets",
-        "delete-emptydir-data", "disable-eviction", "all-namespaces", "A", "overwrite", "y", "yes", "discovery-token-unsafe-skip-ca-verification",
-        "no-headers", "wait", "atomic", "install", "create-namespace", "skip-phases-none", "v", "etcd-upgrade", "certificate-renewal",
+        "delete-emptydir-data", "disable-eviction", "all-namespaces", "A", "overwrite", "y", "yes",
+        "discovery-token-unsafe-skip-ca-verification",
+        "no-headers", "wait", "atomic", "install", "create-namespace", "skip-phases-none", "v", "etcd-upgrade",
+        "certificate-renewal",
         "allow-experimental-upgrades", "allow-release-candidate-upgrades",
     ]
 
@@ -276,5 +336,3 @@ struct Flags {
     func all(_ name: String) -> [String] { values[name] ?? [] }
     func has(_ name: String) -> Bool { values[name] != nil && values[name]?.last != "false" }
 }
-
-import Yams

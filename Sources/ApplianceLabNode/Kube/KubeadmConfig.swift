@@ -104,9 +104,10 @@ enum KubeadmSchema {
         "groups": .stringList,
     ])
     static let envs: FieldType = .list(.object(["name": .string, "value": .string, "valueFrom": .any]))
-    static let volumes: FieldType = .list(.object([
-        "name": .string, "hostPath": .string, "mountPath": .string, "readOnly": .bool, "pathType": .string,
-    ]))
+    static let volumes: FieldType = .list(
+        .object([
+            "name": .string, "hostPath": .string, "mountPath": .string, "readOnly": .bool, "pathType": .string,
+        ]))
 
     static func initConfiguration(_ v4: Bool) -> [String: FieldType] {
         var f: [String: FieldType] = [
@@ -254,7 +255,9 @@ public enum KubeadmConfigParser {
 
     /// Parses and validates. Throws `KubeadmConfigError` with kubeadm's text for what kubeadm rejects;
     /// returns warnings (in `warnings`) for what it only warns about.
-    public static func parse(_ yaml: String, mode: Mode, kubeadmVersion: KubeVersion, klogPrefix: String = "W0000 00:00:00.000000       1 ")
+    public static func parse(
+        _ yaml: String, mode: Mode, kubeadmVersion: KubeVersion, klogPrefix: String = "W0000 00:00:00.000000       1 "
+    )
         throws -> KubeadmConfig
     {
         var cfg = KubeadmConfig()
@@ -268,17 +271,24 @@ public enum KubeadmConfigParser {
         var strictErrors: [String] = []
         for doc in docs {
             guard let map = doc.mapping else {
-                throw KubeadmConfigError(message: "invalid configuration: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal \(doc.scalar != nil ? "string" : "array") into Go value of type struct { APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }")
+                throw KubeadmConfigError(
+                    message:
+                        "invalid configuration: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal \(doc.scalar != nil ? "string" : "array") into Go value of type struct { APIVersion string \"json:\\\"apiVersion,omitempty\\\"\"; Kind string \"json:\\\"kind,omitempty\\\"\" }"
+                )
             }
             let apiVersion = map["apiVersion"]?.string ?? ""
             let kind = map["kind"]?.string ?? ""
             if apiVersion.isEmpty || kind.isEmpty {
                 let group = apiVersion.split(separator: "/").first.map(String.init) ?? ""
                 let version = apiVersion.split(separator: "/").dropFirst().first.map(String.init) ?? ""
-                throw KubeadmConfigError(message: "invalid configuration for GroupVersionKind \(group)/\(version), Kind=\(kind): kind and apiVersion is mandatory information that must be specified")
+                throw KubeadmConfigError(
+                    message:
+                        "invalid configuration for GroupVersionKind \(group)/\(version), Kind=\(kind): kind and apiVersion is mandatory information that must be specified"
+                )
             }
             if seenKinds.contains(kind) {
-                throw KubeadmConfigError(message: "invalid configuration: kind \"\(kind)\" is specified twice in YAML file")
+                throw KubeadmConfigError(
+                    message: "invalid configuration: kind \"\(kind)\" is specified twice in YAML file")
             }
             seenKinds.insert(kind)
             let parts = apiVersion.split(separator: "/").map(String.init)
@@ -289,13 +299,21 @@ public enum KubeadmConfigParser {
             let schema: [String: FieldType]
             if group == "kubeadm.k8s.io" {
                 if let use = oldVersions[apiVersion] {
-                    throw KubeadmConfigError(message: "your configuration file uses an old API spec: \"\(apiVersion)\". Please use kubeadm \(use) instead and run 'kubeadm config migrate --old-config old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API version.")
+                    throw KubeadmConfigError(
+                        message:
+                            "your configuration file uses an old API spec: \"\(apiVersion)\". Please use kubeadm \(use) instead and run 'kubeadm config migrate --old-config old.yaml --new-config new.yaml', which will write the new, similar spec using a newer API version."
+                    )
                 }
                 guard version == "v1beta3" || version == "v1beta4" else {
-                    throw KubeadmConfigError(message: "no kind \"\(kind)\" is registered for version \"\(apiVersion)\" in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\"")
+                    throw KubeadmConfigError(
+                        message:
+                            "no kind \"\(kind)\" is registered for version \"\(apiVersion)\" in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\""
+                    )
                 }
                 if version == "v1beta3" {
-                    cfg.warnings.append("\(klogPrefix)common.go:101] your configuration file uses a deprecated API spec: \"\(apiVersion)\" (kind: \"\(kind)\"). Please use 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version.")
+                    cfg.warnings.append(
+                        "\(klogPrefix)common.go:101] your configuration file uses a deprecated API spec: \"\(apiVersion)\" (kind: \"\(kind)\"). Please use 'kubeadm config migrate --old-config old-config-file --new-config new-config-file', which will write the new, similar spec using a newer API version."
+                    )
                 }
                 let v4 = version == "v1beta4"
                 cfg.apiVersion = apiVersion
@@ -303,18 +321,26 @@ public enum KubeadmConfigParser {
                 case "InitConfiguration": schema = KubeadmSchema.initConfiguration(v4); cfg.hasInit = true
                 case "ClusterConfiguration": schema = KubeadmSchema.clusterConfiguration(v4); cfg.hasCluster = true
                 case "JoinConfiguration": schema = KubeadmSchema.joinConfiguration(v4); cfg.hasJoin = true
-                case "ResetConfiguration", "UpgradeConfiguration" where v4:
-                    cfg.warnings.append("\(klogPrefix)initconfiguration.go:369] [config] WARNING: Ignored configuration document with GroupVersionKind \(apiVersion), Kind=\(kind)")
+                case "ResetConfiguration",
+                    "UpgradeConfiguration" where v4:
+                    cfg.warnings.append(
+                        "\(klogPrefix)initconfiguration.go:369] [config] WARNING: Ignored configuration document with GroupVersionKind \(apiVersion), Kind=\(kind)"
+                    )
                     continue
                 default:
-                    throw KubeadmConfigError(message: "no kind \"\(kind)\" is registered for version \"\(apiVersion)\" in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\"")
+                    throw KubeadmConfigError(
+                        message:
+                            "no kind \"\(kind)\" is registered for version \"\(apiVersion)\" in scheme \"k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm/scheme/scheme.go:31\""
+                    )
                 }
             } else if apiVersion == "kubelet.config.k8s.io/v1beta1" && kind == "KubeletConfiguration" {
                 schema = KubeadmSchema.kubeletConfiguration
             } else if apiVersion == "kubeproxy.config.k8s.io/v1alpha1" && kind == "KubeProxyConfiguration" {
                 schema = [:]  // accepted, not checked field by field
             } else {
-                cfg.warnings.append("\(klogPrefix)initconfiguration.go:369] [config] WARNING: Ignored configuration document with GroupVersionKind \(apiVersion), Kind=\(kind)")
+                cfg.warnings.append(
+                    "\(klogPrefix)initconfiguration.go:369] [config] WARNING: Ignored configuration document with GroupVersionKind \(apiVersion), Kind=\(kind)"
+                )
                 continue
             }
 
@@ -324,7 +350,9 @@ public enum KubeadmConfigParser {
                 try check(map, schema: schema, path: "", unknown: &unknown, goType: kind)
             }
             if !unknown.isEmpty {
-                strictErrors.append("error unmarshaling configuration \(gvk): strict decoding error: " + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", "))
+                strictErrors.append(
+                    "error unmarshaling configuration \(gvk): strict decoding error: "
+                        + unknown.map { "unknown field \"\($0)\"" }.joined(separator: ", "))
             }
             extract(map, kind: kind, into: &cfg)
         }
@@ -333,7 +361,8 @@ public enum KubeadmConfigParser {
             cfg.warnings += strictErrors.map { "\(klogPrefix)initconfiguration.go:337] " + $0 }
         }
         switch mode {
-        case .initialize, .validate where !cfg.hasJoin:
+        case .initialize,
+            .validate where !cfg.hasJoin:
             try validateInit(cfg, kubeadmVersion: kubeadmVersion)
         case .join, .validate:
             guard cfg.hasJoin else {
@@ -344,7 +373,9 @@ public enum KubeadmConfigParser {
         return cfg
     }
 
-    static func check(_ map: Node.Mapping, schema: [String: FieldType], path: String, unknown: inout [String], goType: String) throws {
+    static func check(
+        _ map: Node.Mapping, schema: [String: FieldType], path: String, unknown: inout [String], goType: String
+    ) throws {
         for (k, v) in map {
             guard let key = k.string else { continue }
             let p = path.isEmpty ? key : path + "." + key
@@ -358,10 +389,25 @@ public enum KubeadmConfigParser {
 
     static func typeError(_ v: Node, _ t: FieldType, _ path: String, _ goType: String) -> KubeadmConfigError {
         let got: String
-        if v.mapping != nil { got = "object" } else if v.sequence != nil { got = "array" } else if let s = v.scalar {
-            if s.style != .plain { got = "string" } else if s.string == "true" || s.string == "false" { got = "bool" } else if Int(s.string) != nil || Double(s.string) != nil { got = "number" } else { got = "string" }
-        } else { got = "value" }
-        return KubeadmConfigError(message: "json: cannot unmarshal \(got) into Go struct field \(goType).\(path) of type \(t.goName)")
+        if v.mapping != nil {
+            got = "object"
+        } else if v.sequence != nil {
+            got = "array"
+        } else if let s = v.scalar {
+            if s.style != .plain {
+                got = "string"
+            } else if s.string == "true" || s.string == "false" {
+                got = "bool"
+            } else if Int(s.string) != nil || Double(s.string) != nil {
+                got = "number"
+            } else {
+                got = "string"
+            }
+        } else {
+            got = "value"
+        }
+        return KubeadmConfigError(
+            message: "json: cannot unmarshal \(got) into Go struct field \(goType).\(path) of type \(t.goName)")
     }
 
     static func checkValue(_ v: Node, _ t: FieldType, path: String, unknown: inout [String], goType: String) throws {
@@ -473,14 +519,17 @@ public enum KubeadmConfigParser {
             cfg.discoveryAPIServerEndpoint = str("discovery", "bootstrapToken", "apiServerEndpoint")
             cfg.discoveryToken = str("discovery", "bootstrapToken", "token") ?? str("discovery", "tlsBootstrapToken")
             cfg.discoveryCACertHashes =
-                map["discovery"]?.mapping?["bootstrapToken"]?.mapping?["caCertHashes"]?.sequence?.compactMap(\.string) ?? []
+                map["discovery"]?.mapping?["bootstrapToken"]?.mapping?["caCertHashes"]?.sequence?.compactMap(\.string)
+                ?? []
             cfg.unsafeSkipCAVerification = str("discovery", "bootstrapToken", "unsafeSkipCAVerification") == "true"
             if map["controlPlane"]?.mapping != nil {
                 cfg.joinControlPlane = true
                 cfg.joinCertificateKey = str("controlPlane", "certificateKey")
                 cfg.advertiseAddress = str("controlPlane", "localAPIEndpoint", "advertiseAddress")
             }
-            if map["discovery"]?.mapping?["file"] != nil { cfg.discoveryAPIServerEndpoint = cfg.discoveryAPIServerEndpoint ?? "file" }
+            if map["discovery"]?.mapping?["file"] != nil {
+                cfg.discoveryAPIServerEndpoint = cfg.discoveryAPIServerEndpoint ?? "file"
+            }
         case "KubeletConfiguration":
             cfg.kubeletMaxPods = str("maxPods").flatMap { Int($0) }
             cfg.kubeletCgroupDriver = str("cgroupDriver")
@@ -514,18 +563,24 @@ public enum KubeadmConfigParser {
             errs.append("localAPIEndpoint.bindPort: Invalid value: \(cfg.bindPort): port number is not valid")
         }
         errs += validateSubnets(cfg.serviceSubnet, field: "networking.serviceSubnet", service: true)
-        if let p = cfg.podSubnet, !p.isEmpty { errs += validateSubnets(p, field: "networking.podSubnet", service: false) }
+        if let p = cfg.podSubnet, !p.isEmpty {
+            errs += validateSubnets(p, field: "networking.podSubnet", service: false)
+        }
         if let k = cfg.certificateKey, !k.isEmpty, k.count != 64 || k.contains(where: { !$0.isHexDigit }) {
             errs.append("certificateKey: Invalid value: \"\(k)\": certificate key size must be 32 bytes")
         }
         try aggregate(errs)
         if let v = cfg.kubernetesVersion, !v.isEmpty, v != "stable", !v.hasPrefix("stable-"), v != "latest" {
             guard let kv = KubeVersion(v) else {
-                throw KubeadmConfigError(message: "couldn't parse Kubernetes version \"\(v)\": could not parse \"\(v)\" as version")
+                throw KubeadmConfigError(
+                    message: "couldn't parse Kubernetes version \"\(v)\": could not parse \"\(v)\" as version")
             }
             let min = KubeVersion(kubeadmVersion.major, kubeadmVersion.minor - 1, 0)
             if kv < min {
-                throw KubeadmConfigError(message: "this version of kubeadm only supports deploying clusters with the control plane version >= \(min.bare). Current version: \(kv)")
+                throw KubeadmConfigError(
+                    message:
+                        "this version of kubeadm only supports deploying clusters with the control plane version >= \(min.bare). Current version: \(kv)"
+                )
             }
         }
     }
@@ -534,7 +589,9 @@ public enum KubeadmConfigParser {
         var errs: [String] = []
         let parts = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
         if parts.count > 2 {
-            return ["\(field): Invalid value: \"\(value)\": expected one (IPv4 or IPv6) CIDR or two CIDRs from each family for dual-stack networking"]
+            return [
+                "\(field): Invalid value: \"\(value)\": expected one (IPv4 or IPv6) CIDR or two CIDRs from each family for dual-stack networking"
+            ]
         }
         for p in parts {
             guard let net = IPNet(p) else {
@@ -542,10 +599,14 @@ public enum KubeadmConfigParser {
                 continue
             }
             if service, net.isV4, net.prefix < 12 {
-                errs.append("\(field): Invalid value: \"\(p)\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12")
+                errs.append(
+                    "\(field): Invalid value: \"\(p)\": specified service subnet is too large; for 32-bit addresses, the mask must be >= 12"
+                )
             }
             if service, !net.isV4, net.prefix < 108 {
-                errs.append("\(field): Invalid value: \"\(p)\": specified service subnet is too large; for 128-bit addresses, the mask must be >= 108")
+                errs.append(
+                    "\(field): Invalid value: \"\(p)\": specified service subnet is too large; for 128-bit addresses, the mask must be >= 108"
+                )
             }
         }
         return errs
@@ -563,14 +624,19 @@ public enum KubeadmConfigParser {
                 errs.append("discovery.bootstrapToken.token: Invalid value: \"\(t)\": the bootstrap token is invalid")
             }
             if cfg.discoveryCACertHashes.isEmpty && !cfg.unsafeSkipCAVerification {
-                errs.append("discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue")
+                errs.append(
+                    "discovery.bootstrapToken: Invalid value: \"\": using token-based discovery without caCertHashes can be unsafe. Set unsafeSkipCAVerification as true in your kubeadm config file or pass --discovery-token-unsafe-skip-ca-verification flag to continue"
+                )
             }
         }
-        if cfg.joinControlPlane, let k = cfg.joinCertificateKey, !k.isEmpty, k.count != 64 || k.contains(where: { !$0.isHexDigit }) {
+        if cfg.joinControlPlane, let k = cfg.joinCertificateKey, !k.isEmpty,
+            k.count != 64 || k.contains(where: { !$0.isHexDigit })
+        {
             errs.append("controlPlane.certificateKey: Invalid value: \"\(k)\": certificate key size must be 32 bytes")
         }
         if let a = cfg.advertiseAddress, !a.isEmpty, IPNet.parseIP(a) == nil {
-            errs.append("controlPlane.localAPIEndpoint.advertiseAddress: Invalid value: \"\(a)\": cannot parse IP address")
+            errs.append(
+                "controlPlane.localAPIEndpoint.advertiseAddress: Invalid value: \"\(a)\": cannot parse IP address")
         }
         try aggregate(errs)
     }
@@ -584,7 +650,8 @@ public struct IPNet: Sendable, Equatable {
 
     public init?(_ s: String) {
         let parts = s.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let ip = IPNet.parseIP(String(parts[0])), let p = Int(parts[1]), !parts[1].hasPrefix("+"),
+        guard parts.count == 2, let ip = IPNet.parseIP(String(parts[0])), let p = Int(parts[1]),
+            !parts[1].hasPrefix("+"),
             p >= 0, p <= ip.count * 8
         else { return nil }
         bytes = ip
@@ -621,6 +688,7 @@ public struct IPNet: Sendable, Equatable {
             i -= 1
         }
         if isV4 { return b.map(String.init).joined(separator: ".") }
-        return stride(from: 0, to: 16, by: 2).map { String(format: "%x", Int(b[$0]) << 8 | Int(b[$0 + 1])) }.joined(separator: ":")
+        return stride(from: 0, to: 16, by: 2).map { String(format: "%x", Int(b[$0]) << 8 | Int(b[$0 + 1])) }.joined(
+            separator: ":")
     }
 }

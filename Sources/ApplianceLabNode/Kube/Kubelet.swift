@@ -17,7 +17,9 @@ public struct Kubelet: Sendable {
 
     public func options(_ args: [String]) -> Options {
         let f = Flags(args)
-        var o = Options(nodeName: f.value("hostname-override") ?? context.hostname, nodeIP: NodeNetwork.detect(context: context, explicit: f.value("node-ip")))
+        var o = Options(
+            nodeName: f.value("hostname-override") ?? context.hostname,
+            nodeIP: NodeNetwork.detect(context: context, explicit: f.value("node-ip")))
         if let k = f.value("kubeconfig") { o.kubeconfig = k }
         for kv in (f.value("node-labels") ?? "").split(separator: ",") {
             let p = kv.split(separator: "=", maxSplits: 1).map(String.init)
@@ -27,12 +29,16 @@ public struct Kubelet: Sendable {
         return o
     }
 
-    func resources() -> KObject {
+    /// The Node capacity this kubelet advertises (allocatable is the same minus 100 MiB of memory).
+    public func resources() -> KObject {
         let hw = try? context.loadHardware()
-        let cpus = hw.map { $0.cpu.sockets * $0.cpu.coresPerSocket * $0.cpu.threadsPerCore } ?? ProcessInfo.processInfo.activeProcessorCount
+        let cpus =
+            hw.map { $0.cpu.sockets * $0.cpu.coresPerSocket * $0.cpu.threadsPerCore }
+            ?? ProcessInfo.processInfo.activeProcessorCount
         let memKi = (hw?.memoryGiB ?? 8) * 1024 * 1024
         var cap: KObject = [
-            "cpu": "\(cpus)", "memory": "\(memKi)Ki", "pods": "110", "ephemeral-storage": "\((hw?.disks.first?.sizeGB ?? 100) * 976_562)Ki",
+            "cpu": "\(cpus)", "memory": "\(memKi)Ki", "pods": "110",
+            "ephemeral-storage": "\((hw?.disks.first?.sizeGB ?? 100) * 976_562)Ki",
             "hugepages-1Gi": "0", "hugepages-2Mi": "0",
         ]
         if let inv = try? GPUInventory.load(context: context), case .loaded = inv.driver, !inv.gpus.isEmpty {
@@ -44,10 +50,15 @@ public struct Kubelet: Sendable {
     func nodeObject(_ o: Options, now: Date) -> KObject {
         let cap = resources()
         var alloc = cap
-        if let m = cap["memory"] as? String, let ki = Int(m.dropLast(2)) { alloc["memory"] = "\(max(0, ki - 102_400))Ki" }
+        if let m = cap["memory"] as? String, let ki = Int(m.dropLast(2)) {
+            alloc["memory"] = "\(max(0, ki - 102_400))Ki"
+        }
         let kv = InstalledVersions.of("kubelet", context: context)
-        let osImage = (context.read("/etc/os-release") ?? (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? "")
-            .split(separator: "\n").first { $0.hasPrefix("PRETTY_NAME=") }.map { $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\"")) } ?? "Debian GNU/Linux 12 (bookworm)"
+        let osImage =
+            (context.read("/etc/os-release") ?? (try? String(contentsOfFile: "/etc/os-release", encoding: .utf8)) ?? "")
+            .split(separator: "\n").first { $0.hasPrefix("PRETTY_NAME=") }.map {
+                $0.dropFirst(12).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            } ?? "Debian GNU/Linux 12 (bookworm)"
         var uts = utsname()
         uname(&uts)
         let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
@@ -58,17 +69,30 @@ public struct Kubelet: Sendable {
         for (k, v) in o.labels { labels[k] = v }
         let ts = K.timestamp(now)
         func cond(_ type: String, _ status: String, _ reason: String, _ msg: String) -> KObject {
-            ["type": type, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": ts, "lastTransitionTime": ts]
+            [
+                "type": type, "status": status, "reason": reason, "message": msg, "lastHeartbeatTime": ts,
+                "lastTransitionTime": ts,
+            ]
         }
         return [
             "apiVersion": "v1", "kind": "Node",
-            "metadata": ["name": o.nodeName, "labels": labels, "annotations": ["node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"]],
+            "metadata": [
+                "name": o.nodeName, "labels": labels,
+                "annotations": [
+                    "node.alpha.kubernetes.io/ttl": "0",
+                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                ],
+            ],
             "spec": [:] as KObject,
             "status": [
                 "capacity": cap, "allocatable": alloc,
-                "addresses": [["type": "InternalIP", "address": o.nodeIP], ["type": "Hostname", "address": o.nodeName]],
+                "addresses": [
+                    ["type": "InternalIP", "address": o.nodeIP], ["type": "Hostname", "address": o.nodeName],
+                ],
                 "conditions": [
-                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                    cond(
+                        "MemoryPressure", "False", "KubeletHasSufficientMemory",
+                        "kubelet has sufficient memory available"),
                     cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
                     cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
                     cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
@@ -86,7 +110,7 @@ public struct Kubelet: Sendable {
 
     /// One registration/heartbeat round. Returns an error text when the apiserver could not be reached.
     public func heartbeat(_ o: Options, client: KubeClient, now: Date = Date()) -> String? {
-        let nodes = KResource.named("nodes")!, leases = KResource.named("leases")!, pods = KResource.named("pods")!
+        let nodes = KResource.nodes, leases = KResource.leases, pods = KResource.pods
         do {
             let fresh = nodeObject(o, now: now)
             if let existing = try client.get(nodes, nil, o.nodeName) {
@@ -95,13 +119,17 @@ public struct Kubelet: Sendable {
                 let old = K.status(existing)["conditions"] as? [KObject] ?? []
                 var conds = status["conditions"] as? [KObject] ?? []
                 for i in conds.indices {
-                    if let prev = old.first(where: { $0["type"] as? String == conds[i]["type"] as? String }), prev["status"] as? String == conds[i]["status"] as? String {
+                    if let prev = old.first(where: { $0["type"] as? String == conds[i]["type"] as? String }),
+                        prev["status"] as? String == conds[i]["status"] as? String
+                    {
                         conds[i]["lastTransitionTime"] = prev["lastTransitionTime"]
                     }
                 }
                 status["conditions"] = conds
                 var info = status["nodeInfo"] as? KObject ?? [:]
-                for k in ["bootID", "machineID", "systemUUID"] { info[k] = K.get(existing, "status.nodeInfo.\(k)") ?? info[k] }
+                for k in ["bootID", "machineID", "systemUUID"] {
+                    info[k] = K.get(existing, "status.nodeInfo.\(k)") ?? info[k]
+                }
                 status["nodeInfo"] = info
                 _ = try client.patch(nodes, nil, o.nodeName, ["status": status])
             } else {
@@ -113,20 +141,29 @@ public struct Kubelet: Sendable {
                 "spec": ["holderIdentity": o.nodeName, "leaseDurationSeconds": 40, "renewTime": K.timestamp(now)],
             ]
             _ = try client.apply(leases, "kube-node-lease", lease)
-            for p in try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)") where K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True" {
+            for p in try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
+            where K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True" {
                 let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map { c -> KObject in
-                    ["name": c["name"] as? String ?? "", "image": c["image"] as? String ?? "", "ready": true, "started": true, "restartCount": 0, "state": ["running": ["startedAt": K.timestamp(now)]]]
+                    [
+                        "name": c["name"] as? String ?? "", "image": c["image"] as? String ?? "", "ready": true,
+                        "started": true, "restartCount": 0, "state": ["running": ["startedAt": K.timestamp(now)]],
+                    ]
                 }
                 let ts = K.timestamp(now)
-                _ = try? client.patch(pods, K.namespace(p), K.name(p), ["status": [
-                    "phase": "Running", "hostIP": o.nodeIP, "podIP": o.nodeIP, "startTime": ts, "containerStatuses": containers,
-                    "conditions": [
-                        ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
-                        ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
-                        ["type": "ContainersReady", "status": "True", "lastTransitionTime": ts],
-                        ["type": "Ready", "status": "True", "lastTransitionTime": ts],
-                    ],
-                ] as KObject])
+                _ = try? client.patch(
+                    pods, K.namespace(p), K.name(p),
+                    [
+                        "status": [
+                            "phase": "Running", "hostIP": o.nodeIP, "podIP": o.nodeIP, "startTime": ts,
+                            "containerStatuses": containers,
+                            "conditions": [
+                                ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
+                                ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
+                                ["type": "ContainersReady", "status": "True", "lastTransitionTime": ts],
+                                ["type": "Ready", "status": "True", "lastTransitionTime": ts],
+                            ],
+                        ] as KObject
+                    ])
             }
             return nil
         } catch {
@@ -138,7 +175,8 @@ public struct Kubelet: Sendable {
     public func serve(_ args: [String]) -> Int32 {
         let o = options(args)
         guard let conf = context.read(o.kubeconfig), let server = Kubeconfig.server(conf) else {
-            FileHandle.standardError.write(Data("E0000 kubelet: failed to load kubeconfig \(o.kubeconfig): no such file or directory\n".utf8))
+            FileHandle.standardError.write(
+                Data("E0000 kubelet: failed to load kubeconfig \(o.kubeconfig): no such file or directory\n".utf8))
             return 1
         }
         let client = KubeClient(server: server)
@@ -146,7 +184,10 @@ public struct Kubelet: Sendable {
         let t = Thread {
             while true {
                 if let e = heartbeat(o, client: client) {
-                    FileHandle.standardError.write(Data("E kubelet_node_status.go: \"Unable to register node with API server\" err=\"\(e)\" node=\"\(o.nodeName)\"\n".utf8))
+                    FileHandle.standardError.write(
+                        Data(
+                            "E kubelet_node_status.go: \"Unable to register node with API server\" err=\"\(e)\" node=\"\(o.nodeName)\"\n"
+                                .utf8))
                 }
                 Thread.sleep(forTimeInterval: period)
             }
@@ -166,7 +207,8 @@ extension APIServerStandin {
         let etcd = (f.value("etcd-servers") ?? "http://127.0.0.1:2379").split(separator: ",").map(String.init)
         let v = KubeVersion(f.value("kubernetes-version") ?? "") ?? InstalledVersions.of("kubeadm", context: context)
         let grace = Double(context.environment["APPLIANCE_LAB_NODE_GRACE"] ?? "") ?? 20
-        let api = APIServerStandin(etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)")
+        let api = APIServerStandin(
+            etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)")
         let server: HTTPServer
         do {
             server = try HTTPServer(host: addr, port: port) { api.handle($0) }
@@ -177,7 +219,10 @@ extension APIServerStandin {
         server.start()
         let t = Thread { api.runControllers() }
         t.start()
-        FileHandle.standardError.write(Data("I0000 kube-apiserver-standin serving on http://\(addr):\(port) (etcd \(etcd.joined(separator: ",")), \(v))\n".utf8))
+        FileHandle.standardError.write(
+            Data(
+                "I0000 kube-apiserver-standin serving on http://\(addr):\(port) (etcd \(etcd.joined(separator: ",")), \(v))\n"
+                    .utf8))
         _ = LabNodeDispatcher.waitForTermination()
         server.stop()
         return 0

@@ -29,16 +29,24 @@ public struct Supervisor: Sendable {
     public func pidPath(_ name: String) -> String { "/run/appliance-lab/\(name).pid" }
 
     /// `argv[0]` is the tool name, `executable` the file to run.
-    public func start(_ name: String, description: String, executable: String, argv: [String], extraEnv: [String: String] = [:]) throws {
+    public func start(
+        _ name: String, description: String, executable: String, argv: [String], extraEnv: [String: String] = [:]
+    ) throws {
         var env = extraEnv
-        for k in ["APPLIANCE_LABNODE_ROOT", "APPLIANCE_LAB_HARDWARE", "APPLIANCE_LAB_HOSTNAME", "APPLIANCE_LAB_NODE_GRACE"] {
+        for k in [
+            "APPLIANCE_LABNODE_ROOT", "APPLIANCE_LAB_HARDWARE", "APPLIANCE_LAB_HOSTNAME", "APPLIANCE_LAB_NODE_GRACE",
+        ] {
             if let v = context.environment[k], env[k] == nil { env[k] = v }
         }
-        let exec = ([executable == argv[0] ? executable : "@" + executable] + argv).map { $0.contains(" ") ? "\"\($0)\"" : $0 }
-            .joined(separator: " ")
-        var unit = "[Unit]\nDescription=\(description) (appliance lab)\nAfter=network-online.target\n\n[Service]\nType=simple\n"
+        let exec = ([executable == argv[0] ? executable : "@" + executable] + argv).map {
+            $0.contains(" ") ? "\"\($0)\"" : $0
+        }
+        .joined(separator: " ")
+        var unit =
+            "[Unit]\nDescription=\(description) (appliance lab)\nAfter=network-online.target\n\n[Service]\nType=simple\n"
         for (k, v) in env.sorted(by: { $0.key < $1.key }) { unit += "Environment=\(k)=\(v)\n" }
-        unit += "ExecStart=\(exec)\nRestart=always\nRestartSec=2\nKillSignal=SIGTERM\n\n[Install]\nWantedBy=multi-user.target\n"
+        unit +=
+            "ExecStart=\(exec)\nRestart=always\nRestartSec=2\nKillSignal=SIGTERM\n\n[Install]\nWantedBy=multi-user.target\n"
         try context.write(unitPath(name), unit)
         if useSystemd {
             _ = Self.run("/bin/systemctl", ["daemon-reload"])
@@ -48,7 +56,8 @@ public struct Supervisor: Sendable {
         }
         stop(name)
         let logPath = context.path("/var/log/appliance-lab/\(name).log")
-        try FileManager.default.createDirectory(atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var fullEnv = ProcessInfo.processInfo.environment
         for (k, v) in context.environment { fullEnv[k] = v }
         for (k, v) in env { fullEnv[k] = v }
@@ -61,7 +70,9 @@ public struct Supervisor: Sendable {
             _ = Self.run("/bin/systemctl", ["disable", "--now", name + ".service"])
             return
         }
-        guard let t = context.read(pidPath(name)), let pid = Int32(t.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return }
+        guard let t = context.read(pidPath(name)), let pid = Int32(t.trimmingCharacters(in: .whitespacesAndNewlines)),
+            pid > 0
+        else { return }
         if kill(pid, SIGTERM) == 0 {
             for _ in 0..<50 {
                 if kill(pid, 0) != 0 { break }
@@ -113,7 +124,9 @@ public struct Supervisor: Sendable {
 
     /// Runs a command to completion, capturing stdout+stderr.
     @discardableResult
-    public static func run(_ path: String, _ args: [String], input: String? = nil, env: [String: String]? = nil) -> (status: Int32, output: String) {
+    public static func run(_ path: String, _ args: [String], input: String? = nil, env: [String: String]? = nil) -> (
+        status: Int32, output: String
+    ) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args

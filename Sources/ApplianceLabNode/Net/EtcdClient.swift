@@ -75,7 +75,10 @@ public struct EtcdClient: Sendable {
             : ["key": Self.b64(key), "target": "MOD", "result": "EQUAL", "mod_revision": "\(modRevision)"]
         let r = try call(
             "/v3/kv/txn",
-            ["compare": [compare], "success": [["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]]])
+            [
+                "compare": [compare],
+                "success": [["request_put": ["key": Self.b64(key), "value": value.base64EncodedString()]]],
+            ])
         return (r["succeeded"] as? Bool) ?? false
     }
 

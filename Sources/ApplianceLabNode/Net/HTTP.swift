@@ -85,7 +85,9 @@ enum Sock {
         var length: Int?
         for l in head.dropFirst() {
             let p = l.split(separator: ":", maxSplits: 1)
-            if p.count == 2, p[0].lowercased() == "content-length" { length = Int(p[1].trimmingCharacters(in: .whitespaces)) }
+            if p.count == 2, p[0].lowercased() == "content-length" {
+                length = Int(p[1].trimmingCharacters(in: .whitespaces))
+            }
         }
         if let length {
             guard body.count >= length else { return nil }
@@ -102,7 +104,11 @@ public enum HTTPClient {
         timeout: Double = 10
     ) throws -> HTTPResponse {
         var rest = Substring(url)
-        if rest.hasPrefix("http://") { rest = rest.dropFirst(7) } else if rest.hasPrefix("https://") { rest = rest.dropFirst(8) }
+        if rest.hasPrefix("http://") {
+            rest = rest.dropFirst(7)
+        } else if rest.hasPrefix("https://") {
+            rest = rest.dropFirst(8)
+        }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
         let hostPort = rest[..<slash]
         let path = slash == rest.endIndex ? "/" : String(rest[slash...])
@@ -115,10 +121,13 @@ public enum HTTPClient {
         defer { close(fd) }
         Sock.setTimeout(fd, seconds: timeout)
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0 else { throw HTTPError.connect(host: host, port: port, errno: errno) }
-        var req = "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\nUser-Agent: appliance-labnode\r\n"
+        var req =
+            "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\nUser-Agent: appliance-labnode\r\n"
         let b = body ?? Data()
         if body != nil || method == "POST" || method == "PUT" || method == "PATCH" {
             req += "Content-Type: \(contentType)\r\nContent-Length: \(b.count)\r\n"
@@ -126,7 +135,8 @@ public enum HTTPClient {
         req += "\r\n"
         guard Sock.writeAll(fd, Data(req.utf8) + b) else { throw HTTPError.io("write to \(hostPort) failed") }
         let raw = Sock.readAll(fd) { Sock.split($0) != nil && $0.range(of: Data("Content-Length".utf8)) != nil }
-        guard let (head, data) = Sock.split(raw), let status = head.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
+        guard let (head, data) = Sock.split(raw),
+            let status = head.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
         else {
             if raw.isEmpty { throw HTTPError.io("read from \(hostPort): connection reset or timed out") }
             throw HTTPError.badResponse
@@ -169,7 +179,9 @@ public final class HTTPServer: @unchecked Sendable {
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard rc == 0, listen(s, 128) == 0 else {
             let e = errno
@@ -209,7 +221,9 @@ public final class HTTPServer: @unchecked Sendable {
             for kv in q[1].split(separator: "&") {
                 let p = kv.split(separator: "=", maxSplits: 1)
                 let k = String(p[0]).removingPercentEncoding ?? String(p[0])
-                query[k] = p.count == 2 ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                query[k] =
+                    p.count == 2
+                    ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
             }
         }
         var headers: [String: String] = [:]
@@ -219,8 +233,13 @@ public final class HTTPServer: @unchecked Sendable {
         }
         let req = HTTPRequest(method: String(parts[0]), path: String(q[0]), query: query, headers: headers, body: body)
         let (status, data) = handler(req)
-        let reason = [200: "OK", 201: "Created", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity", 429: "Too Many Requests", 400: "Bad Request", 500: "Internal Server Error", 405: "Method Not Allowed"][status] ?? "Status"
-        let head2 = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(data.count)\r\nConnection: close\r\n\r\n"
+        let reason =
+            [
+                200: "OK", 201: "Created", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity",
+                429: "Too Many Requests", 400: "Bad Request", 500: "Internal Server Error", 405: "Method Not Allowed",
+            ][status] ?? "Status"
+        let head2 =
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(data.count)\r\nConnection: close\r\n\r\n"
         _ = Sock.writeAll(c, Data(head2.utf8) + data)
     }
 
