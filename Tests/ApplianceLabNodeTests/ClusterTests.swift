@@ -32,6 +32,10 @@ struct TestNode {
         if hw.gpus != nil { try ctx.write(LabPaths.driverInstalled, "") }
     }
 
+    func write(_ path: String, _ text: String) throws {
+        try LabNodeContext(environment: ["APPLIANCE_LABNODE_ROOT": root]).write(path, text)
+    }
+
     @discardableResult
     func run(_ args: String...) throws -> (code: Int32, out: String, err: String) {
         let p = Process()
@@ -321,6 +325,21 @@ struct ClusterTests {
             try cp1.run("kubectl", "get", "nodes", "gpu-1", "--no-headers").out.contains("NotReady")
         }
         #expect(notReady)
+
+        // upgrade: kubeadm's version policy, then a real apply that restarts the apiserver at the new version.
+        try cp1.write("/var/lib/appliance-lab/versions/kubeadm", "v1.36.0\n")
+        let tooFar = try cp1.run("kubeadm", "upgrade", "apply", "v1.36.0")
+        #expect(tooFar.code == 1)
+        #expect(tooFar.err.contains("Specified version to upgrade to \"v1.36.0\" is too high; kubeadm can upgrade only 1 minor version at a time"))
+        let aboveKubeadm = try cp1.run("kubeadm", "upgrade", "apply", "v1.37.0")
+        #expect(aboveKubeadm.err.contains("is higher than the kubeadm version \"v1.36.0\""))
+        try cp1.write("/var/lib/appliance-lab/versions/kubeadm", "v1.35.1\n")
+        let plan = try cp1.run("kubeadm", "upgrade", "plan")
+        #expect(plan.out.contains("kubeadm upgrade apply v1.35.1"), "\(plan)")
+        let applied2 = try cp1.run("kubeadm", "upgrade", "apply", "v1.35.1")
+        #expect(applied2.code == 0, "\(applied2.err)")
+        #expect(applied2.out.contains("[upgrade/successful] SUCCESS! Your cluster was upgraded to \"v1.35.1\". Enjoy!"))
+        #expect(try cp1.run("kubectl", "version").out.contains("Server Version: v1.35.1"))
 
         // reset on the worker stops its kubelet and removes its files
         let reset = try gpu.run("kubeadm", "reset", "-f")
