@@ -330,7 +330,10 @@ struct ClusterTests {
         try cp1.write("/var/lib/appliance-lab/versions/kubeadm", "v1.36.0\n")
         let tooFar = try cp1.run("kubeadm", "upgrade", "apply", "v1.36.0")
         #expect(tooFar.code == 1)
-        #expect(tooFar.err.contains("Specified version to upgrade to \"v1.36.0\" is too high; kubeadm can upgrade only 1 minor version at a time"))
+        #expect(
+            tooFar.err.contains(
+                "Specified version to upgrade to \"v1.36.0\" is too high; kubeadm can upgrade only 1 minor version at a time"
+            ))
         let aboveKubeadm = try cp1.run("kubeadm", "upgrade", "apply", "v1.37.0")
         #expect(aboveKubeadm.err.contains("is higher than the kubeadm version \"v1.36.0\""))
         try cp1.write("/var/lib/appliance-lab/versions/kubeadm", "v1.35.1\n")
