@@ -5,7 +5,8 @@ let package = Package(
     name: "appliance",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "appliance", targets: ["appliance"])
+        .executable(name: "appliance", targets: ["appliance"]),
+        .executable(name: "appliance-labnode", targets: ["appliance-labnode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -67,6 +68,12 @@ let package = Package(
             dependencies: ["CSQLite", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
+        // The lab's stand-ins for kubeadm, kubelet, kubectl, helm, nvidia-smi, dcgmi, fabric manager.
+        .target(
+            name: "ApplianceLabNode",
+            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")],
+            exclude: ["README.md"]),
+        .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),
         // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.
         .executableTarget(
             name: "plan-crash-harness",
@@ -95,6 +102,9 @@ let package = Package(
                 "ApplianceCluster", "ApplianceBundle", "ApplianceSSH", "ApplianceModel", "AppliancePlan",
                 "ApplianceTestSupport",
             ]),
+        .testTarget(
+            name: "ApplianceLabNodeTests",
+            dependencies: ["ApplianceLabNode", "ApplianceModel", "appliance-labnode"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),

@@ -1,0 +1,465 @@
+import Foundation
+import Yams
+
+/// The `helm` stand-in: `upgrade --install`, `install`, `status`, `list`, `history`, `rollback`, `uninstall`
+/// over chart archives (.tgz unpacked with `tar`) or chart directories. Releases are Secrets
+/// `sh.helm.release.v1.NAME.vN` (owner=helm labels, as real helm); the rendered manifests are applied to the
+/// apiserver stand-in, so Deployments and DaemonSets become pods. Templates: only `{{ .Values.x.y }}`,
+/// `{{ .Release.Name }}`, `{{ .Release.Namespace }}`, `{{ .Chart.Name }}`, `{{ .Chart.Version }}`,
+/// `{{ .Chart.AppVersion }}`, optionally piped to `quote`; anything else is refused.
+public struct Helm: Sendable {
+    public let context: LabNodeContext
+    public init(context: LabNodeContext) { self.context = context }
+
+    struct Fail: Error { var text: String }
+
+    public func run(_ args: [String]) -> ToolOutput {
+        guard let verb = args.first else { return .fail(1, stderr: "Error: lab stand-in: missing command") }
+        let f = Flags(Array(args.dropFirst()))
+        let client: KubeClient
+        do { client = try Kubectl(context: context).client(f) } catch let e as Kubectl.Err {
+            return .fail(1, stderr: "Error: Kubernetes cluster unreachable: \(e.text)")
+        } catch { return .fail(1, stderr: "Error: \(error)") }
+        do {
+            switch verb {
+            case "upgrade", "install": return try install(client, f, upgrade: verb == "upgrade")
+            case "status": return try status(client, f)
+            case "list", "ls": return try list(client, f)
+            case "history", "hist": return try history(client, f)
+            case "rollback": return try rollback(client, f)
+            case "uninstall", "delete", "un": return try uninstall(client, f)
+            default: return .fail(1, stderr: "Error: unknown command \"\(verb)\" for \"helm\"")
+            }
+        } catch let e as Fail {
+            return .fail(1, stderr: e.text)
+        } catch let e as KubeClient.Failure {
+            return .fail(1, stderr: "Error: \(e.message)")
+        } catch {
+            return .fail(1, stderr: "Error: Kubernetes cluster unreachable: \(error)")
+        }
+    }
+
+    func ns(_ f: Flags) -> String { f.value("namespace") ?? f.value("n") ?? "default" }
+    static let secrets = KResource.secrets
+
+    struct Release {
+        var name: String
+        var namespace: String
+        var version: Int
+        var status: String
+        var chart: String
+        var chartVersion: String
+        var appVersion: String
+        var updated: String
+        var description: String
+        var manifests: [KObject]
+        var values: KObject
+        var chartPath: String
+
+        var json: KObject {
+            [
+                "name": name, "namespace": namespace, "version": version,
+                "info": ["status": status, "last_deployed": updated, "description": description],
+                "chart": [
+                    "metadata": ["name": chart, "version": chartVersion, "appVersion": appVersion], "path": chartPath,
+                ], "manifest": manifests, "config": values,
+            ]
+        }
+
+        init?(_ s: KObject) {
+            guard let b = (s["data"] as? [String: String])?["release"], let d = Data(base64Encoded: b),
+                let o = K.parse(d)
+            else { return nil }
+            name = o["name"] as? String ?? ""
+            namespace = o["namespace"] as? String ?? ""
+            version = o["version"] as? Int ?? 0
+            status = K.get(o, "info.status") as? String ?? ""
+            updated = K.get(o, "info.last_deployed") as? String ?? ""
+            description = K.get(o, "info.description") as? String ?? ""
+            chart = K.get(o, "chart.metadata.name") as? String ?? ""
+            chartVersion = K.get(o, "chart.metadata.version") as? String ?? ""
+            appVersion = K.get(o, "chart.metadata.appVersion") as? String ?? ""
+            chartPath = K.get(o, "chart.path") as? String ?? ""
+            manifests = o["manifest"] as? [KObject] ?? []
+            values = o["config"] as? KObject ?? [:]
+        }
+
+        init(
+            name: String, namespace: String, version: Int, status: String, chart: String, chartVersion: String,
+            appVersion: String, updated: String, description: String, manifests: [KObject], values: KObject,
+            chartPath: String
+        ) {
+            (
+                self.name, self.namespace, self.version, self.status, self.chart, self.chartVersion, self.appVersion,
+                self.updated, self.description, self.manifests, self.values, self.chartPath
+            ) = (
+                name, namespace, version, status, chart, chartVersion, appVersion, updated, description, manifests,
+                values, chartPath
+            )
+        }
+    }
+
+    func releases(_ c: KubeClient, _ ns: String?, name: String? = nil) throws -> [Release] {
+        var q = "labelSelector=owner%3Dhelm"
+        if let name { q += "%2Cname%3D\(name)" }
+        return try c.list(Self.secrets, ns, query: q).compactMap(Release.init).sorted { $0.version < $1.version }
+    }
+
+    func save(_ c: KubeClient, _ r: Release) throws {
+        let secret: KObject = [
+            "apiVersion": "v1", "kind": "Secret", "type": "helm.sh/release.v1",
+            "metadata": [
+                "name": "sh.helm.release.v1.\(r.name).v\(r.version)", "namespace": r.namespace,
+                "labels": ["owner": "helm", "name": r.name, "status": r.status, "version": "\(r.version)"],
+            ],
+            "data": ["release": K.json(r.json).base64EncodedString()],
+        ]
+        _ = try c.apply(Self.secrets, r.namespace, secret)
+    }
+
+    // MARK: charts
+
+    struct Chart {
+        var name: String
+        var version: String
+        var appVersion: String
+        var values: KObject
+        var templates: [(String, String)]
+    }
+
+    func loadChart(_ path: String) throws -> Chart {
+        var dir = path
+        let fm = FileManager.default
+        let real = path.hasPrefix("/") && fm.fileExists(atPath: context.path(path)) ? context.path(path) : path
+        guard fm.fileExists(atPath: real) else { throw Fail(text: "Error: path \"\(path)\" not found") }
+        var unpacked: String?
+        defer { if let unpacked { try? fm.removeItem(atPath: unpacked) } }
+        var isDir: ObjCBool = false
+        _ = fm.fileExists(atPath: real, isDirectory: &isDir)
+        if !isDir.boolValue {
+            let tmp = fm.temporaryDirectory.appendingPathComponent("helm-\(UUID().uuidString)").path
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            let r = Supervisor.run("/bin/tar", ["-xzf", real, "-C", tmp])
+            guard r.status == 0 else {
+                throw Fail(
+                    text:
+                        "Error: file '\(path)' does not appear to be a gzipped archive; got 'application/octet-stream'")
+            }
+            unpacked = tmp
+            let top = (try? fm.contentsOfDirectory(atPath: tmp))?.first ?? ""
+            dir = tmp + "/" + top
+        } else {
+            dir = real
+        }
+        guard let chartYAML = fm.contents(atPath: dir + "/Chart.yaml"),
+            let meta = (try? Yams.load(yaml: String(decoding: chartYAML, as: UTF8.self))) as? [String: Any]
+        else {
+            throw Fail(text: "Error: Chart.yaml file is missing")
+        }
+        let values =
+            (fm.contents(atPath: dir + "/values.yaml").flatMap {
+                try? Yams.load(yaml: String(decoding: $0, as: UTF8.self))
+            }).map { Kubectl.jsonSafe($0) } as? KObject ?? [:]
+        var templates: [(String, String)] = []
+        for t in ((try? fm.contentsOfDirectory(atPath: dir + "/templates")) ?? []).sorted()
+        where t.hasSuffix(".yaml") || t.hasSuffix(".yml") {
+            templates.append(
+                (t, String(decoding: fm.contents(atPath: dir + "/templates/" + t) ?? Data(), as: UTF8.self)))
+        }
+        return Chart(
+            name: meta["name"] as? String ?? "", version: "\(meta["version"] ?? "")",
+            appVersion: "\(meta["appVersion"] ?? "")", values: values, templates: templates)
+    }
+
+    func render(_ chart: Chart, release: String, namespace: String, values: KObject) throws -> [KObject] {
+        var docs: [KObject] = []
+        let regex = try NSRegularExpression(pattern: "\\{\\{-?\\s*([^}]*?)\\s*-?\\}\\}")
+        for (file, text) in chart.templates {
+            var out = ""
+            var last = text.startIndex
+            for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
+                guard let r = Range(m.range, in: text), let er = Range(m.range(at: 1), in: text) else { continue }
+                out += text[last..<r.lowerBound]
+                var expr = String(text[er])
+                var quote = false
+                if expr.hasSuffix("| quote") {
+                    quote = true; expr = String(expr.dropLast(7)).trimmingCharacters(in: .whitespaces)
+                }
+                let value: Any?
+                switch expr {
+                case ".Release.Name": value = release
+                case ".Release.Namespace": value = namespace
+                case ".Chart.Name": value = chart.name
+                case ".Chart.Version": value = chart.version
+                case ".Chart.AppVersion": value = chart.appVersion
+                default:
+                    guard expr.hasPrefix(".Values.") else {
+                        throw Fail(
+                            text:
+                                "Error: parse error in \"\(chart.name)/templates/\(file)\": lab helm stand-in cannot evaluate {{ \(expr) }} (supported: .Values.*, .Release.Name/Namespace, .Chart.Name/Version/AppVersion, | quote)"
+                        )
+                    }
+                    value = K.get(values, String(expr.dropFirst(8)))
+                }
+                let s = value.map { JSONPath.text($0) } ?? ""
+                out += quote ? "\"\(s)\"" : s
+                last = r.upperBound
+            }
+            out += text[last...]
+            let loaded: [Any]
+            do { loaded = Array(try Yams.load_all(yaml: out)) } catch {
+                throw Fail(text: "Error: YAML parse error on \(chart.name)/templates/\(file): \(error)")
+            }
+            for d in loaded {
+                if let data = try? JSONSerialization.data(withJSONObject: Kubectl.jsonSafe(d)), let o = K.parse(data),
+                    o["kind"] != nil
+                {
+                    docs.append(o)
+                }
+            }
+        }
+        return docs
+    }
+
+    func mergedValues(_ chart: Chart, _ f: Flags) throws -> KObject {
+        var v = chart.values
+        for file in f.all("values") + f.all("f") {
+            guard
+                let t = context.read(file)
+                    ?? FileManager.default.contents(atPath: file).map({ String(decoding: $0, as: UTF8.self) })
+            else {
+                throw Fail(text: "Error: open \(file): no such file or directory")
+            }
+            if let y = try? Yams.load(yaml: t), let o = Kubectl.jsonSafe(y) as? KObject {
+                v = K.mergePatch(v, o) as? KObject ?? v
+            }
+        }
+        for s in f.all("set") {
+            for kv in s.split(separator: ",") {
+                let p = kv.split(separator: "=", maxSplits: 1).map(String.init)
+                guard p.count == 2 else {
+                    throw Fail(text: "Error: failed parsing --set data: key \"\(kv)\" has no value")
+                }
+                let val: Any
+                if let i = Int(p[1]) {
+                    val = i
+                } else if p[1] == "true" || p[1] == "false" {
+                    val = p[1] == "true"
+                } else {
+                    val = p[1]
+                }
+                K.set(&v, p[0].split(separator: ".").map(String.init), val)
+            }
+        }
+        return v
+    }
+
+    // MARK: commands
+
+    func deployedBlock(_ r: Release) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "EEE MMM d HH:mm:ss yyyy"
+        let d = K.date(r.updated).map { f.string(from: $0) } ?? r.updated
+        return
+            "NAME: \(r.name)\nLAST DEPLOYED: \(d)\nNAMESPACE: \(r.namespace)\nSTATUS: \(r.status)\nREVISION: \(r.version)\nTEST SUITE: None\n"
+    }
+
+    func applyManifests(_ c: KubeClient, _ docs: [KObject], ns: String, previous: [KObject]) throws {
+        for o in docs {
+            guard let r = KResource.forKind(o["kind"] as? String ?? "") else {
+                throw Fail(
+                    text:
+                        "Error: unable to build kubernetes objects from release manifest: resource mapping not found for name: \"\(K.name(o))\" namespace: \"\" from \"\": no matches for kind \"\(o["kind"] as? String ?? "")\" in version \"\(o["apiVersion"] as? String ?? "")\"\nensure CRDs are installed first"
+                )
+            }
+            var obj = o
+            var m = K.meta(obj)
+            m["labels"] = (m["labels"] as? [String: String] ?? [:]).merging(["app.kubernetes.io/managed-by": "Helm"]) {
+                a, _ in a
+            }
+            m["annotations"] = (m["annotations"] as? [String: String] ?? [:]).merging([
+                "meta.helm.sh/release-name": K.name(obj), "meta.helm.sh/release-namespace": ns,
+            ]) { a, _ in a }
+            obj["metadata"] = m
+            _ = try c.apply(r, r.namespaced ? (K.namespace(o).isEmpty ? ns : K.namespace(o)) : nil, obj)
+        }
+        // Objects of the previous revision that are gone now are deleted.
+        for o in previous
+        where !docs.contains(where: { K.name($0) == K.name(o) && $0["kind"] as? String == o["kind"] as? String }) {
+            if let r = KResource.forKind(o["kind"] as? String ?? "") {
+                try? c.delete(r, r.namespaced ? (K.namespace(o).isEmpty ? ns : K.namespace(o)) : nil, K.name(o))
+            }
+        }
+    }
+
+    func waitReady(_ c: KubeClient, _ docs: [KObject], ns: String, timeout: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            var ok = true
+            for o in docs {
+                guard let r = KResource.forKind(o["kind"] as? String ?? ""),
+                    r.kind == "Deployment" || r.kind == "DaemonSet"
+                else { continue }
+                guard let cur = try? c.get(r, K.namespace(o).isEmpty ? ns : K.namespace(o), K.name(o)) else {
+                    ok = false; break
+                }
+                let st = K.status(cur)
+                if r.kind == "Deployment",
+                    (st["availableReplicas"] as? Int ?? 0) < (K.spec(cur)["replicas"] as? Int ?? 1)
+                {
+                    ok = false
+                }
+                if r.kind == "DaemonSet",
+                    st["observedGeneration"] == nil
+                        || (st["numberAvailable"] as? Int ?? 0) < (st["desiredNumberScheduled"] as? Int ?? 0)
+                {
+                    ok = false
+                }
+            }
+            if ok { return true }
+            Thread.sleep(forTimeInterval: 0.5)
+        }
+        return false
+    }
+
+    func install(_ c: KubeClient, _ f: Flags, upgrade: Bool) throws -> ToolOutput {
+        guard f.positional.count >= 2 else {
+            throw Fail(text: "Error: \"helm \(upgrade ? "upgrade" : "install")\" requires 2 arguments")
+        }
+        let name = f.positional[0], chartPath = f.positional[1], ns = ns(f)
+        let history = try releases(c, ns, name: name)
+        let deployed = history.last { $0.status == "deployed" }
+        if upgrade && history.isEmpty && !f.has("install") {
+            throw Fail(text: "Error: UPGRADE FAILED: \"\(name)\" has no deployed releases")
+        }
+        if !upgrade && !history.isEmpty {
+            throw Fail(text: "Error: INSTALLATION FAILED: cannot re-use a name that is still in use")
+        }
+        if try c.get(KResource.namespaces, nil, ns) == nil {
+            guard f.has("create-namespace") else {
+                throw Fail(
+                    text:
+                        "Error: \(history.isEmpty ? "INSTALLATION" : "UPGRADE") FAILED: create: failed to create: namespaces \"\(ns)\" not found"
+                )
+            }
+            _ = try c.create(
+                KResource.namespaces, nil, ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": ns]])
+        }
+        let chart = try loadChart(chartPath)
+        let values = try mergedValues(chart, f)
+        let docs = try render(chart, release: name, namespace: ns, values: values)
+        let version = (history.last?.version ?? 0) + 1
+        var rel = Release(
+            name: name, namespace: ns, version: version, status: "pending-\(history.isEmpty ? "install" : "upgrade")",
+            chart: chart.name, chartVersion: chart.version, appVersion: chart.appVersion,
+            updated: K.timestamp(context.now()), description: history.isEmpty ? "Install complete" : "Upgrade complete",
+            manifests: docs, values: values, chartPath: chartPath)
+        try save(c, rel)
+        var out = history.isEmpty && upgrade ? "Release \"\(name)\" does not exist. Installing it now.\n" : ""
+        try applyManifests(c, docs, ns: ns, previous: deployed?.manifests ?? [])
+        if f.has("wait") || f.has("atomic") {
+            let t = f.value("timeout").flatMap(KubeadmConfigParser.parseDuration) ?? 300
+            if !waitReady(c, docs, ns: ns, timeout: t) {
+                rel.status = "failed"
+                rel.description = "Release \"\(name)\" failed: context deadline exceeded"
+                try save(c, rel)
+                return .fail(
+                    1,
+                    stderr: "Error: \(history.isEmpty ? "INSTALLATION" : "UPGRADE") FAILED: context deadline exceeded")
+            }
+        }
+        if var prev = deployed {
+            prev.status = "superseded"
+            try save(c, prev)
+        }
+        rel.status = "deployed"
+        try save(c, rel)
+        if !history.isEmpty { out += "Release \"\(name)\" has been upgraded. Happy Helming!\n" }
+        return .ok(out + deployedBlock(rel))
+    }
+
+    func status(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        guard let name = f.positional.first, let r = try releases(c, ns(f), name: name).last else {
+            throw Fail(text: "Error: release: not found")
+        }
+        if f.value("output") == "json" || f.value("o") == "json" {
+            return .ok(String(decoding: K.json(r.json), as: UTF8.self) + "\n")
+        }
+        return .ok(deployedBlock(r))
+    }
+
+    func list(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        let all = try releases(c, f.has("all-namespaces") || f.has("A") ? nil : ns(f))
+        var latest: [String: Release] = [:]
+        for r in all where r.status != "uninstalled" { latest["\(r.namespace)/\(r.name)"] = r }
+        var rows = [["NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION"]]
+        for r in latest.values.sorted(by: { $0.name < $1.name }) {
+            rows.append([
+                r.name, r.namespace, "\(r.version)", r.updated, r.status, "\(r.chart)-\(r.chartVersion)", r.appVersion,
+            ])
+        }
+        return .ok(Self.tabular(rows))
+    }
+
+    static func tabular(_ rows: [[String]]) -> String {
+        var w = Array(repeating: 0, count: rows.first?.count ?? 0)
+        for r in rows { for (i, c) in r.enumerated() { w[i] = max(w[i], c.count) } }
+        return rows.map { r in
+            r.enumerated().map { i, c in
+                i == r.count - 1 ? c : c.padding(toLength: w[i] + 1, withPad: " ", startingAt: 0) + "\t"
+            }.joined()
+        }.joined(separator: "\n") + "\n"
+    }
+
+    func history(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        guard let name = f.positional.first else { throw Fail(text: "Error: \"helm history\" requires 1 argument") }
+        let h = try releases(c, ns(f), name: name)
+        if h.isEmpty { throw Fail(text: "Error: release: not found") }
+        var rows = [["REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION", "DESCRIPTION"]]
+        for r in h {
+            rows.append([
+                "\(r.version)", r.updated, r.status, "\(r.chart)-\(r.chartVersion)", r.appVersion, r.description,
+            ])
+        }
+        return .ok(Self.tabular(rows))
+    }
+
+    func rollback(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        guard let name = f.positional.first else {
+            throw Fail(text: "Error: \"helm rollback\" requires at least 1 argument")
+        }
+        let n = ns(f)
+        let h = try releases(c, n, name: name)
+        guard let cur = h.last else { throw Fail(text: "Error: release: not found") }
+        let targetV = f.positional.count > 1 ? Int(f.positional[1]) ?? 0 : cur.version - 1
+        guard let target = h.first(where: { $0.version == targetV }) else {
+            throw Fail(text: "Error: release: not found")
+        }
+        try applyManifests(c, target.manifests, ns: n, previous: cur.manifests)
+        var prev = cur
+        prev.status = "superseded"
+        try save(c, prev)
+        var rel = target
+        rel.version = cur.version + 1
+        rel.status = "deployed"
+        rel.updated = K.timestamp(context.now())
+        rel.description = "Rollback to \(targetV)"
+        try save(c, rel)
+        return .ok("Rollback was a success! Happy Helming!\n")
+    }
+
+    func uninstall(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        guard let name = f.positional.first else {
+            throw Fail(text: "Error: \"helm uninstall\" requires at least 1 argument")
+        }
+        let n = ns(f)
+        let h = try releases(c, n, name: name)
+        guard let cur = h.last else {
+            throw Fail(text: "Error: uninstall: Release not loaded: \(name): release: not found")
+        }
+        try applyManifests(c, [], ns: n, previous: cur.manifests)
+        for r in h { try? c.delete(Self.secrets, n, "sh.helm.release.v1.\(r.name).v\(r.version)") }
+        return .ok("release \"\(name)\" uninstalled\n")
+    }
+}

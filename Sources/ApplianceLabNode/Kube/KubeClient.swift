@@ -1,0 +1,83 @@
+import Foundation
+
+/// The stand-ins' client of the apiserver stand-in (plain HTTP to the host:port of the kubeconfig's server).
+public struct KubeClient: Sendable {
+    public var server: String  // "10.0.0.1:6443"
+
+    public init(server: String) {
+        var s = server
+        for p in ["https://", "http://"] where s.hasPrefix(p) { s = String(s.dropFirst(p.count)) }
+        while s.hasSuffix("/") { s.removeLast() }
+        self.server = s
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var status: Int
+        public var message: String
+        public var reason: String
+        public var description: String { message }
+    }
+
+    public func raw(_ method: String, _ path: String, _ body: Any? = nil, timeout: Double = 10) throws -> (Int, KObject)
+    {
+        let data = body.map { K.json($0) }
+        let r = try HTTPClient.request(
+            method, "http://\(server)\(path)", body: data,
+            contentType: method == "PATCH" ? "application/merge-patch+json" : "application/json", timeout: timeout)
+        return (r.status, K.parse(r.body) ?? [:])
+    }
+
+    @discardableResult
+    public func call(_ method: String, _ path: String, _ body: Any? = nil) throws -> KObject {
+        let (status, obj) = try raw(method, path, body)
+        guard (200..<300).contains(status) else {
+            throw Failure(
+                status: status, message: obj["message"] as? String ?? "status \(status)",
+                reason: obj["reason"] as? String ?? "")
+        }
+        return obj
+    }
+
+    public func get(_ r: KResource, _ ns: String?, _ name: String) throws -> KObject? {
+        let (status, obj) = try raw("GET", r.path(namespace: ns, name: name))
+        if status == 404 { return nil }
+        guard status == 200 else {
+            throw Failure(status: status, message: obj["message"] as? String ?? "", reason: "")
+        }
+        return obj
+    }
+
+    public func list(_ r: KResource, _ ns: String?, query: String = "") throws -> [KObject] {
+        let obj = try call("GET", r.path(namespace: ns) + (query.isEmpty ? "" : "?" + query))
+        return obj["items"] as? [KObject] ?? []
+    }
+
+    public func create(_ r: KResource, _ ns: String?, _ o: KObject) throws -> KObject {
+        try call("POST", r.path(namespace: ns), o)
+    }
+
+    /// Creates, or replaces the existing object's content (keeping nothing but identity).
+    public func apply(_ r: KResource, _ ns: String?, _ o: KObject) throws -> (KObject, created: Bool) {
+        let name = K.name(o)
+        if try get(r, ns, name) != nil {
+            var patch = o
+            patch.removeValue(forKey: "status")
+            return (try call("PATCH", r.path(namespace: ns, name: name), patch), false)
+        }
+        return (try create(r, ns, o), true)
+    }
+
+    public func patch(_ r: KResource, _ ns: String?, _ name: String, _ patch: Any, dryRun: Bool = false) throws
+        -> KObject
+    {
+        try call("PATCH", r.path(namespace: ns, name: name) + (dryRun ? "?dryRun=All" : ""), patch)
+    }
+
+    public func delete(_ r: KResource, _ ns: String?, _ name: String, dryRun: Bool = false) throws {
+        try call("DELETE", r.path(namespace: ns, name: name) + (dryRun ? "?dryRun=All" : ""))
+    }
+
+    public func healthy() -> Bool {
+        (try? HTTPClient.request("GET", "http://\(server)/livez", timeout: 3).status) == 200
+    }
+}

@@ -1,0 +1,426 @@
+import Foundation
+
+struct KubeadmJoin {
+    let context: LabNodeContext
+    let kubeadm: Kubeadm
+
+    func run(_ args: [String]) -> ToolOutput {
+        let f = Flags(args)
+        var cfg = KubeadmConfig()
+        var err = ""
+        if let path = f.value("config") {
+            let mixed =
+                [
+                    "token", "discovery-token", "discovery-token-ca-cert-hash", "node-name", "control-plane",
+                    "certificate-key", "apiserver-advertise-address",
+                ].filter { f.has($0) } + (f.positional.isEmpty ? [] : [])
+            if !mixed.isEmpty {
+                return kubeadm.fail(
+                    "can not mix '--config' with arguments \(mixed)".replacingOccurrences(of: "\"", with: ""))
+            }
+            guard let text = kubeadm.readUserFile(path) else {
+                return kubeadm.fail("unable to read config from \"\(path)\" : open \(path): no such file or directory")
+            }
+            do {
+                cfg = try KubeadmConfigParser.parse(
+                    text, mode: .join, kubeadmVersion: kubeadm.version, klogPrefix: kubeadm.klogPrefix)
+            } catch {
+                return kubeadm.fail("\(error)")
+            }
+            err += cfg.warnings.map { $0 + "\n" }.joined()
+        } else {
+            cfg.hasJoin = true
+            cfg.discoveryAPIServerEndpoint = f.positional.first
+            cfg.discoveryToken = f.value("discovery-token") ?? f.value("token")
+            cfg.discoveryCACertHashes = f.all("discovery-token-ca-cert-hash")
+            cfg.unsafeSkipCAVerification = f.has("discovery-token-unsafe-skip-ca-verification")
+            cfg.nodeName = f.value("node-name")
+            cfg.joinControlPlane = f.has("control-plane")
+            cfg.joinCertificateKey = f.value("certificate-key")
+            cfg.advertiseAddress = f.value("apiserver-advertise-address")
+            do { try KubeadmConfigParser.validateJoin(cfg) } catch { return kubeadm.fail("\(error)") }
+        }
+        var out = "[preflight] Running pre-flight checks\n"
+        if context.exists("/etc/kubernetes/kubelet.conf") {
+            return ToolOutput(
+                stdout: out,
+                stderr: err
+                    + "error execution phase preflight: [preflight] Some fatal errors occurred:\n\t[ERROR FileAvailable--etc-kubernetes-kubelet.conf]: /etc/kubernetes/kubelet.conf already exists\n[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`\n"
+                    + Kubeadm.stackHint + "\n", exitCode: 1)
+        }
+        let endpoint = cfg.discoveryAPIServerEndpoint ?? ""
+        let token = cfg.discoveryToken ?? ""
+        let client = KubeClient(server: endpoint)
+        let cms = KResource.configmaps, secrets = KResource.secrets
+        func preflight(_ m: String) -> ToolOutput {
+            ToolOutput(
+                stdout: out,
+                stderr: err
+                    + "error execution phase preflight: couldn't validate the identity of the API Server: \(m)\n"
+                    + Kubeadm.stackHint + "\n", exitCode: 1)
+        }
+        // Discovery: the cluster-info ConfigMap, its per-token signature and the pinned CA.
+        let info: KObject?
+        do {
+            info = try client.get(cms, "kube-public", "cluster-info")
+        } catch {
+            return preflight(
+                "failed to request the cluster-info ConfigMap: Get \"https://\(endpoint)/api/v1/namespaces/kube-public/configmaps/cluster-info?timeout=10s\": \(error)"
+            )
+        }
+        guard let info else {
+            return preflight("failed to request the cluster-info ConfigMap: configmaps \"cluster-info\" not found")
+        }
+        let data = info["data"] as? [String: String] ?? [:]
+        let kc = data["kubeconfig"] ?? ""
+        let id = String(token.prefix(6))
+        let secret = (try? client.get(secrets, "kube-system", "bootstrap-token-\(id)")) ?? nil
+        let expiry = K.date(
+            (secret?["data"] as? [String: String])?["expiration"].flatMap { Data(base64Encoded: $0) }.map {
+                String(decoding: $0, as: UTF8.self)
+            })
+        let expired = expiry.map { $0 < context.now() } ?? false
+        guard let sig = data["jws-kubeconfig-\(id)"], secret != nil, !expired else {
+            return preflight("could not find a JWS signature in the cluster-info ConfigMap for token ID \"\(id)\"")
+        }
+        guard sig == Kubeadm.jws(token: token, kubeconfig: kc) else {
+            return preflight(
+                "failed to verify JWS signature of received cluster info object, can't trust this API Server")
+        }
+        let caB64 =
+            kc.split(separator: "\n").first { $0.contains("certificate-authority-data:") }?.split(separator: ":").last?
+            .trimmingCharacters(in: .whitespaces) ?? ""
+        let caPEM = String(decoding: Data(base64Encoded: caB64) ?? Data(), as: UTF8.self)
+        if !cfg.unsafeSkipCAVerification {
+            let actual = LabPKI.caHash(ofPEM: caPEM) ?? "sha256:unknown"
+            if !cfg.discoveryCACertHashes.contains(actual) {
+                return preflight(
+                    "cluster CA found in cluster-info ConfigMap is invalid: none of the public keys \"\(actual)\" are pinned"
+                )
+            }
+        }
+        let nodeName = cfg.nodeName ?? context.hostname
+        let address = NodeNetwork.detect(context: context, explicit: cfg.advertiseAddress)
+        let steps = ControlPlaneSteps(context: context)
+        out +=
+            "[preflight] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
+        out += "[preflight] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
+        do {
+            let cluster = try kubeadm.clusterConfig(client)
+            // Version skew: a kubelet newer than the control plane is refused.
+            let kubeletV = InstalledVersions.of("kubelet", context: context)
+            if kubeletV.minor > cluster.version.minor {
+                return ToolOutput(
+                    stdout: out,
+                    stderr: err
+                        + "error execution phase kubelet-start: cannot get Node \"\(nodeName)\": the kubelet version \"\(kubeletV)\" is newer than the control plane version \"\(cluster.version)\"\n"
+                        + Kubeadm.stackHint + "\n", exitCode: 1)
+            }
+            try context.write("/etc/kubernetes/pki/ca.crt", caPEM)
+            if cfg.joinControlPlane {
+                out += "[preflight] Running pre-flight checks before initializing the new control plane instance\n"
+                guard let certs = try client.get(secrets, "kube-system", "kubeadm-certs") else {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr: err
+                            + "error execution phase control-plane-prepare/download-certs: error downloading certs: error downloading the secret: secrets \"kubeadm-certs\" is forbidden: User \"system:bootstrap:\(id)\" cannot get resource \"secrets\" in API group \"\" in the namespace \"kube-system\"\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                let cd = certs["data"] as? [String: String] ?? [:]
+                let want = String(
+                    decoding: Data(base64Encoded: cd["lab-certificate-key-sha"] ?? "") ?? Data(), as: UTF8.self)
+                guard let key = cfg.joinCertificateKey, KubeadmInit.sha(key) == want else {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr: err
+                            + "error execution phase control-plane-prepare/download-certs: error downloading certs: error decoding secret data with provided key: cipher: message authentication failed\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                out +=
+                    "[download-certs] Downloading the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n"
+                for (k, v) in cd where k != "lab-certificate-key-sha" {
+                    let file = k.hasPrefix("etcd-") ? "etcd/" + k.dropFirst(5) : k
+                    try context.write(
+                        "/etc/kubernetes/pki/\(file)", String(decoding: Data(base64Encoded: v) ?? Data(), as: UTF8.self)
+                    )
+                }
+                out += "[certs] Using certificateDir folder \"/etc/kubernetes/pki\"\n"
+                let net = NodeNetwork(context: context, address: address, apiPort: 6443)
+                // A real etcd member joins the existing cluster.
+                let r = Supervisor.run(
+                    "/usr/bin/etcdctl",
+                    [
+                        "--endpoints=" + cluster.etcdEndpoints.joined(separator: ","), "member", "add", nodeName,
+                        "--peer-urls=\(net.etcdPeerURL)",
+                    ], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+                guard r.status == 0,
+                    let line = r.output.split(separator: "\n").first(where: { $0.hasPrefix("ETCD_INITIAL_CLUSTER=") })
+                else {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr: err
+                            + "error execution phase control-plane-join/etcd: error creating local etcd static pod manifest file: etcdserver: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                let initial = line.dropFirst("ETCD_INITIAL_CLUSTER=".count).trimmingCharacters(
+                    in: CharacterSet(charactersIn: "\""))
+                out += "[etcd] Announced new etcd member joining to the existing etcd cluster\n"
+                try context.write(
+                    "/etc/kubernetes/manifests/etcd.yaml",
+                    steps.staticPodManifest(
+                        "etcd", image: "registry.k8s.io/etcd:3.6.4-0",
+                        command: [
+                            "etcd", "--name=\(nodeName)", "--initial-cluster=\(initial)",
+                            "--initial-cluster-state=existing",
+                        ]))
+                out += "[etcd] Creating static Pod manifest for \"etcd\"\n"
+                try steps.startEtcd(name: nodeName, net: net, initialCluster: initial, state: "existing")
+                let t0 = Date()
+                guard steps.waitEtcd(net, seconds: 40) else {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr: err
+                            + "error execution phase control-plane-join/etcd: error creating local etcd static pod manifest file: timeout waiting for etcd cluster to be available\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                out += "[etcd] Waiting for the new etcd member to join the cluster. This can take up to 40s\n"
+                out +=
+                    "[etcd] The new etcd member joined the cluster and is healthy after \(String(format: "%.9f", Date().timeIntervalSince(t0)))s\n"
+                for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+                    out += "[control-plane] Creating static Pod manifest for \"\(c)\"\n"
+                    try context.write(
+                        "/etc/kubernetes/manifests/\(c).yaml",
+                        steps.staticPodManifest(
+                            c, image: "registry.k8s.io/\(c):\(cluster.version)",
+                            command: [c, "--advertise-address=\(address)"]))
+                }
+                try steps.startAPIServer(
+                    net: net, etcd: [net.etcdClientURL] + cluster.etcdEndpoints, version: cluster.version)
+                let local = KubeClient(server: "\(address):\(net.apiPort)")
+                guard steps.waitAPI(local) else {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr: err
+                            + "error execution phase wait-control-plane: kube-apiserver check failed at https://\(address):\(net.apiPort)/livez: context deadline exceeded\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                _ = try client.patch(
+                    cms, "kube-system", "kubeadm-config",
+                    ["data": ["etcdEndpoints": (cluster.etcdEndpoints + [net.etcdClientURL]).joined(separator: ",")]])
+                let caText = caPEM
+                try context.write(
+                    "/etc/kubernetes/admin.conf",
+                    Kubeconfig.render(server: "https://\(cluster.endpoint)", caPEM: caText, user: "kubernetes-admin"))
+            }
+            out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/instance-config.yaml\"\n"
+            out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"\n"
+            out +=
+                "[kubelet-start] Writing kubelet environment file with flags to file \"/var/lib/kubelet/kubeadm-flags.env\"\n"
+            try steps.writeKubeletFiles(address: address, clusterDNS: "10.96.0.10", podCIDR: nil)
+            try context.write(
+                "/etc/kubernetes/kubelet.conf",
+                Kubeconfig.render(server: "https://\(endpoint)", caPEM: caPEM, user: "system:node:\(nodeName)"))
+            out += "[kubelet-start] Starting the kubelet\n"
+            out +=
+                "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:10248/healthz. This can take up to 4m0s\n"
+            let t0 = Date()
+            try steps.startKubelet(nodeName: nodeName, address: address)
+            guard steps.waitNode(client, nodeName) else {
+                return ToolOutput(
+                    stdout: out,
+                    stderr: err + "error execution phase kubelet-start: timed out waiting for the condition\n"
+                        + Kubeadm.stackHint + "\n", exitCode: 1)
+            }
+            out +=
+                "[kubelet-check] The kubelet is healthy after \(String(format: "%.9f", Date().timeIntervalSince(t0)))s\n"
+            out += "[kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap\n"
+            if cfg.joinControlPlane {
+                out +=
+                    "[mark-control-plane] Marking the node \(nodeName) as control-plane by adding the labels: [node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers]\n"
+                out +=
+                    "[mark-control-plane] Marking the node \(nodeName) as control-plane by adding the taints [node-role.kubernetes.io/control-plane:NoSchedule]\n"
+                try steps.markControlPlane(client, nodeName, taints: nil)
+                out += """
+
+                    This node has joined the cluster and a new control plane instance was created:
+
+                    * Certificate signing request was sent to apiserver and approval was received.
+                    * The Kubelet was informed of the new secure connection details.
+                    * Control plane label and taint were applied to the new node.
+                    * The Kubernetes control plane instances scaled up.
+                    * A new etcd member was added to the local/stacked etcd cluster.
+
+                    To start administering your cluster from this node, you need to run the following as a regular user:
+
+                    \tmkdir -p $HOME/.kube
+                    \tsudo cp -i /etc/kubernetes/admin.conf $HOME/.kube/config
+                    \tsudo chown $(id -u):$(id -g) $HOME/.kube/config
+
+                    Run 'kubectl get nodes' to see this node join the cluster.
+
+
+                    """
+            } else {
+                out += """
+
+                    This node has joined the cluster:
+                    * Certificate signing request was sent to apiserver and a response was received.
+                    * The Kubelet was informed of the new secure connection details.
+
+                    Run 'kubectl get nodes' on the control-plane to see this node join the cluster.
+
+
+                    """
+            }
+            return ToolOutput(stdout: out, stderr: err)
+        } catch {
+            return ToolOutput(
+                stdout: out, stderr: err + "error execution phase kubelet-start: \(error)\n" + Kubeadm.stackHint + "\n",
+                exitCode: 1)
+        }
+    }
+}
+
+/// `kubeadm upgrade plan|apply VERSION|node` with kubeadm's version policy.
+struct KubeadmUpgrade {
+    let context: LabNodeContext
+    let kubeadm: Kubeadm
+
+    func policyErrors(cluster: KubeVersion, target: KubeVersion, kubelets: [KubeVersion]) -> [String] {
+        var e: [String] = []
+        let kv = kubeadm.version
+        if target > kv && (target.minor > kv.minor || target.major > kv.major || target.patch > kv.patch) {
+            e.append(
+                "Specified version to upgrade to \"\(target)\" is higher than the kubeadm version \"\(kv)\". Upgrade kubeadm first using the tool you used to install kubeadm"
+            )
+        }
+        if target.minor > cluster.minor + 1 {
+            e.append(
+                "Specified version to upgrade to \"\(target)\" is too high; kubeadm can upgrade only 1 minor version at a time"
+            )
+        }
+        if target.minor < cluster.minor {
+            e.append(
+                "Specified version to upgrade to \"\(target)\" is equal to or lower than the minimum supported version \"\(KubeVersion(cluster.major, cluster.minor, 0))\". Please specify a higher version to upgrade to"
+            )
+        }
+        let tooOld = kubelets.filter { target.minor - $0.minor > 3 }
+        if !tooOld.isEmpty {
+            e.append(
+                "There are kubelets in this cluster that are too old that have these versions \(tooOld.map(\.description))"
+                    .replacingOccurrences(of: "\"", with: ""))
+        }
+        return e
+    }
+
+    func run(_ args: [String]) -> ToolOutput {
+        let f = Flags(Array(args.dropFirst()))
+        guard
+            let client = kubeadm.adminClient()
+                ?? (context.read("/etc/kubernetes/kubelet.conf").flatMap(Kubeconfig.server).map {
+                    KubeClient(server: $0)
+                })
+        else {
+            return kubeadm.fail(
+                "couldn't create a Kubernetes client from file \"/etc/kubernetes/admin.conf\": failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory"
+            )
+        }
+        do {
+            let cluster = try kubeadm.clusterConfig(client)
+            let nodes = try client.list(KResource.nodes, nil)
+            let kubelets = nodes.compactMap {
+                KubeVersion(K.get($0, "status.nodeInfo.kubeletVersion") as? String ?? "")
+            }
+            var out =
+                "[preflight] Running pre-flight checks.\n[upgrade/config] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n[upgrade/config] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
+            switch args.first {
+            case "plan":
+                let target = kubeadm.version
+                out += "[upgrade] Running cluster health checks\n[upgrade] Fetching available versions to upgrade to\n"
+                out +=
+                    "[upgrade/versions] Cluster version: \(cluster.version)\n[upgrade/versions] kubeadm version: \(kubeadm.version)\n[upgrade/versions] Target version: \(target)\n[upgrade/versions] Latest version in the v\(cluster.version.major).\(cluster.version.minor) series: \(cluster.version)\n\n"
+                if target <= cluster.version
+                    || !policyErrors(cluster: cluster.version, target: target, kubelets: kubelets).isEmpty
+                {
+                    out += "Awesome, you're up-to-date! Enjoy!\n"
+                    return .ok(out)
+                }
+                out +=
+                    "Components that must be upgraded manually after you have upgraded the control plane with 'kubeadm upgrade apply':\nCOMPONENT   NODE      CURRENT   TARGET\n"
+                for n in nodes {
+                    out +=
+                        "kubelet     \(K.name(n).padding(toLength: 10, withPad: " ", startingAt: 0))\((K.get(n, "status.nodeInfo.kubeletVersion") as? String ?? "").padding(toLength: 10, withPad: " ", startingAt: 0))\(target)\n"
+                }
+                out +=
+                    "\nUpgrade to the latest stable version:\n\nCOMPONENT                 NODE      CURRENT    TARGET\n"
+                let cps = nodes.filter { K.labels($0)["node-role.kubernetes.io/control-plane"] != nil }
+                for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy"] {
+                    for n in cps {
+                        out +=
+                            c.padding(toLength: 26, withPad: " ", startingAt: 0)
+                            + K.name(n).padding(toLength: 10, withPad: " ", startingAt: 0)
+                            + cluster.version.description.padding(toLength: 11, withPad: " ", startingAt: 0)
+                            + target.description + "\n"
+                    }
+                }
+                out +=
+                    "\nYou can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply \(target)\n\n_____________________________________________________________________\n"
+                return .ok(out)
+            case "apply":
+                guard let vText = f.positional.first, let target = KubeVersion(vText) else {
+                    return kubeadm.fail("missing one or more required arguments. Required arguments: [version]")
+                }
+                let errs = policyErrors(cluster: cluster.version, target: target, kubelets: kubelets)
+                if !errs.isEmpty {
+                    let msg =
+                        "[upgrade/version] FATAL: the --version argument is invalid due to these fatal errors:\n\n"
+                        + errs.map { "\t- \($0)\n" }.joined()
+                        + "\nPlease fix the misalignments highlighted above and try upgrading again"
+                    return ToolOutput(stdout: out, stderr: msg + "\n" + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
+                out +=
+                    "[upgrade] Running cluster health checks\n[upgrade/version] You have chosen to change the cluster version to \"\(target)\"\n[upgrade/versions] Cluster version: \(cluster.version)\n[upgrade/versions] kubeadm version: \(kubeadm.version)\n"
+                let newYAML = cluster.clusterConfigYAML.replacingOccurrences(
+                    of: "kubernetesVersion: \(cluster.version)", with: "kubernetesVersion: \(target)")
+                _ = try client.patch(
+                    KResource.configmaps, "kube-system", "kubeadm-config", ["data": ["ClusterConfiguration": newYAML]])
+                try restartLocalAPIServer(version: target)
+                out +=
+                    "[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\"\n[upgrade/staticpods] Component \"kube-apiserver\" upgraded successfully!\n[upgrade/staticpods] Component \"kube-controller-manager\" upgraded successfully!\n[upgrade/staticpods] Component \"kube-scheduler\" upgraded successfully!\n[upgrade] The control plane instance for this node was successfully upgraded!\n[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n\n"
+                out +=
+                    "[upgrade/successful] SUCCESS! Your cluster was upgraded to \"\(target)\". Enjoy!\n\n[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.\n"
+                return .ok(out)
+            case "node":
+                if context.exists("/etc/kubernetes/manifests/kube-apiserver.yaml") {
+                    try restartLocalAPIServer(version: cluster.version)
+                    out +=
+                        "[upgrade] Upgrading your Static Pod-hosted control plane instance to version \"\(cluster.version)\"...\n[upgrade] The control plane instance for this node was successfully upgraded!\n"
+                } else {
+                    out += "[upgrade] Skipping phase. Not a control plane node.\n"
+                }
+                out +=
+                    "[upgrade/kubeconfig] The kubeconfig files for this node were successfully upgraded!\n[upgrade] The configuration for this node was successfully upgraded!\n[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.\n"
+                return .ok(out)
+            default:
+                return .fail(1, stderr: "Usage: kubeadm upgrade plan|apply VERSION|node (lab stand-in)")
+            }
+        } catch {
+            return kubeadm.fail("\(error)")
+        }
+    }
+
+    func restartLocalAPIServer(version: KubeVersion) throws {
+        let sup = Supervisor(context: context)
+        guard let unit = context.read(sup.unitPath("kube-apiserver-standin")),
+            let exec = unit.split(separator: "\n").first(where: { $0.hasPrefix("ExecStart=") })
+        else { return }
+        var argv = exec.dropFirst("ExecStart=".count).split(separator: " ").map(String.init)
+        let executable = argv[0].hasPrefix("@") ? String(argv.removeFirst().dropFirst()) : argv[0]
+        if let i = argv.firstIndex(of: "--kubernetes-version"), i + 1 < argv.count { argv[i + 1] = version.description }
+        try sup.start(
+            "kube-apiserver-standin", description: "Kubernetes API server stand-in", executable: executable, argv: argv)
+        let addr = argv.firstIndex(of: "--advertise-address").map { argv[$0 + 1] } ?? "127.0.0.1"
+        let port = argv.firstIndex(of: "--secure-port").map { argv[$0 + 1] } ?? "6443"
+        _ = ControlPlaneSteps(context: context).waitAPI(KubeClient(server: "\(addr):\(port)"))
+    }
+}

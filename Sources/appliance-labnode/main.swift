@@ -1,0 +1,4 @@
+import ApplianceLabNode
+import Foundation
+
+exit(LabNodeDispatcher.main(CommandLine.arguments))
