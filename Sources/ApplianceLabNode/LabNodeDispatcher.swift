@@ -9,7 +9,8 @@ import Foundation
 /// `appliance-labnode`, from the first argument (`appliance-labnode nvidia-smi -L`).
 public enum LabNodeDispatcher {
     public static let tools = [
-        "nvidia-smi", "dcgmi", "nvidia-fabricmanager", "nv-fabricmanager", "kubeadm", "kubelet", "kubectl", "helm",
+        "nvidia-smi", "dcgmi", "nvidia-fabricmanager", "nv-fabricmanager", "lspci", "kubeadm", "kubelet", "kubectl",
+        "helm",
         "kube-apiserver-standin", "fault",
     ]
 
@@ -37,6 +38,7 @@ public enum LabNodeDispatcher {
         switch tool {
         case "nvidia-smi": return NvidiaSMI(context: context).run(args)
         case "dcgmi": return DCGMI(context: context).run(args)
+        case "lspci": return Lspci(context: context).run(args)
         case "fault": return faultCommand(args, context: context)
         case "kubeadm": return Kubeadm(context: context).run(args)
         case "kubectl": return Kubectl(context: context).run(args)

@@ -73,7 +73,10 @@ struct GPUStandInTests {
         }
         #expect(colon(r.stdout, "Product Name") == colon(fixture, "Product Name"))
         #expect(colon(r.stdout, "Driver Version") == colon(fixture, "Driver Version"))
-        #expect(r.stdout.contains("        State                             : In Progress"))
+        // A100 has no GPU fabric info (Hopper and later), NVSwitch baseboard or not.
+        #expect(r.stdout.contains("        State                             : N/A"))
+        let h100 = try LabFixture(LabFixture.hgxH100())
+        #expect(h100.smi("-q").stdout.contains("        State                             : In Progress"))
     }
 
     @Test func csvQueryHeaderUnitsAndColumns() throws {
@@ -198,7 +201,7 @@ struct GPUStandInTests {
     }
 
     @Test func fabricStateFollowsFabricManagerAndDcgmPasses() throws {
-        let lab = try LabFixture()
+        let lab = try LabFixture(LabFixture.hgxH100())
         let before = lab.dcgmi("diag", "-r", "3")
         #expect(before.exitCode == 1)
         #expect(before.stdout.contains("Unable to initiali"))
@@ -251,7 +254,7 @@ struct GPUStandInTests {
 
     @Test(.tags(.realProcess)) func fabricManagerDaemonRunsUntilSIGTERM() async throws {
         let exe = try #require(LabFixture.executable, "appliance-labnode not built")
-        let lab = try LabFixture()
+        let lab = try LabFixture(LabFixture.hgxH100())
         let p = Process()
         p.executableURL = URL(fileURLWithPath: exe)
         p.arguments = ["nvidia-fabricmanager"]

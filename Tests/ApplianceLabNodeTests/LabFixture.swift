@@ -23,6 +23,19 @@ final class LabFixture {
             ])
     }
 
+    /// HGX H100: Hopper GPUs report a fabric state (A100 prints N/A, NVSwitch or not).
+    static func hgxH100() -> HardwareDeclaration {
+        var hw = hgxA100(gpus: 8, nvswitches: 4)
+        hw.gpus?.model = "NVIDIA H100 80GB HBM3"
+        hw.gpus?.memoryMiB = 81559
+        hw.gpus?.pciDeviceID = "2330"
+        hw.gpus?.nvlinksPerGPU = 18
+        hw.gpus?.nvlinkSpeedGBps = 26.562
+        hw.gpus?.powerLimitWatts = 700
+        hw.gpus?.pcieGeneration = 5
+        return hw
+    }
+
     static func h100PCIe() -> HardwareDeclaration {
         var hw = hgxA100(gpus: 2, nvswitches: 0)
         hw.gpus?.model = "NVIDIA H100 PCIe"

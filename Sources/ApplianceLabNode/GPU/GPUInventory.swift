@@ -34,7 +34,7 @@ public struct LabGPU: Sendable, Equatable {
     /// One entry per NVLink: true when active.
     public var nvlinks: [Bool]
     public var nvlinkSpeedGBps: Double
-    /// "Completed", "In Progress" or "N/A".
+    /// "Completed", "In Progress" or "N/A" (no NVSwitch, or an architecture before Hopper).
     public var fabricState: String
     public var fabricStatus: String
     public var pcieGeneration: Int
@@ -118,7 +118,9 @@ public struct GPUInventory: Sendable {
             var ecc = 0
             for case .eccUncorrectable(let gg, let c) in faults where gg == i { ecc += c }
             let fabric: (String, String)
-            if g.nvswitches > 0 {
+            // NVML reports GPU fabric info on Hopper and later only; Ampere prints N/A even on NVSwitch
+            // baseboards (the A100 capture), while its CUDA still waits for fabric manager (see DCGMI).
+            if g.nvswitches > 0 && arch.reportsFabricState {
                 fabric = fmRunning ? ("Completed", "Success") : ("In Progress", "N/A")
             } else {
                 fabric = ("N/A", "N/A")
@@ -159,6 +161,8 @@ public struct GPUInventory: Sendable {
         var idleClock: Int
         var memClock: Int
         var maxClock: Int
+        /// Whether NVML has GPU fabric info (`Fabric State`) for this architecture: Hopper and later.
+        var reportsFabricState: Bool { name == "Hopper" || name == "Blackwell" }
     }
 
     static func architecture(model: String) -> Architecture {

@@ -235,13 +235,13 @@ enum NvidiaSMIQuery {
                     .v("Pending", "remapped_row_pending", g.remappedRowsPending ? "Yes" : "No"),
                     .v("Remapping Failure Occurred", "remapped_row_failure", "No"),
                     .g(
-                        "Bank Remap Availability Histogram", "remapped_row_histogram",
+                        "Bank Remap Availability Histogram", "row_remapper_histogram",
                         [
-                            .v("Max", "row_remap_histogram_max", "\(2560 - g.eccUncorrectableAggregate) bank(s)"),
-                            .v("High", "row_remap_histogram_high", "0 bank(s)"),
-                            .v("Partial", "row_remap_histogram_partial", "\(g.eccUncorrectableAggregate) bank(s)"),
-                            .v("Low", "row_remap_histogram_low", "0 bank(s)"),
-                            .v("None", "row_remap_histogram_none", "0 bank(s)"),
+                            .v("Max", "row_remapper_histogram_max", "\(2560 - g.eccUncorrectableAggregate) bank(s)"),
+                            .v("High", "row_remapper_histogram_high", "0 bank(s)"),
+                            .v("Partial", "row_remapper_histogram_partial", "\(g.eccUncorrectableAggregate) bank(s)"),
+                            .v("Low", "row_remapper_histogram_low", "0 bank(s)"),
+                            .v("None", "row_remapper_histogram_none", "0 bank(s)"),
                         ]),
                 ]),
             .g(
