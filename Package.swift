@@ -105,6 +105,10 @@ let package = Package(
         .testTarget(
             name: "ApplianceLabNodeTests",
             dependencies: ["ApplianceLabNode", "ApplianceModel", "appliance-labnode"]),
+        // The stand-ins' output and the real captures, parsed by the same preflight parsers (issue 7).
+        .testTarget(
+            name: "LabConsistencyTests",
+            dependencies: ["ApplianceLabNode", "AppliancePreflight", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),
