@@ -30,10 +30,17 @@ let package = Package(
                 "CArchive", "CCrypto", "ApplianceModel",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The local lab (DESIGN section 7). Product modules never import it.
+        .target(
+            name: "ApplianceLab",
+            dependencies: [
+                "ApplianceModel",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
-                "ApplianceModel", "ApplianceBundle",
+                "ApplianceModel", "ApplianceBundle", "ApplianceLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]),
@@ -43,6 +50,9 @@ let package = Package(
         .testTarget(
             name: "ApplianceBundleTests",
             dependencies: ["ApplianceBundle", "ApplianceModel"]),
+        .testTarget(
+            name: "ApplianceLabTests",
+            dependencies: ["ApplianceLab", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands"]),

@@ -12,7 +12,7 @@ public struct ApplianceCommand: AsyncParsableCommand {
             Every run writes a log file; its path is printed with any error.
             """,
         version: ApplianceVersion.current,
-        subcommands: [BundleCommand.self]
+        subcommands: [BundleCommand.self, LabCommand.self]
     )
 
     public init() {}
