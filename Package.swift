@@ -36,7 +36,8 @@ let package = Package(
             dependencies: [
                 "ApplianceModel",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [

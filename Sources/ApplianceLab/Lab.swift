@@ -264,7 +264,7 @@ public struct Lab: Sendable {
         let nodesDir = config.directory + "/nodes/"
         let scripts = ProcessTable.all().filter { e in e.arguments.contains { $0.hasPrefix(nodesDir) && $0.hasSuffix("/boot.sh") } }
         for s in scripts { kill(s.pid, SIGTERM) }
-        let left = ProcessTable.terminate(Array(pids), timeout: 30)
+        let left = ProcessTable.terminate(Array(pids), timeout: 60)
         report.stopped = pids.count - left.count
         if let pid = left.first {
             throw .stopTimedOut(node: ProcessTable.entry(pid)?.arguments.drop { $0 != "-M" }.dropFirst().first ?? "?", pid: pid)

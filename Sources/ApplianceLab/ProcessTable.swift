@@ -43,12 +43,18 @@ enum ProcessTable {
         }
     }
 
-    /// Sends SIGTERM to every pid and waits until all are gone or the deadline passes; returns those left.
+    /// Sends SIGTERM to every pid, again every few seconds (a container caught early in its boot may
+    /// miss the first one), and waits until all are gone or the deadline passes; returns those left.
+    /// Never SIGKILL: a killed systemd-nspawn orphans the container's init.
     static func terminate(_ pids: [Int32], timeout: TimeInterval) -> [Int32] {
-        for pid in pids { kill(pid, SIGTERM) }
         let deadline = Date().addingTimeInterval(timeout)
         var left = pids.filter(isAlive)
+        var nextSignal = Date.distantPast
         while !left.isEmpty && Date() < deadline {
+            if Date() >= nextSignal {
+                for pid in left { kill(pid, SIGTERM) }
+                nextSignal = Date().addingTimeInterval(3)
+            }
             usleep(50_000)
             left = left.filter(isAlive)
         }
