@@ -284,7 +284,8 @@ public struct Lab: Sendable {
             try HostCommand.run("ip", ["link", "delete", config.adminLink], context: "cannot delete the link \(config.adminLink)")
             report.links += 1
         }
-        // 4. Files.
+        // 4. Files, and partial trees of interrupted rootfs builds (the finished cache stays).
+        RootfsCache(cacheDirectory: config.cacheDirectory).sweepAbandonedBuilds()
         if FileManager.default.fileExists(atPath: config.directory) {
             do { try FileManager.default.removeItem(atPath: config.directory) } catch {
                 throw .io(path: config.directory, detail: "cannot remove the lab directory: \(error)")

@@ -64,7 +64,7 @@ extension LabState {
 
     func save(_ path: String) throws(LabError) {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .iso8601
         do {
             try e.encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)

@@ -80,6 +80,19 @@ public struct RootfsCache: Sendable {
         do { try fm.moveItem(atPath: temp, toPath: path) } catch { throw .io(path: path, detail: "\(error)") }
     }
 
+    /// Removes partial trees that interrupted builds left, for builds whose process is gone.
+    func sweepAbandonedBuilds() {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: cacheDirectory)) ?? []
+        for name in names where name.hasPrefix("rootfs-") {
+            let parts = name.split(separator: "-")
+            guard name.contains(".building-"), let pid = parts.last.flatMap({ Int32($0) }),
+                !ProcessTable.isAlive(pid)
+            else { continue }
+            try? fm.removeItem(atPath: "\(cacheDirectory)/\(name)")
+        }
+    }
+
     /// Makes the fresh rootfs a lab node template: no host keys of its own (each node gets its own,
     /// generated before boot so they can be pinned), sshd for key-only root logins, quiet boot.
     func finish(_ root: String) throws(LabError) {

@@ -54,7 +54,7 @@ struct LabStatusCommand: ParsableCommand {
 
     static func printJSON(lab: Lab, state: LabState, ctx: CommandContext) throws {
         let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys]
+        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         e.dateEncodingStrategy = .iso8601
         let status = JSONStatus(
             lab: state, siteFile: lab.config.sitePath, identityFile: lab.config.keyPath,
