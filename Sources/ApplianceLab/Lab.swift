@@ -284,7 +284,13 @@ public struct Lab: Sendable {
             try HostCommand.run("ip", ["link", "delete", config.adminLink], context: "cannot delete the link \(config.adminLink)")
             report.links += 1
         }
-        // 4. Files, and partial trees of interrupted rootfs builds (the finished cache stays).
+        // 4. The nodes' cgroups (empty now), deepest first: cgroup directories go with rmdir only.
+        for dir in Self.cgroupDirectories(config) {
+            if rmdir(dir) != 0 && errno != ENOENT {
+                throw .io(path: dir, detail: "cannot remove the cgroup: \(String(cString: strerror(errno)))")
+            }
+        }
+        // 5. Files, and partial trees of interrupted rootfs builds (the finished cache stays).
         RootfsCache(cacheDirectory: config.cacheDirectory).sweepAbandonedBuilds()
         if FileManager.default.fileExists(atPath: config.directory) {
             do { try FileManager.default.removeItem(atPath: config.directory) } catch {
@@ -293,6 +299,21 @@ public struct Lab: Sendable {
             report.removedDirectory = true
         }
         return report
+    }
+
+    /// The lab's cgroup directories in every hierarchy, children before parents.
+    static func cgroupDirectories(_ config: LabConfig) -> [String] {
+        var dirs: [String] = []
+        for h in LabConfig.cgroupHierarchies where FileManager.default.fileExists(atPath: "\(h)/cgroup.procs") {
+            let root = "\(h)/\(config.cgroupParent)"
+            guard FileManager.default.fileExists(atPath: root) else { continue }
+            let sub = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
+            dirs += sub.map { "\(root)/\($0)" }.filter { path in
+                var isDir: ObjCBool = false
+                return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+            } + [root]
+        }
+        return dirs.sorted { $0.split(separator: "/").count > $1.split(separator: "/").count }
     }
 
     /// Mount points at or below `directory`, from this process's mount table.

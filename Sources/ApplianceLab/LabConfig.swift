@@ -49,6 +49,13 @@ public struct LabConfig: Sendable {
     static func bridgePort(_ index: Int) -> String { "vn\(index)" }
     static let nodeInterface = "eth0"
 
+    /// The cgroup (relative to a hierarchy's root) each node's systemd-nspawn runs in, and its parent.
+    public var cgroupParent: String { prefix }
+    func cgroup(_ node: String) -> String { "\(prefix)/\(node)" }
+    /// Where nspawn looks for cgroups: the named systemd and unified hierarchies of a hybrid host, or a
+    /// pure cgroup2 root. Only those that exist are used.
+    static let cgroupHierarchies = ["/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"]
+
     public var adminAddress: String { "\(subnet).1" }
     public func nodeAddress(_ index: Int) -> String { "\(subnet).\(10 + index)" }
     /// An address on the bridge that nobody holds: nodes' default route points at it, so traffic for

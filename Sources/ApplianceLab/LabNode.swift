@@ -60,6 +60,11 @@ struct LabNode {
             set -e
             if [ "$1" != inner ]; then
               exec >>\(q(config.consoleLog(node.name))) 2>&1 </dev/null
+              # Its own cgroup in every hierarchy nspawn uses: with --keep-unit nspawn builds the container's
+              # cgroups under its own, and nodes sharing one would race for the same unit cgroups.
+              for h in \(LabConfig.cgroupHierarchies.joined(separator: " ")); do
+                if [ -e "$h/cgroup.procs" ]; then mkdir -p "$h/\(config.cgroup(node.name))" && echo $$ >"$h/\(config.cgroup(node.name))/cgroup.procs"; fi
+              done
               exec unshare -m --propagation private /bin/sh "$0" inner
             fi
             mount -t overlay overlay -o \(q("lowerdir=\(rootfs),upperdir=\(upper),workdir=\(directory)/work")) \(q("\(directory)/root"))

@@ -24,6 +24,7 @@ struct Leftovers: CustomStringConvertible {
     var processes: [Int32]
     var links: Bool
     var directory: Bool
+    var cgroups: [String]
 
     init(_ config: LabConfig) {
         namespaces = LabNetwork.namespaces().filter { $0 == config.labNamespace || $0.hasPrefix(config.prefix + "-") }
@@ -33,10 +34,15 @@ struct Leftovers: CustomStringConvertible {
             + ProcessTable.all().filter { $0.arguments.contains { $0.hasPrefix(config.directory + "/") } }.map(\.pid)
         links = LabNetwork.linkExists(config.adminLink)
         directory = FileManager.default.fileExists(atPath: config.directory)
+        cgroups = Lab.cgroupDirectories(config)
     }
 
-    var isEmpty: Bool { namespaces.isEmpty && mounts.isEmpty && processes.isEmpty && !links && !directory }
-    var description: String { "namespaces \(namespaces), mounts \(mounts), processes \(processes), link \(links), dir \(directory)" }
+    var isEmpty: Bool {
+        namespaces.isEmpty && mounts.isEmpty && processes.isEmpty && !links && !directory && cgroups.isEmpty
+    }
+    var description: String {
+        "namespaces \(namespaces), mounts \(mounts), processes \(processes), link \(links), dir \(directory), cgroups \(cgroups)"
+    }
 }
 
 @Suite("the lab on this machine", .tags(.lab), .serialized)
