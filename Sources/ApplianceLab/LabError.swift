@@ -55,7 +55,9 @@ extension LabError: ApplianceFailure {
             "\(context): `\(command)` exited with status \(status)"
                 + (output.isEmpty ? "" : ":\n" + output.split(separator: "\n").suffix(12).map { "  " + $0 }.joined(separator: "\n"))
         case .nodeNotReady(let node, let seconds, let detail):
-            "lab node \(node) did not accept SSH within \(seconds) s: \(detail)"
+            seconds > 0
+                ? "lab node \(node) did not accept SSH within \(seconds) s: \(detail)"
+                : "lab node \(node) is not ready: \(detail)"
         case .nodeDown(let node):
             "lab node \(node) is powered off"
         case .stopTimedOut(let node, let pid):

@@ -56,7 +56,7 @@ public enum LabFaultKind: String, Codable, Sendable, CaseIterable {
         case .diskFull: "fill /var/lib/appliance on the node (its size-limited tmpfs)"
         case .diskFree: "give /var/lib/appliance its space back"
         case .stopService: "systemctl stop SERVICE"
-        case .killService: "SIGKILL every process of SERVICE (systemctl kill)"
+        case .killService: "SIGKILL the main process of SERVICE, as a crash would (its Restart= policy applies)"
         case .startService: "systemctl start SERVICE (undoes stop-service and kill-service)"
         }
     }
