@@ -50,6 +50,11 @@ let package = Package(
                 "ApplianceModel", "ApplianceBundle", "ApplianceSSH", "AppliancePlan",
                 .product(name: "Logging", package: "swift-log"),
             ]),
+        // The local rehearsal cluster (systemd-nspawn nodes); product modules never import it.
+        .target(
+            name: "ApplianceLab",
+            dependencies: ["ApplianceModel", .product(name: "Logging", package: "swift-log")],
+            exclude: ["README.md"]),
         .target(
             name: "AppliancePreflight",
             dependencies: ["ApplianceModel", "ApplianceSSH"],
@@ -58,7 +63,7 @@ let package = Package(
             name: "ApplianceCommands",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
-                "AppliancePlan",
+                "AppliancePlan", "ApplianceLab",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -109,6 +114,9 @@ let package = Package(
         .testTarget(
             name: "LabConsistencyTests",
             dependencies: ["ApplianceLabNode", "AppliancePreflight", "ApplianceModel"]),
+        .testTarget(
+            name: "ApplianceLabTests",
+            dependencies: ["ApplianceLab", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),

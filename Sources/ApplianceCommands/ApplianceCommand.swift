@@ -14,7 +14,7 @@ public struct ApplianceCommand: AsyncParsableCommand {
         version: ApplianceVersion.current,
         subcommands: [
             BundleCommand.self, StageCommand.self, PlanCommand.self, HistoryCommand.self, ProfileCommand.self,
-            SiteCommand.self, PreflightCommand.self,
+            SiteCommand.self, PreflightCommand.self, LabCommand.self,
         ]
     )
 

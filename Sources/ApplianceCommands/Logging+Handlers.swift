@@ -1,18 +1,12 @@
+import ApplianceModel
 import Foundation
 import Logging
 
 /// Where per-run log files go: `$APPLIANCE_STATE_DIR/logs`, else `$XDG_STATE_HOME/appliance/logs`,
 /// else `~/.local/state/appliance/logs`. Keeps the newest 50.
 enum RunLog {
-    static func stateDirectory() -> String {
-        let env = ProcessInfo.processInfo.environment
-        if let dir = env["APPLIANCE_STATE_DIR"], !dir.isEmpty { return dir }
-        if let xdg = env["XDG_STATE_HOME"], !xdg.isEmpty { return xdg + "/appliance" }
-        return NSHomeDirectory() + "/.local/state/appliance"
-    }
-
     static func defaultPath() -> String? {
-        let dir = stateDirectory() + "/logs"
+        let dir = StateDirectory.path() + "/logs"
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         } catch {
