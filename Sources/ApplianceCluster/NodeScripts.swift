@@ -58,7 +58,12 @@ public enum NodeScripts {
               have=$(stat -c %s "$part")
               if [ "$have" -lt "$size" ]; then echo "bad $hex short $have"; continue; fi
               if [ "$have" -gt "$size" ]; then rm -f "$part"; echo "bad $hex long $have"; continue; fi
-              sum=$(sha256sum "$part" | cut -d' ' -f1)
+              # openssl uses the CPU's SHA instructions (several times faster than coreutils) where present.
+              if command -v openssl >/dev/null 2>&1; then
+                sum=$(openssl dgst -sha256 -r "$part" | cut -d' ' -f1)
+              else
+                sum=$(sha256sum "$part" | cut -d' ' -f1)
+              fi
               if [ "$sum" != "$hex" ]; then rm -f "$part"; echo "bad $hex digest $sum"; continue; fi
               sync "$part" 2>/dev/null || :
               mv -f "$part" "$STORE/sha256/$hex" && echo "ok $hex" || echo "bad $hex rename"

@@ -38,7 +38,10 @@ public enum ApplianceMain {
         } catch {
             status = ErrorPresenter.present(error)
         }
-        exit(status)
+        // Everything we print goes through unbuffered FileHandle writes; stdio is flushed for safety. _exit
+        // skips atexit handlers: OpenSSL's would tear down libcrypto under any thread still inside it.
+        fflush(nil)
+        _exit(status)
     }
 }
 

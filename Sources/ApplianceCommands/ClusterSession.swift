@@ -31,7 +31,7 @@ struct ClusterSession: Sendable {
         let sshOptions = SSHOptions(connectTimeout: .seconds(site.ssh.connectTimeoutSeconds))
         let pool = SSHPool(
             policy: policy, options: sshOptions, maxTotal: max(8, site.ssh.parallelism * 2), logger: ctx.logger)
-        let dir = URL(fileURLWithPath: RunLog.stateDirectory()).appendingPathComponent("clusters/\(site.name)")
+        let dir = URL(fileURLWithPath: StateDirectory.path()).appendingPathComponent("clusters/\(site.name)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         return ClusterSession(site: site, pool: pool, stateDirectory: dir)
     }
@@ -65,6 +65,19 @@ struct ClusterSession: Sendable {
     }
 
     func journal() throws -> Journal { try Journal(stateDirectory: stateDirectory) }
+
+    /// Runs `body`, then closes every SSH connection whether it succeeded or threw: no session thread
+    /// outlives the command.
+    func closing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        do {
+            let value = try await body()
+            await pool.closeAll()
+            return value
+        } catch {
+            await pool.closeAll()
+            throw error
+        }
+    }
 }
 
 /// The parameters an operation was started with, kept beside the journal so `plan resume` can rebuild it.

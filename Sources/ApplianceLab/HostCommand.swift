@@ -76,7 +76,9 @@ public enum HostCommand {
     /// stdin/stdout/stderr on /dev/null (the program redirects its own output) and no other descriptor of
     /// ours: a detached program holding one of our pipes or Foundation's process-watch sockets open would
     /// make whoever waits on them wait forever. Returns its pid.
-    public static func spawnDetached(_ program: String, _ arguments: [String], context: String) throws(LabError) -> pid_t {
+    public static func spawnDetached(_ program: String, _ arguments: [String], context: String) throws(LabError)
+        -> pid_t
+    {
         guard let path = which(program) else { throw .missingTool(tool: program, package: packageHint(program)) }
         for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
             if let fd = Int32(name), fd > 2 {
@@ -109,7 +111,8 @@ public enum HostCommand {
         let rc = posix_spawn(&pid, path, &actions, &attr, argv, environ)
         if rc != 0 {
             throw .commandFailed(
-                command: render(program, arguments), status: -1, output: String(cString: strerror(rc)), context: context)
+                command: render(program, arguments), status: -1, output: String(cString: strerror(rc)), context: context
+            )
         }
         return pid
     }

@@ -85,7 +85,8 @@ extension Lab {
                 }
             try labNode.exec(script, context: "cannot \(kind.rawValue.split(separator: "-")[0]) \(arg) on \(name)")
             detail = arg
-            outcome = "\(name): \(arg) \(kind == .stopService ? "stopped" : kind == .killService ? "killed" : "started")"
+            outcome =
+                "\(name): \(arg) \(kind == .stopService ? "stopped" : kind == .killService ? "killed" : "started")"
         }
         let perService = [.stopService, .killService, .startService].contains(kind)
         state.update(name) { n in
@@ -117,7 +118,8 @@ extension Lab {
                 "mount", ["-o", "remount,size=\(used)", dir], context: "cannot fill /var/lib/appliance of \(node.name)")
         } else {
             try HostCommand.run(
-                "mount", ["-o", "remount,size=\(sizeMiB)m", dir], context: "cannot free /var/lib/appliance of \(node.name)")
+                "mount", ["-o", "remount,size=\(sizeMiB)m", dir],
+                context: "cannot free /var/lib/appliance of \(node.name)")
             try? FileManager.default.removeItem(atPath: filler)
         }
     }

@@ -92,7 +92,9 @@ public struct Lab: Sendable {
 
         let cache = RootfsCache(cacheDirectory: config.cacheDirectory, mirror: o.mirror)
         let rootfs = try cache.ensure(logger: logger)
-        if rootfs.built { logger.notice("lab rootfs built in \(String(format: "%.1f", rootfs.seconds)) s: \(rootfs.path)") }
+        if rootfs.built {
+            logger.notice("lab rootfs built in \(String(format: "%.1f", rootfs.seconds)) s: \(rootfs.path)")
+        }
 
         let started = Date()
         // The lab directory is the lock: mkdir is atomic, so of two concurrent `up`s one fails here.
@@ -120,7 +122,8 @@ public struct Lab: Sendable {
 
         // Keys: the lab's login key, one host key per node, pinned in known_hosts and the site file.
         do {
-            try FileManager.default.createDirectory(atPath: "\(config.directory)/ssh", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: "\(config.directory)/ssh", withIntermediateDirectories: true)
         } catch { throw .io(path: "\(config.directory)/ssh", detail: "\(error)") }
         try LabKeys.generate(path: config.keyPath, comment: "appliance-lab-\(config.id)")
         let authorizedKey = try LabKeys.publicKeyLine(config.keyPath + ".pub")
@@ -141,7 +144,8 @@ public struct Lab: Sendable {
         // Network, then each node's files, then boot everything at once.
         let net = LabNetwork(config: config)
         try net.createFabric(adminNamespace: state.adminNamespace, adminRate: o.adminLinkRate)
-        let hosts = "127.0.0.1 localhost\n::1 localhost\n"
+        let hosts =
+            "127.0.0.1 localhost\n::1 localhost\n"
             + state.nodes.map { "\($0.address) \($0.name)" }.joined(separator: "\n") + "\n"
         for n in state.nodes {
             try net.createNode(n, rate: o.linkRate)
@@ -159,24 +163,31 @@ public struct Lab: Sendable {
         try write(siteInventory(state).yaml(), to: config.sitePath)
         let seconds = Date().timeIntervalSince(started)
         logger.debug("lab up: \(state.nodes.count) nodes SSH-ready in \(String(format: "%.1f", seconds)) s")
-        return UpReport(state: state, rootfsBuilt: rootfs.built, rootfsSeconds: rootfs.seconds, nodesReadySeconds: seconds)
+        return UpReport(
+            state: state, rootfsBuilt: rootfs.built, rootfsSeconds: rootfs.seconds, nodesReadySeconds: seconds)
     }
 
     func refuseIfRunning() throws(LabError) {
         if let s = try? LabState.load(config.statePath) {
             throw .alreadyRunning(
-                directory: config.directory, detail: "\(s.nodes.count) nodes, \(s.phase == .starting ? "interrupted while starting" : "up since \(s.createdAt)")")
+                directory: config.directory,
+                detail:
+                    "\(s.nodes.count) nodes, \(s.phase == .starting ? "interrupted while starting" : "up since \(s.createdAt)")"
+            )
         }
         if FileManager.default.fileExists(atPath: config.directory) {
-            throw .alreadyRunning(directory: config.directory, detail: "left from an interrupted `lab up` or `lab down`")
+            throw .alreadyRunning(
+                directory: config.directory, detail: "left from an interrupted `lab up` or `lab down`")
         }
         let mine = LabNetwork.namespaces().filter { $0 == config.labNamespace || $0.hasPrefix(config.prefix + "-") }
         if !mine.isEmpty {
-            throw .alreadyRunning(directory: config.directory, detail: "its namespaces exist: \(mine.joined(separator: ", "))")
+            throw .alreadyRunning(
+                directory: config.directory, detail: "its namespaces exist: \(mine.joined(separator: ", "))")
         }
         let addrs = (try? HostCommand.run("ip", ["-o", "-4", "addr", "show"], check: false).stdout) ?? ""
         if let line = addrs.split(separator: "\n").first(where: { $0.contains(" \(config.subnet).") }) {
-            throw .subnetInUse(subnet: config.subnet, detail: line.split(separator: " ").prefix(4).joined(separator: " "))
+            throw .subnetInUse(
+                subnet: config.subnet, detail: line.split(separator: " ").prefix(4).joined(separator: " "))
         }
     }
 
@@ -206,7 +217,9 @@ public struct Lab: Sendable {
             return "\(node.name): \(last.isEmpty ? "no answer" : last)"
         }.compactMap { $0 }
         if let first = failures.first {
-            throw .nodeNotReady(node: first.split(separator: ":").first.map(String.init) ?? "?", seconds: Int(timeout), detail: failures.joined(separator: "; "))
+            throw .nodeNotReady(
+                node: first.split(separator: ":").first.map(String.init) ?? "?", seconds: Int(timeout),
+                detail: failures.joined(separator: "; "))
         }
     }
 
@@ -256,18 +269,22 @@ public struct Lab: Sendable {
         // 1. Containers: by recorded pid and by machine name, so a half-recorded `up` is found too.
         var pids = Set(ProcessTable.nspawnProcesses(machinePrefix: config.prefix + "-").map(\.pid))
         for n in state?.nodes ?? [] {
-            if let pid = n.pid, let e = ProcessTable.entry(pid), e.arguments.first?.hasSuffix("systemd-nspawn") == true {
+            if let pid = n.pid, let e = ProcessTable.entry(pid), e.arguments.first?.hasSuffix("systemd-nspawn") == true
+            {
                 pids.insert(pid)
             }
         }
         // boot scripts caught before their `exec systemd-nspawn`
         let nodesDir = config.directory + "/nodes/"
-        let scripts = ProcessTable.all().filter { e in e.arguments.contains { $0.hasPrefix(nodesDir) && $0.hasSuffix("/boot.sh") } }
+        let scripts = ProcessTable.all().filter { e in
+            e.arguments.contains { $0.hasPrefix(nodesDir) && $0.hasSuffix("/boot.sh") }
+        }
         for s in scripts { kill(s.pid, SIGTERM) }
         let left = ProcessTable.terminate(Array(pids), timeout: 60)
         report.stopped = pids.count - left.count
         if let pid = left.first {
-            throw .stopTimedOut(node: ProcessTable.entry(pid)?.arguments.drop { $0 != "-M" }.dropFirst().first ?? "?", pid: pid)
+            throw .stopTimedOut(
+                node: ProcessTable.entry(pid)?.arguments.drop { $0 != "-M" }.dropFirst().first ?? "?", pid: pid)
         }
         // 2. Mounts under the lab directory (the per-node tmpfs), deepest first.
         for mount in Self.mounts(under: config.directory).sorted(by: { $0.count > $1.count }) {
@@ -281,7 +298,8 @@ public struct Lab: Sendable {
             report.namespaces += 1
         }
         if LabNetwork.linkExists(config.adminLink) {
-            try HostCommand.run("ip", ["link", "delete", config.adminLink], context: "cannot delete the link \(config.adminLink)")
+            try HostCommand.run(
+                "ip", ["link", "delete", config.adminLink], context: "cannot delete the link \(config.adminLink)")
             report.links += 1
         }
         // 4. The nodes' cgroups (empty now), deepest first: cgroup directories go with rmdir only.
@@ -308,10 +326,11 @@ public struct Lab: Sendable {
             let root = "\(h)/\(config.cgroupParent)"
             guard FileManager.default.fileExists(atPath: root) else { continue }
             let sub = FileManager.default.enumerator(atPath: root)?.compactMap { $0 as? String } ?? []
-            dirs += sub.map { "\(root)/\($0)" }.filter { path in
-                var isDir: ObjCBool = false
-                return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
-            } + [root]
+            dirs +=
+                sub.map { "\(root)/\($0)" }.filter { path in
+                    var isDir: ObjCBool = false
+                    return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
+                } + [root]
         }
         return dirs.sorted { $0.split(separator: "/").count > $1.split(separator: "/").count }
     }

@@ -22,9 +22,11 @@ public struct LabConfig: Sendable {
         }
         let octets = subnet.split(separator: ".").compactMap { Int($0) }
         guard octets.count == 3, octets.allSatisfy({ (0...255).contains($0) }),
-            octets[0] == 10 || (octets[0] == 192 && octets[1] == 168) || (octets[0] == 172 && (16...31).contains(octets[1]))
+            octets[0] == 10 || (octets[0] == 192 && octets[1] == 168)
+                || (octets[0] == 172 && (16...31).contains(octets[1]))
         else {
-            throw .invalidArgument("lab subnet '\(subnet)' must be the first three octets of a private /24, e.g. 10.77.0")
+            throw .invalidArgument(
+                "lab subnet '\(subnet)' must be the first three octets of a private /24, e.g. 10.77.0")
         }
         let state = StateDirectory.path()
         self.id = id

@@ -53,7 +53,8 @@ extension LabError: ApplianceFailure {
             text
         case .commandFailed(let command, let status, let output, let context):
             "\(context): `\(command)` exited with status \(status)"
-                + (output.isEmpty ? "" : ":\n" + output.split(separator: "\n").suffix(12).map { "  " + $0 }.joined(separator: "\n"))
+                + (output.isEmpty
+                    ? "" : ":\n" + output.split(separator: "\n").suffix(12).map { "  " + $0 }.joined(separator: "\n"))
         case .nodeNotReady(let node, let seconds, let detail):
             seconds > 0
                 ? "lab node \(node) did not accept SSH within \(seconds) s: \(detail)"
@@ -72,7 +73,8 @@ extension LabError: ApplianceFailure {
         case .notRoot: "run it as root (sudo -E appliance lab ...)"
         case .missingTool(_, let package): "install it with scripts/bootstrap (apt-get install \(package))"
         case .namespacesUnavailable: "the lab needs a Linux host where `ip netns add` works (root, CAP_SYS_ADMIN)"
-        case .nspawnUnavailable: "install systemd-container (scripts/bootstrap); the lab needs a host where containers can boot"
+        case .nspawnUnavailable:
+            "install systemd-container (scripts/bootstrap); the lab needs a host where containers can boot"
         case .mirrorUnreachable, .noMirror:
             "the first build downloads Debian packages; check /etc/apt/sources.list(.d) or pass --mirror URL; later runs use the cached rootfs"
         case .rootfsBuildFailed(_, let log): "the debootstrap log is \(log)"

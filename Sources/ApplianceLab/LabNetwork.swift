@@ -63,8 +63,10 @@ struct LabNetwork {
         let port = LabConfig.bridgePort(node.index)
         try createNamespace(ns)
         try Self.ip(
-            ["-n", config.labNamespace, "link", "add", port, "type", "veth", "peer", "name", LabConfig.nodeInterface,
-             "netns", ns],
+            [
+                "-n", config.labNamespace, "link", "add", port, "type", "veth", "peer", "name", LabConfig.nodeInterface,
+                "netns", ns,
+            ],
             context: "cannot create the link of \(node.name)")
         try Self.ip(
             ["-n", config.labNamespace, "link", "set", port, "master", LabConfig.bridge, "up"],
@@ -74,8 +76,10 @@ struct LabNetwork {
             context: "cannot address \(node.name)")
         try Self.ip(["-n", ns, "link", "set", LabConfig.nodeInterface, "up"], context: "cannot bring up \(node.name)")
         try Self.ip(
-            ["-n", ns, "route", "add", "default", "via", config.blackholeGateway, "dev", LabConfig.nodeInterface,
-             "onlink"],
+            [
+                "-n", ns, "route", "add", "default", "via", config.blackholeGateway, "dev", LabConfig.nodeInterface,
+                "onlink",
+            ],
             context: "cannot set the default route of \(node.name)")
         if let rate { try setNodeRate(node, rate: rate) }
     }
@@ -98,8 +102,10 @@ struct LabNetwork {
         try HostCommand.run(
             "tc",
             (namespace.map { ["-n", $0] } ?? [])
-                + ["qdisc", "replace", "dev", device, "root", "tbf", "rate", "\(bits)bit", "burst", "\(burst)",
-                    "latency", "200ms"],
+                + [
+                    "qdisc", "replace", "dev", device, "root", "tbf", "rate", "\(bits)bit", "burst", "\(burst)",
+                    "latency", "200ms",
+                ],
             context: "cannot limit \(device) to \(rate)")
     }
 
@@ -120,7 +126,8 @@ struct LabNetwork {
     /// Drops `percent` of the packets the node receives and of those it sends.
     func setLoss(_ node: LabState.Node, percent: Int?) throws(LabError) {
         let ns = config.nodeNamespace(node.name)
-        _ = try? HostCommand.run("ip", ["netns", "exec", ns, "nft", "delete", "table", "inet", Self.lossTable], check: false)
+        _ = try? HostCommand.run(
+            "ip", ["netns", "exec", ns, "nft", "delete", "table", "inet", Self.lossTable], check: false)
         guard let percent else { return }
         let rules = """
             table inet \(Self.lossTable) {

@@ -23,7 +23,9 @@ public struct LabProfile: Sendable, Equatable {
 
     /// Roles of node `index` (0-based) in a lab of `count` nodes with `controlPlanes` control planes.
     public func roles(index: Int, count: Int, controlPlanes: Int) -> [NodeRole] {
-        if index < controlPlanes { return count == controlPlanes ? [.controlPlane, .system, workerRole] : [.controlPlane, .system] }
+        if index < controlPlanes {
+            return count == controlPlanes ? [.controlPlane, .system, workerRole] : [.controlPlane, .system]
+        }
         return [workerRole]
     }
 
@@ -57,7 +59,9 @@ public struct LabProfile: Sendable, Equatable {
         disks: [.init(name: "nvme0n1", sizeGB: 960), .init(name: "nvme1n1", sizeGB: 3840)], gpus: nil,
         nics: [.init(name: "eth0", kind: "ethernet", rateGbps: 25)])
 
-    static func gpuNode(cpu: HardwareDeclaration.CPU, memoryGiB: Int, gpus: HardwareDeclaration.GPUs, ib: Int, ibRate: Int)
+    static func gpuNode(
+        cpu: HardwareDeclaration.CPU, memoryGiB: Int, gpus: HardwareDeclaration.GPUs, ib: Int, ibRate: Int
+    )
         -> Machine
     {
         Machine(
@@ -84,16 +88,20 @@ public struct LabProfile: Sendable, Equatable {
     public static let all: [LabProfile] = [
         LabProfile(
             name: "hpc-8xa100", summary: "HGX A100 80GB: 8 SXM4 GPUs, NVSwitch, 4x HDR InfiniBand",
-            controlPlane: systemNode, worker: gpuNode(cpu: epyc7763, memoryGiB: 2048, gpus: a100sxm, ib: 4, ibRate: 200)),
+            controlPlane: systemNode, worker: gpuNode(cpu: epyc7763, memoryGiB: 2048, gpus: a100sxm, ib: 4, ibRate: 200)
+        ),
         LabProfile(
             name: "hpc-8xh100", summary: "HGX H100: 8 SXM5 GPUs, NVSwitch, 8x NDR InfiniBand",
-            controlPlane: systemNode, worker: gpuNode(cpu: xeon8480, memoryGiB: 2048, gpus: h100sxm, ib: 8, ibRate: 400)),
+            controlPlane: systemNode, worker: gpuNode(cpu: xeon8480, memoryGiB: 2048, gpus: h100sxm, ib: 8, ibRate: 400)
+        ),
         LabProfile(
             name: "balanced-4xa100", summary: "4 A100 SXM4 80GB per node, NVLink, 2x HDR InfiniBand",
             controlPlane: systemNode,
             worker: gpuNode(
                 cpu: epyc7763, memoryGiB: 1024,
-                gpus: { var g = a100sxm; g.count = 4; g.nvlinksPerGPU = 4; g.nvswitches = 0; return g }(), ib: 2, ibRate: 200)),
+                gpus: {
+                    var g = a100sxm; g.count = 4; g.nvlinksPerGPU = 4; g.nvswitches = 0; return g
+                }(), ib: 2, ibRate: 200)),
         LabProfile(
             name: "cost-4xpcie", summary: "4 A100 PCIe 40GB per node, no NVLink, Ethernet only",
             controlPlane: systemNode, worker: gpuNode(cpu: xeon6338, memoryGiB: 512, gpus: a100pcie, ib: 0, ibRate: 0)),
@@ -101,6 +109,9 @@ public struct LabProfile: Sendable, Equatable {
             name: "lab", summary: "small: 2 A100 PCIe 40GB per worker, Ethernet only",
             controlPlane: systemNode,
             worker: gpuNode(
-                cpu: xeon6338, memoryGiB: 256, gpus: { var g = a100pcie; g.count = 2; return g }(), ib: 0, ibRate: 0)),
+                cpu: xeon6338, memoryGiB: 256,
+                gpus: {
+                    var g = a100pcie; g.count = 2; return g
+                }(), ib: 0, ibRate: 0)),
     ]
 }

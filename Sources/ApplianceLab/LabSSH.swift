@@ -7,7 +7,9 @@ public struct LabSSH: Sendable {
     public var adminNamespace: String?
 
     /// Program and arguments for `ssh root@NODE [command]`.
-    public func command(address: String, remote: [String], batch: Bool = true, connectTimeout: Int = 5) -> (String, [String]) {
+    public func command(address: String, remote: [String], batch: Bool = true, connectTimeout: Int = 5) -> (
+        String, [String]
+    ) {
         var args = [
             "-i", config.keyPath, "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(config.knownHostsPath)",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
@@ -16,7 +18,9 @@ public struct LabSSH: Sendable {
         if batch { args += ["-o", "BatchMode=yes"] }
         args += ["root@\(address)"] + remote
         let ssh = HostCommand.which("ssh") ?? "/usr/bin/ssh"
-        if let ns = adminNamespace { return (HostCommand.which("ip") ?? "/usr/sbin/ip", ["netns", "exec", ns, ssh] + args) }
+        if let ns = adminNamespace {
+            return (HostCommand.which("ip") ?? "/usr/sbin/ip", ["netns", "exec", ns, ssh] + args)
+        }
         return (ssh, args)
     }
 

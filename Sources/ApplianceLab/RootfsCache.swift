@@ -40,7 +40,9 @@ public struct RootfsCache: Sendable {
     }
 
     func build(logger: Logger) throws(LabError) {
-        guard HostCommand.which("debootstrap") != nil else { throw .missingTool(tool: "debootstrap", package: "debootstrap") }
+        guard HostCommand.which("debootstrap") != nil else {
+            throw .missingTool(tool: "debootstrap", package: "debootstrap")
+        }
         let mirror: String
         if let m = self.mirror { mirror = m } else { mirror = try Self.configuredMirror(suite: Self.suite) }
         let fm = FileManager.default
@@ -98,7 +100,9 @@ public struct RootfsCache: Sendable {
     func finish(_ root: String) throws(LabError) {
         let fm = FileManager.default
         if let names = try? fm.contentsOfDirectory(atPath: "\(root)/etc/ssh") {
-            for name in names where name.hasPrefix("ssh_host_") { try? fm.removeItem(atPath: "\(root)/etc/ssh/\(name)") }
+            for name in names where name.hasPrefix("ssh_host_") {
+                try? fm.removeItem(atPath: "\(root)/etc/ssh/\(name)")
+            }
         }
         let files: [(String, String)] = [
             (
@@ -122,7 +126,8 @@ public struct RootfsCache: Sendable {
         for (rel, text) in files {
             let p = "\(root)/\(rel)"
             do {
-                try fm.createDirectory(atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try fm.createDirectory(
+                    atPath: (p as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
                 try text.write(toFile: p, atomically: false, encoding: .utf8)
             } catch { throw .io(path: p, detail: "\(error)") }
         }
@@ -159,7 +164,8 @@ public struct RootfsCache: Sendable {
                 var fields: [String: String] = [:]
                 for line in stanza.split(separator: "\n") where !line.hasPrefix("#") {
                     guard let colon = line.firstIndex(of: ":") else { continue }
-                    fields[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                    fields[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(
+                        in: .whitespaces)
                 }
                 let types = fields["types"]?.split(separator: " ") ?? []
                 let suites = fields["suites"]?.split(separator: " ") ?? []

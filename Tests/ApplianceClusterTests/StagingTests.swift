@@ -91,11 +91,20 @@ struct StagingTests {
         #expect(!auth.contains("appliance-staging-"))
     }
 
-    func withServers<R>(_ n: Int, _ body: ([TestSSHServer]) async throws -> R) async throws -> R {
+    /// Starts `n` servers and a pool for them; always closes the pool and stops the servers.
+    func withServers<R>(_ n: Int, _ body: ([TestSSHServer], SSHPool) async throws -> R) async throws -> R {
         var servers: [TestSSHServer] = []
         defer { for s in servers { s.stop() } }
         for _ in 0..<n { servers.append(try TestSSHServer()) }
-        return try await body(servers)
+        let pool = pool(servers)
+        do {
+            let result = try await body(servers, pool)
+            await pool.closeAll()
+            return result
+        } catch {
+            await pool.closeAll()
+            throw error
+        }
     }
 
     @Test func stagesEachNodeWhatItsRolesNeedSendingEachByteOnce() async throws {
@@ -104,10 +113,8 @@ struct StagingTests {
             "cp": (100_000, "control-plane"),
         ])
         defer { f.remove() }
-        try await withServers(4) { servers in
+        try await withServers(4) { servers, pool in
             let nodes = nodes(servers)
-            let pool = pool(servers)
-            defer { Task { await pool.closeAll() } }
             let stager = Stager(bundle: f.verified, nodes: nodes, pool: pool, logger: Logger(label: "test"))
             let staged = try await stager.stage()
             #expect(Set(staged) == Set(nodes.map(\.name)))
@@ -129,10 +136,8 @@ struct StagingTests {
     @Test func aNodeThatDiesMidTransferIsReportedAndResumesLater() async throws {
         let f = try Fixture(sizes: ["big": (8 << 20, "all"), "other": (2 << 20, "all")])
         defer { f.remove() }
-        try await withServers(4) { servers in
+        try await withServers(4) { servers, pool in
             let nodes = nodes(servers)
-            let pool = pool(servers)
-            defer { Task { await pool.closeAll() } }
             // 4 MB/s, so the 10 MiB transfer lasts long enough to be cut.
             let stager = Stager(
                 bundle: f.verified, nodes: nodes, pool: pool, bytesPerSecond: 4 << 20, logger: Logger(label: "test"))
@@ -173,7 +178,7 @@ struct StagingTests {
     @Test func unreachableAndFullNodesAreReportedWhileTheOthersCarryOn() async throws {
         let f = try Fixture(sizes: ["blob": (3 << 20, "all")])
         defer { f.remove() }
-        try await withServers(3) { servers in
+        try await withServers(3) { servers, pool in
             var nodes = nodes(servers)
             // A node whose store is on a 1 MiB filesystem.
             let tiny = servers[1].directory + "/store"
@@ -188,8 +193,6 @@ struct StagingTests {
                     endpoint: SSHEndpoint(
                         host: "127.0.0.1", port: deadPort, user: "root", identityFile: servers[0].userKey),
                     roles: [.cpuWorker]))
-            let pool = pool(servers)
-            defer { Task { await pool.closeAll() } }
             let stager = Stager(bundle: f.verified, nodes: nodes, pool: pool, logger: Logger(label: "test"))
             let staged = Set(try await stager.stage())
             let failures = await stager.failures

@@ -18,7 +18,16 @@ struct CLI {
         var stderr: String
     }
 
-    static func run(_ args: [String], state: String) throws -> Result {
+    /// Runs the binary on a dedicated thread: waiting for a child process must never park one of Swift's
+    /// cooperative threads (there are as many as cores), or other tests' timers starve.
+    static func run(_ args: [String], state: String) async throws -> Result {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Result, Error>) in
+            let t = Thread { c.resume(with: Swift.Result { try runBlocking(args, state: state) }) }
+            t.start()
+        }
+    }
+
+    private static func runBlocking(_ args: [String], state: String) throws -> Result {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
@@ -51,24 +60,24 @@ struct CLI {
         #expect(FileManager.default.isExecutableFile(atPath: CLI.binary), "build first: swift build")
     }
 
-    @Test func versionAndUsageErrors() throws {
-        let v = try CLI.run(["--version"], state: dir)
+    @Test func versionAndUsageErrors() async throws {
+        let v = try await CLI.run(["--version"], state: dir)
         #expect(v.status == 0)
         #expect(v.stdout.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").count == 3)
-        let bad = try CLI.run(["bundle", "build", "-f", "x.yaml", "-o", "y.tar"], state: dir)
+        let bad = try await CLI.run(["bundle", "build", "-f", "x.yaml", "-o", "y.tar"], state: dir)
         #expect(bad.status == 2)
         #expect(bad.stderr.contains("--key"))
-        let unknown = try CLI.run(["bundle", "frobnicate"], state: dir)
+        let unknown = try await CLI.run(["bundle", "frobnicate"], state: dir)
         #expect(unknown.status == 2)
     }
 
-    @Test func keygenBuildVerifyAndTamperExitCodes() throws {
-        let keygen = try CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
+    @Test func keygenBuildVerifyAndTamperExitCodes() async throws {
+        let keygen = try await CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
         #expect(keygen.status == 0)
         let attrs = try FileManager.default.attributesOfItem(atPath: dir + "/keys/appliance-signing.key")
         #expect((attrs[.posixPermissions] as? Int) == 0o600)
         // A second keygen does not overwrite the key.
-        let again = try CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
+        let again = try await CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
         #expect(again.status == 1)
         #expect(again.stderr.hasPrefix("error: "))
 
@@ -86,14 +95,14 @@ struct CLI {
               artifacts:
                 - {name: blob, kind: file, source: {file: blob.bin}}
         """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
-        let build = try CLI.run(
+        let build = try await CLI.run(
             [
                 "bundle", "build", "-f", dir + "/spec.yaml", "-o", dir + "/b.tar", "--key",
                 dir + "/keys/appliance-signing.key",
             ],
             state: dir)
         #expect(build.status == 0, "\(build.stderr)")
-        let verify = try CLI.run(
+        let verify = try await CLI.run(
             ["bundle", "verify", dir + "/b.tar", "--trust", dir + "/keys/appliance-signing.pub", "--format", "json"],
             state: dir)
         #expect(verify.status == 0)
@@ -102,7 +111,7 @@ struct CLI {
         #expect(json?["bytesVerified"] as? Int == 5000)
 
         // No trust given: refused with exit 7, a hint, and the log file named.
-        let untrusted = try CLI.run(["bundle", "verify", dir + "/b.tar"], state: dir)
+        let untrusted = try await CLI.run(["bundle", "verify", dir + "/b.tar"], state: dir)
         #expect(untrusted.status == 7)
         #expect(untrusted.stderr.contains("which is not trusted"))
         #expect(untrusted.stderr.contains("hint: "))
@@ -112,15 +121,15 @@ struct CLI {
         // A malformed spec: exit 1 with a positioned message.
         try "apiVersion: appliance.dev/v1alpha1\nkind: BundleSpec\nmetadata: {name: x}\nspec: {version: 1}\n"
             .write(toFile: dir + "/bad.yaml", atomically: true, encoding: .utf8)
-        let bad = try CLI.run(
+        let bad = try await CLI.run(
             ["bundle", "build", "-f", dir + "/bad.yaml", "-o", dir + "/x.tar", "--unsigned"], state: dir)
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("bad.yaml:4:7: missing required field 'kubernetes' in 'spec'"))
         #expect(!FileManager.default.fileExists(atPath: dir + "/x.tar"))
     }
 
-    @Test func inspectJSONHasStableFields() throws {
-        _ = try CLI.run(["bundle", "keygen", "--out", dir + "/k2"], state: dir)
+    @Test func inspectJSONHasStableFields() async throws {
+        _ = try await CLI.run(["bundle", "keygen", "--out", dir + "/k2"], state: dir)
         try Data("x".utf8).write(to: URL(fileURLWithPath: dir + "/one.txt"))
         try """
         apiVersion: appliance.dev/v1alpha1
@@ -136,8 +145,8 @@ struct CLI {
               artifacts:
                 - {name: one, kind: file, roles: [gpu-worker], source: {file: one.txt}}
         """.write(toFile: dir + "/s2.yaml", atomically: true, encoding: .utf8)
-        _ = try CLI.run(["bundle", "build", "-f", dir + "/s2.yaml", "-o", dir + "/i.tar", "--unsigned"], state: dir)
-        let r = try CLI.run(["bundle", "inspect", dir + "/i.tar", "--format", "json"], state: dir)
+        _ = try await CLI.run(["bundle", "build", "-f", dir + "/s2.yaml", "-o", dir + "/i.tar", "--unsigned"], state: dir)
+        let r = try await CLI.run(["bundle", "inspect", dir + "/i.tar", "--format", "json"], state: dir)
         #expect(r.status == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         #expect(json["version"] as? String == "2.0.0")

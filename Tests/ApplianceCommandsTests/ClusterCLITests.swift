@@ -32,8 +32,8 @@ struct ClusterCLITests {
         return dir + "/site.yaml"
     }
 
-    func bundle() throws -> (path: String, pub: String) {
-        _ = try CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
+    func bundle() async throws -> (path: String, pub: String) {
+        _ = try await CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
         try Data(repeating: 42, count: 3 << 20).write(to: URL(fileURLWithPath: dir + "/payload.bin"))
         try """
         apiVersion: appliance.dev/v1alpha1
@@ -48,7 +48,7 @@ struct ClusterCLITests {
               artifacts:
                 - {name: payload, kind: file, source: {file: payload.bin}}
         """.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
-        let b = try CLI.run(
+        let b = try await CLI.run(
             [
                 "bundle", "build", "-f", dir + "/spec.yaml", "-o", dir + "/b.tar", "--key",
                 dir + "/keys/appliance-signing.key",
@@ -58,22 +58,22 @@ struct ClusterCLITests {
         return (dir + "/b.tar", dir + "/keys/appliance-signing.pub")
     }
 
-    @Test func stageThenStageAgainThenHistory() throws {
+    @Test func stageThenStageAgainThenHistory() async throws {
         let server = try TestSSHServer()
         defer {
             server.stop()
             try? FileManager.default.removeItem(atPath: dir)
         }
         let sitePath = try site([server])
-        let (b, pub) = try bundle()
+        let (b, pub) = try await bundle()
         let store = server.directory + "/store"
         let args = ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", store]
-        let dry = try CLI.run(args + ["--dry-run"], state: dir)
+        let dry = try await CLI.run(args + ["--dry-run"], state: dir)
         #expect(dry.status == 0)
         #expect(dry.stdout.contains("transfer") && dry.stdout.contains("record/node-1"))
         #expect(!FileManager.default.fileExists(atPath: store))
 
-        let first = try CLI.run(args + ["--format", "ndjson"], state: dir)
+        let first = try await CLI.run(args + ["--format", "ndjson"], state: dir)
         #expect(first.status == 0, "\(first.stderr)")
         let events = first.stdout.split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -82,20 +82,20 @@ struct ClusterCLITests {
         #expect(events.allSatisfy { $0["time"] != nil && $0["operation"] != nil })
         #expect(FileManager.default.fileExists(atPath: store + "/bundles/3.0.0/manifest.yaml"))
 
-        let second = try CLI.run(args, state: dir)
+        let second = try await CLI.run(args, state: dir)
         #expect(second.status == 0)
         #expect(second.stdout.contains("sent 0 B"), "\(second.stdout)")
 
-        let history = try CLI.run(["history", "-i", sitePath], state: dir)
+        let history = try await CLI.run(["history", "-i", sitePath], state: dir)
         #expect(history.status == 0)
         #expect(
             history.stdout.split(separator: "\n").filter { $0.contains("stage") && $0.contains("succeeded") }.count == 2
         )
-        let show = try CLI.run(["plan", "show", "-i", sitePath], state: dir)
+        let show = try await CLI.run(["plan", "show", "-i", sitePath], state: dir)
         #expect(show.stdout.contains("record/node-1"))
     }
 
-    @Test func stageReportsAnUnreachableNodeWithItsOwnExitCode() throws {
+    @Test func stageReportsAnUnreachableNodeWithItsOwnExitCode() async throws {
         let server = try TestSSHServer()
         defer {
             server.stop()
@@ -104,8 +104,8 @@ struct ClusterCLITests {
         let deadPort = try TestSSHServer.freePort()
         let sitePath = try site(
             [server], extra: "    - {name: node-dead, address: 127.0.0.1, port: \(deadPort), roles: [cpu-worker]}\n")
-        let (b, pub) = try bundle()
-        let r = try CLI.run(
+        let (b, pub) = try await bundle()
+        let r = try await CLI.run(
             ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", server.directory + "/store"], state: dir
         )
         #expect(r.status == 9, "\(r.stderr)")  // some nodes failed, the others completed
@@ -113,7 +113,7 @@ struct ClusterCLITests {
         #expect(r.stdout.contains("staged 1/2 nodes"))
     }
 
-    @Test func preflightRunsTheCollectorOverSSH() throws {
+    @Test func preflightRunsTheCollectorOverSSH() async throws {
         let servers = [try TestSSHServer(), try TestSSHServer()]
         defer {
             for s in servers { s.stop() }
@@ -122,7 +122,7 @@ struct ClusterCLITests {
         let deadPort = try TestSSHServer.freePort()
         let sitePath = try site(
             servers, extra: "    - {name: node-dead, address: 127.0.0.1, port: \(deadPort), roles: [cpu-worker]}\n")
-        let r = try CLI.run(["preflight", "-i", sitePath, "--format", "json", "--timeout", "30"], state: dir)
+        let r = try await CLI.run(["preflight", "-i", sitePath, "--format", "json", "--timeout", "30"], state: dir)
         #expect([0, 3, 4].contains(r.status), "\(r.stderr)")
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
         let results = try #require(json["results"] as? [[String: Any]])

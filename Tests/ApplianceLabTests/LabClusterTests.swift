@@ -78,7 +78,8 @@ struct LabClusterTests {
             #expect(decl.node == node.name && decl.roles == node.roles)
             #expect(site.host(named: node.name)?.hostKeyFingerprints == [node.hostKeyFingerprint])
             let scanned = try HostCommand.run(
-                "sh", ["-c", "ssh-keygen -lf \(config.nodeDirectory(node.name))/upper/etc/ssh/ssh_host_ed25519_key.pub"])
+                "sh",
+                ["-c", "ssh-keygen -lf \(config.nodeDirectory(node.name))/upper/etc/ssh/ssh_host_ed25519_key.pub"])
             #expect(scanned.stdout.contains(node.hostKeyFingerprint))
         }
         // Pinning is real: the same login against a known_hosts that holds another node's key is refused.
@@ -87,8 +88,10 @@ struct LabClusterTests {
         try "\(state.nodes[1].address) \(other)\n".write(toFile: wrong, atomically: true, encoding: .utf8)
         let refused = try HostCommand.run(
             "ssh",
-            ["-i", config.keyPath, "-o", "UserKnownHostsFile=\(wrong)", "-o", "GlobalKnownHostsFile=/dev/null",
-             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "root@\(state.nodes[1].address)", "true"],
+            [
+                "-i", config.keyPath, "-o", "UserKnownHostsFile=\(wrong)", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "root@\(state.nodes[1].address)", "true",
+            ],
             check: false)
         #expect(refused.status == 255 && refused.stderr.contains("IDENTIFICATION HAS CHANGED"))
 
@@ -98,7 +101,9 @@ struct LabClusterTests {
         let node = state.nodes[1]
         let peer = state.nodes[0]
         func faults() throws -> [String] { try lab.loadState().node(node.name).faults.map(\.description) }
-        func reachable() -> Bool { (try? ssh.run(address: node.address, "true", check: false, connectTimeout: 2))?.status == 0 }
+        func reachable() -> Bool {
+            (try? ssh.run(address: node.address, "true", check: false, connectTimeout: 2))?.status == 0
+        }
 
         // partition / heal
         try lab.fault(node: node.name, kind: .partition)
@@ -203,13 +208,17 @@ struct LabClusterTests {
         }
         // The appliance executable next to this test bundle, killed with SIGKILL part-way through `lab up`.
         let binDir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let candidates = [binDir, binDir.deletingLastPathComponent()].map { $0.appendingPathComponent("appliance").path }
+        let candidates = [binDir, binDir.deletingLastPathComponent()].map {
+            $0.appendingPathComponent("appliance").path
+        }
         guard let binary = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            Issue.record("the appliance executable is not built next to the tests (\(candidates)); run `swift build` first")
+            Issue.record(
+                "the appliance executable is not built next to the tests (\(candidates)); run `swift build` first")
             return
         }
         let state = tempDirectory("state-lt2")
-        let config = try LabConfig(id: "lt2", subnet: "10.77.202", directory: state + "/lab-lt2", cacheDirectory: LabConfig().cacheDirectory)
+        let config = try LabConfig(
+            id: "lt2", subnet: "10.77.202", directory: state + "/lab-lt2", cacheDirectory: LabConfig().cacheDirectory)
         let lab = Lab(config: config, logger: logger)
         _ = try? lab.down()
         defer {
@@ -219,11 +228,14 @@ struct LabClusterTests {
         // The subprocess must use the same rootfs cache and lab directory: point its state dir there and
         // link the cache in (so nothing is rebuilt).
         try FileManager.default.createDirectory(atPath: state, withIntermediateDirectories: true)
-        try? FileManager.default.createSymbolicLink(atPath: state + "/lab-cache", withDestinationPath: config.cacheDirectory)
+        try? FileManager.default.createSymbolicLink(
+            atPath: state + "/lab-cache", withDestinationPath: config.cacheDirectory)
 
         let up = Process()
         up.executableURL = URL(fileURLWithPath: binary)
-        up.arguments = ["lab", "up", "--nodes", "4", "--lab-id", "lt2", "--subnet", "10.77.202", "--disk-size", "64", "-q"]
+        up.arguments = [
+            "lab", "up", "--nodes", "4", "--lab-id", "lt2", "--subnet", "10.77.202", "--disk-size", "64", "-q",
+        ]
         up.environment = ProcessInfo.processInfo.environment.merging(["APPLIANCE_STATE_DIR": state]) { $1 }
         up.standardOutput = FileHandle.nullDevice
         up.standardError = FileHandle.nullDevice

@@ -33,7 +33,8 @@ struct LabUnitTests {
             toFile: dir + "/sources.list.d/other.sources.disabled", atomically: true, encoding: .utf8)
         #expect(throws: LabError.self) { try RootfsCache.configuredMirror(suite: "bookworm", aptDirectory: dir) }
         try deb822.write(toFile: dir + "/sources.list.d/debian.sources", atomically: true, encoding: .utf8)
-        #expect(try RootfsCache.configuredMirror(suite: "bookworm", aptDirectory: dir) == "http://mirror.example/debian")
+        #expect(
+            try RootfsCache.configuredMirror(suite: "bookworm", aptDirectory: dir) == "http://mirror.example/debian")
     }
 
     @Test func ratesParseAndBadOnesAreRefused() throws {
@@ -68,7 +69,8 @@ struct LabUnitTests {
         #expect(p.roles(index: 2, count: 5, controlPlanes: 2) == [.gpuWorker])
         #expect(p.roles(index: 0, count: 1, controlPlanes: 1) == [.controlPlane, .system, .gpuWorker])
         let worker = p.declaration(node: "gpu-1", roles: [.gpuWorker])
-        #expect(worker.gpus?.model == "NVIDIA A100-SXM4-80GB" && worker.gpus?.count == 8 && worker.gpus?.nvswitches == 6)
+        #expect(
+            worker.gpus?.model == "NVIDIA A100-SXM4-80GB" && worker.gpus?.count == 8 && worker.gpus?.nvswitches == 6)
         #expect(p.declaration(node: "cp-1", roles: [.controlPlane, .system]).gpus == nil)
         #expect(throws: LabError.self) { try LabProfile.named("no-such-profile") }
     }
@@ -83,10 +85,12 @@ struct LabUnitTests {
             id: "u", subnet: "10.77.9", profile: "lab", phase: .running, createdAt: Date(), rootfs: "/x",
             adminNamespace: nil, adminAddress: config.adminAddress, linkRate: nil, adminLinkRate: nil, diskSizeMiB: 64,
             nodes: [
-                .init(name: "cp-1", index: 1, address: "10.77.9.11", roles: [.controlPlane, .system],
-                      hostKeyFingerprint: "SHA256:abc", pid: nil, faults: []),
-                .init(name: "gpu-1", index: 2, address: "10.77.9.12", roles: [.gpuWorker],
-                      hostKeyFingerprint: "SHA256:def", pid: nil, faults: []),
+                .init(
+                    name: "cp-1", index: 1, address: "10.77.9.11", roles: [.controlPlane, .system],
+                    hostKeyFingerprint: "SHA256:abc", pid: nil, faults: []),
+                .init(
+                    name: "gpu-1", index: 2, address: "10.77.9.12", roles: [.gpuWorker],
+                    hostKeyFingerprint: "SHA256:def", pid: nil, faults: []),
             ])
         try lab.write(lab.siteInventory(state).yaml(), to: config.sitePath)
         let site = try SiteInventory.load(path: config.sitePath)

@@ -39,7 +39,7 @@ struct BundleBuild: AsyncParsableCommand {
         if let signingKey, !signingKey.hasPrivateKey {
             throw BundleError.key(path: key ?? "", reason: "this is a public key; signing needs the private key")
         }
-        let cache = RunLog.stateDirectory() + "/cache/debs"
+        let cache = StateDirectory.path() + "/cache/debs"
         let builder = BundleBuilder(spec: parsed, signingKey: signingKey, debCacheDirectory: cache, logger: ctx.logger)
         let out = output
         let start = Date()

@@ -5,7 +5,8 @@ struct LabDownCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "down",
         abstract: "Stop the lab and remove every process, mount, namespace, link and file it made.",
-        discussion: "Also cleans up after an interrupted `lab up`. Running it with no lab is fine. The cached rootfs stays.")
+        discussion:
+            "Also cleans up after an interrupted `lab up`. Running it with no lab is fine. The cached rootfs stays.")
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var labOptions: LabOptions

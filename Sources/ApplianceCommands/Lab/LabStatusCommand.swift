@@ -26,7 +26,8 @@ struct LabStatusCommand: ParsableCommand {
         let admin = state.adminNamespace.map { "namespace \($0)" } ?? "this host"
         ctx.output.print(
             "lab \(state.id): profile \(state.profile), \(state.nodes.count) nodes, \(state.phase.rawValue), admin \(state.adminAddress) (\(admin))"
-                + (state.linkRate.map { ", links \($0)" } ?? "") + (state.adminLinkRate.map { ", admin uplink \($0)" } ?? ""))
+                + (state.linkRate.map { ", links \($0)" } ?? "")
+                + (state.adminLinkRate.map { ", admin uplink \($0)" } ?? ""))
         var rows = [["NODE", "ADDRESS", "ROLES", "STATE", "FAULTS"]]
         for n in state.nodes {
             rows.append([

@@ -56,7 +56,8 @@ struct LabUpCommand: ParsableCommand {
             ctx.output.print("rootfs built in \(String(format: "%.1f", report.rootfsSeconds)) s (cached for next time)")
         }
         ctx.output.print(
-            "lab up: \(report.state.nodes.count) nodes SSH-ready in \(String(format: "%.1f", report.nodesReadySeconds)) s")
+            "lab up: \(report.state.nodes.count) nodes SSH-ready in \(String(format: "%.1f", report.nodesReadySeconds)) s"
+        )
         LabStatusCommand.printTable(lab: lab, state: report.state, ctx: ctx)
         if let ns = report.state.adminNamespace {
             ctx.output.print("admin side: namespace \(ns); run the CLI there: ip netns exec \(ns) appliance ...")

@@ -41,9 +41,11 @@ struct PlanResume: AsyncParsableCommand {
             let plan = try StagingPlan.make(
                 stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
             ctx.output.print("resuming \(op.kind) \(op.id)")
-            let outcome = try await runOperation(
-                plan, request: .resume(operation: op.id), session: session, format: format, ctx: ctx)
-            await session.pool.closeAll()
+            let outcome = try await session.closing {
+                try await runOperation(
+                    plan, request: .resume(operation: op.id), session: session, format: format, quiet: global.quiet,
+                    ctx: ctx)
+            }
             if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: op.id) }
             if !outcome.succeeded {
                 let failed = outcome.errors.map {

@@ -79,5 +79,5 @@ struct HistoryCommand: AsyncParsableCommand {
 }
 
 func clusterStateDirectory(_ site: SiteInventory) -> URL {
-    URL(fileURLWithPath: RunLog.stateDirectory()).appendingPathComponent("clusters/\(site.name)")
+    URL(fileURLWithPath: StateDirectory.path()).appendingPathComponent("clusters/\(site.name)")
 }

@@ -66,9 +66,9 @@ struct PreflightCommand: AsyncParsableCommand {
                     shell: SSHNodeShell(pool: session.pool, endpoint: session.endpoint(for: $0)))
             }
         }
-        defer { if let pool { Task { await pool.closeAll() } } }
         ctx.logger.notice("preflight: checking \(nodes.count) node(s) against \(prof.name)")
         let report = await runner.run(nodes: nodes)
+        await pool?.closeAll()
         let text: String
         switch format {
         case .table:

@@ -99,7 +99,8 @@ struct StageCommand: AsyncParsableCommand {
 
 /// Runs a plan with the cluster lock held, events rendered (TTY / plain / NDJSON), Ctrl-C handled.
 func runOperation(
-    _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, ctx: CommandContext,
+    _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, quiet: Bool = false,
+    ctx: CommandContext,
     beforeStart: @escaping @Sendable () async -> Void = {}
 ) async throws -> OperationOutcome {
     let lock = try ClusterLock.acquire(stateDirectory: session.stateDirectory, cluster: session.site.name)
@@ -113,6 +114,8 @@ func runOperation(
         let out = ctx.output
         let encoder = NDJSONEventEncoder(sink: { out.write($0) })
         consumer = Task { await encoder.consume(executor.events) }
+    case .text where quiet:
+        consumer = Task { for await _ in executor.events {} }
     case .text:
         let style = PlanEventRenderer.style(isTTY: ctx.isTerminal)
         let renderer = PlanEventRenderer(style: style, sink: stderrSink)
