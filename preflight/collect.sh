@@ -51,8 +51,25 @@ services() {
 sec services services
 sec time sh -c 'timedatectl show -p NTPSynchronized 2>/dev/null; chronyc -n tracking 2>/dev/null | grep -E "^(System time|Leap status)"'
 sec resolv catf /etc/resolv.conf
-# Names resolve in parallel, each bounded: a resolver that does not answer must not stall the report.
-sec dns sh -c 'for n in $PF_DNS_NAMES; do ( r=$(timeout 3 getent hosts "$n" 2>/dev/null | head -1); echo "$n ${r:-UNRESOLVED}" ) & done; wait'
+# Name resolution: names in /etc/hosts (the "files" source, first in every default nsswitch.conf) are
+# read in one awk pass; the others resolve in parallel, each bounded, so a resolver that does not answer
+# cannot stall the report. ahosts (getaddrinfo) asks for both address families at once. Prints "NAME ADDR".
+dns() {
+  [ -n "${PF_DNS_NAMES:-}" ] || return 0
+  found=$(awk -v names="$PF_DNS_NAMES" 'BEGIN { n = split(names, a, " "); for (i = 1; i <= n; i++) want[a[i]] = 1 }
+    /^[ \t]*#/ { next }
+    { for (i = 2; i <= NF; i++) { if ($i ~ /^#/) break; if (($i in want) && !($i in got)) got[$i] = $1 } }
+    END { for (k in got) print k " " got[k] }' /etc/hosts 2>/dev/null)
+  [ -n "$found" ] && echo "$found"
+  for n in $PF_DNS_NAMES; do
+    case "
+$found" in *"
+$n "*) continue ;; esac
+    ( r=$(timeout 3 getent ahosts "$n" 2>/dev/null | head -1); echo "$n ${r:-UNRESOLVED}" ) &
+  done
+  wait
+}
+sec dns dns
 if have ping; then
   sec peers sh -c 'for p in $PF_PEERS; do ( if ping -c1 -W2 "$p" >/dev/null 2>&1; then echo "$p ok"; else echo "$p unreachable"; fi ) & done; wait'
 else

@@ -236,7 +236,7 @@ public final class PlanEventRenderer {
             if skips.count > 10 { out += "  ... and \(skips.count - 10) more skipped\n" }
         }
         if state == OperationState.interrupted.rawValue || state == OperationState.failed.rawValue {
-            out += "  resume with the same command and --resume \(e.operation)\n"
+            out += "  resume: run the same command again, or `appliance plan resume` (operation \(e.operation))\n"
         }
         return out
     }

@@ -345,7 +345,7 @@ public final class PlanExecutor: Sendable {
                 emit(
                     .stepFailed, operation, step, attempt: attempt, message: planError.description,
                     state: StepState.failed.rawValue)
-                log.error("step failed", metadata: ["error": "\(planError.description)"])
+                log.info("step failed", metadata: ["error": "\(planError.description)"])
                 return StepResult(index: index, kind: .failed(planError))
             }
         }

@@ -145,7 +145,8 @@ struct CLI {
               artifacts:
                 - {name: one, kind: file, roles: [gpu-worker], source: {file: one.txt}}
         """.write(toFile: dir + "/s2.yaml", atomically: true, encoding: .utf8)
-        _ = try await CLI.run(["bundle", "build", "-f", dir + "/s2.yaml", "-o", dir + "/i.tar", "--unsigned"], state: dir)
+        _ = try await CLI.run(
+            ["bundle", "build", "-f", dir + "/s2.yaml", "-o", dir + "/i.tar", "--unsigned"], state: dir)
         let r = try await CLI.run(["bundle", "inspect", dir + "/i.tar", "--format", "json"], state: dir)
         #expect(r.status == 0)
         let json = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
