@@ -92,7 +92,7 @@ struct RendererTests {
         #expect(text.contains("gpu-01: stage/gpu-01 done in 5.0 s"))
         #expect(text.contains("cluster: helm/x FAILED: exit 1"))
         #expect(text.contains("operation op failed in 6.0 s: 1 done, 1 failed"))
-        #expect(text.contains("--resume op"))
+        #expect(text.contains("`appliance plan resume` (operation op)"))
     }
 
     @Test("TTY output draws per-node lines with a bar, rate and ETA; NO_COLOR drops colour only")
