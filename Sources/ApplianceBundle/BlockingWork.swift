@@ -40,11 +40,11 @@ public enum BlockingWork {
 }
 
 /// A lock-protected value shared by worker threads.
-final class Locked<Value>: @unchecked Sendable {  // every access goes through `lock`
+public final class Locked<Value>: @unchecked Sendable {  // every access goes through `lock`
     private var value: Value
     private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
+    public init(_ value: Value) { self.value = value }
+    public func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
         lock.lock()
         defer { lock.unlock() }
         return try body(&value)

@@ -140,15 +140,11 @@ extension BundleManifest {
     static func decode(_ root: YAMLValue) -> BundleManifest? {
         let r = root.reader
         guard
-            let doc = root.mapping(allowing: [
-                "apiVersion", "kind", "metadata", "version", "created", "upgradeFrom", "kubernetes", "components",
-            ])
+            let (doc, metadata) = root.resource(
+                apiVersion: apiVersion, kind: kind,
+                topLevel: ["version", "created", "upgradeFrom", "kubernetes", "components"])
         else { return nil }
-        if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
-            r.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
-        }
-        if let v = doc.require("kind"), let s = v.string(), s != kind { r.error("kind must be '\(kind)'", at: v) }
-        let name = doc.require("metadata")?.mapping(allowing: ["name"])?.require("name")?.nonEmptyString()
+        let name = metadata?.require("name")?.nonEmptyString()
         let version = doc.require("version")?.nonEmptyString()
         let created = doc["created"]?.string() ?? ""
         let upgradeFrom = doc["upgradeFrom"]?.stringList() ?? []

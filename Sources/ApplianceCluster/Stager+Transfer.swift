@@ -207,15 +207,3 @@ final class ByteCounter: @unchecked Sendable {  // guarded by `lock`
         return n
     }
 }
-
-/// A lock-protected value.
-final class Locked<Value>: @unchecked Sendable {  // every access goes through `lock`
-    private var value: Value
-    private let lock = NSLock()
-    init(_ value: Value) { self.value = value }
-    func withLock<R>(_ body: (inout Value) throws -> R) rethrows -> R {
-        lock.lock()
-        defer { lock.unlock() }
-        return try body(&value)
-    }
-}

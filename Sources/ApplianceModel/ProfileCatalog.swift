@@ -75,14 +75,9 @@ extension HardwareProfile {
 
     static func decode(_ root: YAMLValue) -> HardwareProfile? {
         let r = root.reader
-        guard let doc = root.mapping(allowing: ["apiVersion", "kind", "metadata", "spec"]) else { return nil }
-        if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
-            r.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
-        }
-        if let v = doc.require("kind"), let s = v.string(), s != kind {
-            r.error("kind must be '\(kind)', not '\(s)'", at: v)
-        }
-        let meta = doc.require("metadata")?.mapping(allowing: ["name", "description"])
+        guard
+            let (doc, meta) = root.resource(apiVersion: apiVersion, kind: kind, metadataKeys: ["name", "description"])
+        else { return nil }
         let name = meta?.require("name")?.nonEmptyString()
         let summary = meta?["description"]?.string() ?? ""
         guard

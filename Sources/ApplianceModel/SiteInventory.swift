@@ -134,15 +134,11 @@ extension SiteInventory {
     /// Decodes from parsed YAML; problems go to the value's reader.
     static func decode(_ root: YAMLValue, baseDirectory: String) -> SiteInventory? {
         let r = root.reader
-        guard let doc = root.mapping(allowing: ["apiVersion", "kind", "metadata", "spec"]) else { return nil }
-        if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
-            r.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
-        }
-        if let v = doc.require("kind"), let s = v.string(), s != kind {
-            r.error("kind must be '\(kind)', not '\(s)'", at: v)
-        }
-        let name = doc.require("metadata")?.mapping(allowing: ["name", "labels", "annotations"])?.require("name")?
-            .nonEmptyString()
+        guard
+            let (doc, metadata) = root.resource(
+                apiVersion: apiVersion, kind: kind, metadataKeys: ["name", "labels", "annotations"])
+        else { return nil }
+        let name = metadata?.require("name")?.nonEmptyString()
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
                 "profile", "ssh", "hosts", "network", "tls", "storage", "registry",

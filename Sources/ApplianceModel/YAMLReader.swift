@@ -291,3 +291,20 @@ func editDistance(_ a: String, _ b: String) -> Int {
     }
     return prev[b.count]
 }
+
+extension YAMLValue {
+    /// A Kubernetes-style document (`apiVersion`, `kind`, `metadata`, plus `topLevel` fields): checks the
+    /// version and kind, reports unknown fields, and returns the document and its metadata mapping.
+    public func resource(
+        apiVersion: String, kind: String, metadataKeys: [String] = ["name"], topLevel: [String] = ["spec"]
+    ) -> (document: YAMLMapping, metadata: YAMLMapping?)? {
+        guard let doc = mapping(allowing: ["apiVersion", "kind", "metadata"] + topLevel) else { return nil }
+        if let v = doc.require("apiVersion"), let s = v.string(), s != apiVersion {
+            reader.error("unsupported apiVersion '\(s)'; this appliance reads \(apiVersion)", at: v)
+        }
+        if let v = doc.require("kind"), let s = v.string(), s != kind {
+            reader.error("kind must be '\(kind)', not '\(s)'", at: v)
+        }
+        return (doc, doc.require("metadata")?.mapping(allowing: metadataKeys))
+    }
+}
