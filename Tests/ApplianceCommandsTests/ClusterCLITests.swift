@@ -93,6 +93,18 @@ struct ClusterCLITests {
         )
         let show = try await CLI.run(["plan", "show", "-i", sitePath], state: dir)
         #expect(show.stdout.contains("record/node-1"))
+
+        // The journal was mirrored to the control-plane node: another admin host pulls it and sees both runs.
+        let mirrored = server.directory + "/journal"
+        #expect(
+            (try? FileManager.default.contentsOfDirectory(atPath: mirrored))?.filter { $0.hasSuffix(".json") }.count
+                == 2)
+        let other = dir + "/other-admin"
+        let pull = try await CLI.run(["plan", "pull", "-i", sitePath, "--directory", mirrored], state: other)
+        #expect(pull.status == 0, "\(pull.stderr)")
+        #expect(pull.stdout.contains("pulled 2 operation journal(s) from node-1"))
+        let otherHistory = try await CLI.run(["history", "-i", sitePath], state: other)
+        #expect(otherHistory.stdout.split(separator: "\n").filter { $0.contains("succeeded") }.count == 2)
     }
 
     @Test func stageReportsAnUnreachableNodeWithItsOwnExitCode() async throws {

@@ -57,15 +57,14 @@ struct StageCommand: AsyncParsableCommand {
             kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
             allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: rate)
         try params.save(session.stateDirectory, operation: "latest-\(StagingPlan.kind)")
-        let outcome = try await runOperation(
-            plan,
-            request: .start(
-                kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: verified.manifest.version),
-            session: session, format: format, ctx: ctx
-        ) {
-            await stager.removeLeftovers()
+        let journalCopies = (store as NSString).deletingLastPathComponent + "/journal"
+        let outcome = try await session.closing {
+            try await runOperation(
+                plan,
+                request: .start(
+                    kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: verified.manifest.version),
+                session: session, format: format, quiet: global.quiet, journalMirrorDirectory: journalCopies, ctx: ctx)
         }
-        await session.pool.closeAll()
         let failures = await stager.failures
         try report(outcome, failures: failures, targets: targets.map(\.name), sent: await stager.bytesSent, ctx: ctx)
     }
@@ -100,13 +99,16 @@ struct StageCommand: AsyncParsableCommand {
 /// Runs a plan with the cluster lock held, events rendered (TTY / plain / NDJSON), Ctrl-C handled.
 func runOperation(
     _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, quiet: Bool = false,
-    ctx: CommandContext,
-    beforeStart: @escaping @Sendable () async -> Void = {}
+    journalMirrorDirectory: String = NodeJournalMirror.defaultDirectory, ctx: CommandContext
 ) async throws -> OperationOutcome {
     let lock = try ClusterLock.acquire(stateDirectory: session.stateDirectory, cluster: session.site.name)
     defer { lock.release() }
     let journal = try session.journal()
-    let executor = PlanExecutor(plan: plan, journal: journal, logger: ctx.logger)
+    // The journal is mirrored to the first control-plane node, so another admin host can pull and resume it.
+    let mirror = session.site.hosts(withRole: .controlPlane).first.map {
+        NodeJournalMirror(pool: session.pool, endpoint: session.endpoint(for: $0), directory: journalMirrorDirectory)
+    }
+    let executor = PlanExecutor(plan: plan, journal: journal, mirror: mirror, logger: ctx.logger)
     let stderrSink: @Sendable (String) -> Void = { FileHandle.standardError.write(Data($0.utf8)) }
     let consumer: Task<Void, Never>
     switch format {
@@ -121,7 +123,6 @@ func runOperation(
         let renderer = PlanEventRenderer(style: style, sink: stderrSink)
         consumer = Task { await renderer.consume(executor.events) }
     }
-    await beforeStart()
     let outcome = try await SignalInterruption.cancellingOnSignals { try await executor.run(request) }
     await consumer.value
     try? lock.update(operation: outcome.operation.id)
