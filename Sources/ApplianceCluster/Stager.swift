@@ -145,21 +145,16 @@ public actor Stager {
                     staged.append(node.name)
                     continue
                 }
-                // Room for what is still to come, plus 1 GiB so the node's own services keep working.
-                let headroom: Int64 = 1 << 30
-                if inv.freeBytes < stillToReceive + min(headroom, inv.freeBytes / 10 + 1)
-                    && inv.freeBytes < stillToReceive + headroom
-                {
-                    if inv.freeBytes < stillToReceive {
-                        fail(
-                            node.name,
-                            ClusterError.node(
-                                node: node.name,
-                                reason:
-                                    "disk full: needs \(stillToReceive) bytes in \(store(of: node)), \(inv.freeBytes) free"
-                            ))
-                        continue
-                    }
+                // Room for what is still to come; the profile's extra headroom is preflight's check (hw.staging-space).
+                if inv.freeBytes < stillToReceive {
+                    fail(
+                        node.name,
+                        ClusterError.node(
+                            node: node.name,
+                            reason:
+                                "disk full: needs \(stillToReceive) bytes in \(store(of: node)), \(inv.freeBytes) free")
+                    )
+                    continue
                 }
                 needs[node.name] = missing
                 partials[node.name] = inv.partial

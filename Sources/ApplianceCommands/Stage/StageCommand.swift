@@ -76,7 +76,7 @@ struct StageCommand: AsyncParsableCommand {
         let okNodes = targets.filter { outcome.steps["record/\($0)"] == .done }
         if format == .text {
             ctx.output.print(
-                "staged \(okNodes.count)/\(targets.count) nodes; sent \(Format.bytes(sent)) from this host (operation \(outcome.operation.id))"
+                "staged \(okNodes.count)/\(targets.count) nodes; sent \(Format.bytes(sent)) (\(sent) bytes) from this host (operation \(outcome.operation.id))"
             )
         }
         if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: outcome.operation.id) }
