@@ -72,25 +72,18 @@ final class ArchiveWriter {
     /// Adds a file's contents, which must still be `expectedSize` bytes long (a file changing under the
     /// build is refused rather than packed inconsistently).
     func add(_ name: String, file: String, expectedSize: Int64, mode: UInt32 = 0o644) throws(BundleError) {
-        let fd = open(file, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: file, reason: String(cString: strerror(errno))) }
-        defer { Foundation.close(fd) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
-        try header(name: name, size: expectedSize, directory: false, mode: mode)
-        let size = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        defer { buf.deallocate() }
         var total: Int64 = 0
-        while true {
-            let n = read(fd, buf.baseAddress, size)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: file, reason: String(cString: strerror(errno)))
+        try FileChunks.forEach(
+            path: file,
+            opened: { () throws(BundleError) in
+                try header(name: name, size: expectedSize, directory: false, mode: mode)
             }
-            if n == 0 { break }
-            total += Int64(n)
-            if total > expectedSize { break }
-            try write(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
+        ) { (chunk) throws(BundleError) in
+            total += Int64(chunk.count)
+            guard total <= expectedSize else {
+                throw .io(path: file, reason: "the file changed size while the bundle was being written")
+            }
+            try write(chunk)
         }
         if total != expectedSize {
             throw .io(path: file, reason: "the file changed size while the bundle was being written")

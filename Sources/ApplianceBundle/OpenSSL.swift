@@ -55,25 +55,10 @@ public final class SHA256Hasher {
     public static func hash(file path: String, progress: ((Int) -> Void)? = nil) throws(BundleError) -> (
         SHA256Digest, Int64
     ) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw .io(path: path, reason: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL)
         let h = SHA256Hasher()
-        let size = 1 << 20
-        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 64)
-        defer { buf.deallocate() }
-        var total: Int64 = 0
-        while true {
-            let n = read(fd, buf.baseAddress, size)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: path, reason: String(cString: strerror(errno)))
-            }
-            if n == 0 { break }
-            h.update(UnsafeRawBufferPointer(rebasing: buf[0..<n]))
-            total += Int64(n)
-            progress?(n)
+        let total = try FileChunks.forEach(path: path) { chunk in
+            h.update(chunk)
+            progress?(chunk.count)
         }
         return (h.finalize(), total)
     }

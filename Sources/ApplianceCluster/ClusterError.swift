@@ -5,8 +5,6 @@ public enum ClusterError: ApplianceFailure, Equatable {
     case io(path: String, reason: String)
     /// A node-side script reported something unexpected.
     case node(node: String, reason: String)
-    /// Some nodes failed; the others completed.
-    case nodesFailed([NodeFailure])
     case noNodes(reason: String)
 
     public struct NodeFailure: Sendable, Equatable, CustomStringConvertible {
@@ -25,26 +23,14 @@ public enum ClusterError: ApplianceFailure, Equatable {
         switch self {
         case let .io(path, reason): "\(path): \(reason)"
         case let .node(node, reason): "\(node): \(reason)"
-        case let .nodesFailed(list):
-            "\(list.count) node\(list.count == 1 ? "" : "s") failed:\n" + list.map { "  \($0)" }.joined(separator: "\n")
         case let .noNodes(reason): reason
-        }
-    }
-
-    public var hint: String? {
-        switch self {
-        case .nodesFailed: "fix the nodes named above and run the same command again: finished work is not repeated"
-        default: nil
         }
     }
 
     public var exitStatus: ExitStatus {
         switch self {
-        case .nodesFailed(let list):
-            let kinds = Set(list.map(\.status))
-            return kinds.count == 1 ? (kinds.first ?? ExitStatus.partialFailure) : ExitStatus.partialFailure
-        case .node: return ExitStatus.remoteCommandFailed
-        default: return ExitStatus.failure
+        case .node: .remoteCommandFailed
+        default: .failure
         }
     }
 }

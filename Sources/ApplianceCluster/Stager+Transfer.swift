@@ -51,14 +51,15 @@ extension Stager {
             }
 
             // The stream: headers and data read on a dedicated thread, paced when a cap is set.
-            let onEvent = self.onEvent
-            let counter = ByteCounter()
+            let counter = Locked<Int64>(0)
             let sink = progressSink
             let already = bytesSent
             let stream = try PieceStream(bundlePath: bundle.archive.path, pieces: plan.pieces) { _, n in
-                counter.add(n)
-                onEvent(.bytesSent(n))
-                sink?(already + counter.value)
+                let sent = counter.withLock { total -> Int64 in
+                    total += n
+                    return total
+                }
+                sink?(already + sent)
             }
             let pump = ChunkPump { try stream.next() }
             defer { pump.cancel() }
@@ -73,7 +74,7 @@ extension Stager {
             let result = try await conn.exec(
                 command, stdin: .stream(pump.stream(bytesPerSecond: bytesPerSecond)), label: "relay into \(head.name)",
                 onStdout: { _ in }, onStderr: { chunk in stderr.withLock { $0 += chunk } })
-            addBytesSent(counter.value)
+            addBytesSent(counter.withLock { $0 })
             let text = String(decoding: stderr.withLock { $0 }, as: UTF8.self)
             for line in text.split(separator: "\n") where line.hasPrefix("relay-failed ") {
                 let f = line.split(separator: " ", maxSplits: 2)
@@ -190,20 +191,4 @@ struct PeerKey {
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
-}
-
-/// A thread-safe byte counter.
-final class ByteCounter: @unchecked Sendable {  // guarded by `lock`
-    private let lock = NSLock()
-    private var n: Int64 = 0
-    func add(_ d: Int64) {
-        lock.lock()
-        n += d
-        lock.unlock()
-    }
-    var value: Int64 {
-        lock.lock()
-        defer { lock.unlock() }
-        return n
-    }
 }

@@ -31,15 +31,6 @@ public struct StagingNode: Sendable, Equatable {
     }
 }
 
-/// What staging reports as it goes (drives progress displays and the plan's step progress).
-public enum StagingEvent: Sendable {
-    case inventoried(node: String, need: Int64, have: Int)
-    case chainStarted(nodes: [String], bytes: Int64, round: Int)
-    case bytesSent(Int64)
-    case nodeFailed(node: String, reason: String)
-    case nodeStaged(node: String)
-}
-
 /// Stages a verified bundle onto nodes' content-addressed stores.
 ///
 /// How: ask every node what it holds; plan one chain through the nodes that miss something; stream the
@@ -57,7 +48,6 @@ public actor Stager {
     public let store: String
     public let bytesPerSecond: Int64?
     let logger: Logger
-    let onEvent: @Sendable (StagingEvent) -> Void
 
     private var locations: [SHA256Digest: TarIndex.Location] = [:]
     private var inventories: [String: NodeInventory] = [:]
@@ -66,9 +56,12 @@ public actor Stager {
     public internal(set) var bytesSent: Int64 = 0
     var progressSink: (@Sendable (Int64) -> Void)?
 
+    /// Where nodes keep content-addressed blobs unless told otherwise.
+    public static let defaultStore = "/var/lib/appliance/store"
+
     public init(
-        bundle: VerifiedBundle, nodes: [StagingNode], pool: SSHPool, store: String = "/var/lib/appliance/store",
-        bytesPerSecond: Int64? = nil, logger: Logger, onEvent: @escaping @Sendable (StagingEvent) -> Void = { _ in }
+        bundle: VerifiedBundle, nodes: [StagingNode], pool: SSHPool, store: String = defaultStore,
+        bytesPerSecond: Int64? = nil, logger: Logger
     ) {
         self.bundle = bundle
         self.nodes = nodes
@@ -76,7 +69,6 @@ public actor Stager {
         self.store = store
         self.bytesPerSecond = bytesPerSecond
         self.logger = logger
-        self.onEvent = onEvent
     }
 
     /// Blobs a node with these roles must hold, with sizes.
@@ -140,7 +132,6 @@ public actor Stager {
                 let stillToReceive = missing.reduce(Int64(0)) {
                     $0 + $1.value - min(inv.partial[$1.key] ?? 0, $1.value)
                 }
-                onEvent(.inventoried(node: node.name, need: stillToReceive, have: inv.have.count))
                 if missing.isEmpty {
                     staged.append(node.name)
                     continue
@@ -165,7 +156,6 @@ public actor Stager {
             if round == 1 { await cleanup(candidates, run: nil) }
             let plan = ChainPlan.make(
                 order: candidates.map(\.name), needs: needs, partials: partials, locations: locations)
-            onEvent(.chainStarted(nodes: plan.nodes, bytes: plan.payloadBytes, round: round))
             logger.info(
                 "round \(round): sending \(plan.payloadBytes) bytes through \(plan.nodes.joined(separator: " -> "))")
             let chainNodes = plan.nodes.compactMap { n in candidates.first { $0.name == n } }
@@ -204,17 +194,13 @@ public actor Stager {
             failures[node.name] = .init(
                 node: node.name, reason: "still missing blobs after \(maxRounds) rounds", status: .remoteCommandFailed)
         }
-        for n in staged {
-            failures[n] = nil
-            onEvent(.nodeStaged(node: n))
-        }
+        for n in staged { failures[n] = nil }
         return staged
     }
 
     private func fail(_ node: String, _ error: Error) {
         let f = Self.failure(node: node, error)
         failures[node] = f
-        onEvent(.nodeFailed(node: node, reason: f.reason))
     }
 
     static func failure(node: String, _ error: Error) -> ClusterError.NodeFailure {

@@ -89,6 +89,13 @@ struct OperationParameters: Codable {
     var allowUnsigned: Bool
     var nodes: [String]
     var bytesPerSecond: Int64?
+    /// The nodes' store (nil: the default).
+    var store: String?
+
+    /// Where the journal is mirrored on the control-plane node: beside the store.
+    var journalCopies: String {
+        ((store ?? Stager.defaultStore) as NSString).deletingLastPathComponent + "/journal"
+    }
 
     static func path(_ dir: URL, operation: String) -> URL {
         dir.appendingPathComponent("operations/\(operation).json")

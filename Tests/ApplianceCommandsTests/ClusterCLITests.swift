@@ -123,6 +123,19 @@ struct ClusterCLITests {
         #expect(r.status == 9, "\(r.stderr)")  // some nodes failed, the others completed
         #expect(r.stderr.contains("node-dead: cannot reach"))
         #expect(r.stdout.contains("staged 1/2 nodes"))
+
+        // Resuming rebuilds the same operation: same nodes and the same store (never the default one).
+        let resumed = try await CLI.run(["plan", "resume", "-i", sitePath], state: dir)
+        #expect(resumed.status == 9, "\(resumed.stderr)")
+        #expect(resumed.stderr.contains("node-dead: "))
+        let inspect = try await CLI.run(["bundle", "inspect", b, "--format", "json"], state: dir)
+        let manifest = try #require(try JSONSerialization.jsonObject(with: Data(inspect.stdout.utf8)) as? [String: Any])
+        let blob = try #require(
+            ((manifest["components"] as? [[String: Any]])?.first?["artifacts"] as? [[String: Any]])?.first?["sha256"]
+                as? String)
+        #expect(!FileManager.default.fileExists(atPath: "/var/lib/appliance/store/sha256/\(blob)"))
+        #expect(FileManager.default.fileExists(atPath: server.directory + "/store/sha256/\(blob)"))
+        #expect(FileManager.default.fileExists(atPath: server.directory + "/store/bundles/3.0.0/manifest.yaml"))
     }
 
     @Test func preflightRunsTheCollectorOverSSH() async throws {

@@ -28,22 +28,12 @@ struct PlanResume: AsyncParsableCommand {
         let params = try OperationParameters.load(session.stateDirectory, operation: "latest-\(op.kind)")
         switch op.kind {
         case StagingPlan.kind:
-            guard let bundlePath = params.bundle else { throw ValidationError("the operation recorded no bundle") }
-            var trust = TrustOptions()
-            trust.trustedKeys = params.trustedKeys
-            trust.allowUnsigned = params.allowUnsigned
-            let verified = try await verifyBundle(
-                bundlePath, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
-            let targets = try session.stagingNodes(only: params.nodes)
-            let stager = Stager(
-                bundle: verified, nodes: targets, pool: session.pool, bytesPerSecond: params.bytesPerSecond,
-                logger: ctx.logger)
-            let plan = try StagingPlan.make(
-                stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
+            let (_, _, plan) = try await stagingPlan(params, session: session, ctx: ctx)
             ctx.output.print("resuming \(op.kind) \(op.id)")
             let outcome = try await session.closing {
                 try await runOperation(
                     plan, request: .resume(operation: op.id), session: session, format: format, quiet: global.quiet,
+                    journalMirrorDirectory: params.journalCopies,
                     ctx: ctx)
             }
             if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: op.id) }

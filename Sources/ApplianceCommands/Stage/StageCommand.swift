@@ -31,7 +31,7 @@ struct StageCommand: AsyncParsableCommand {
     var limitRate: String?
 
     @Option(help: "The content-addressed store on each node.")
-    var store = "/var/lib/appliance/store"
+    var store = Stager.defaultStore
 
     @Option(help: "Progress output: text (a live display on a terminal) or ndjson (one JSON event per line).")
     var format: EventFormat = .text
@@ -41,29 +41,24 @@ struct StageCommand: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "stage")
-        let rate = try limitRate.map(parseRate)
         let session = try ClusterSession.open(site, ctx: ctx)
-        let targets = try session.stagingNodes(only: nodes)
-        let verified = try await verifyBundle(bundle, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
-        let stager = Stager(
-            bundle: verified, nodes: targets, pool: session.pool, store: store, bytesPerSecond: rate, logger: ctx.logger
-        )
-        let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
+        let params = OperationParameters(
+            kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
+            allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: try limitRate.map(parseRate),
+            store: store)
+        let (stager, targets, plan) = try await stagingPlan(params, session: session, ctx: ctx)
         if dryRun {
             ctx.output.print(plan.render())
             return
         }
-        let params = OperationParameters(
-            kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
-            allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: rate)
         try params.save(session.stateDirectory, operation: "latest-\(StagingPlan.kind)")
-        let journalCopies = (store as NSString).deletingLastPathComponent + "/journal"
         let outcome = try await session.closing {
             try await runOperation(
                 plan,
                 request: .start(
-                    kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: verified.manifest.version),
-                session: session, format: format, quiet: global.quiet, journalMirrorDirectory: journalCopies, ctx: ctx)
+                    kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: stager.bundle.manifest.version),
+                session: session, format: format, quiet: global.quiet, journalMirrorDirectory: params.journalCopies,
+                ctx: ctx)
         }
         let failures = await stager.failures
         try report(outcome, failures: failures, targets: targets.map(\.name), sent: await stager.bytesSent, ctx: ctx)
@@ -94,6 +89,24 @@ struct StageCommand: AsyncParsableCommand {
             throw NodesFailed(failures: list, anySucceeded: !okNodes.isEmpty)
         }
     }
+}
+
+/// Verifies the bundle and builds the staging plan from an operation's parameters: the same for a new
+/// `stage` and for `plan resume`, so a resumed operation has exactly the steps, nodes, store and rate it started with.
+func stagingPlan(_ params: OperationParameters, session: ClusterSession, ctx: CommandContext) async throws -> (
+    Stager, [StagingNode], Plan
+) {
+    guard let bundlePath = params.bundle else { throw ValidationError("the operation recorded no bundle") }
+    var trust = TrustOptions()
+    trust.trustedKeys = params.trustedKeys
+    trust.allowUnsigned = params.allowUnsigned
+    let targets = try session.stagingNodes(only: params.nodes)
+    let verified = try await verifyBundle(bundlePath, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
+    let stager = Stager(
+        bundle: verified, nodes: targets, pool: session.pool, store: params.store ?? Stager.defaultStore,
+        bytesPerSecond: params.bytesPerSecond, logger: ctx.logger)
+    let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
+    return (stager, targets, plan)
 }
 
 /// Runs a plan with the cluster lock held, events rendered (TTY / plain / NDJSON), Ctrl-C handled.

@@ -66,6 +66,29 @@ public struct Kubeadm: Sendable {
     }
 
     /// Files named on the command line are relative to the process's cwd, but absolute ones live under the root.
+    /// `--config FILE` as init and join read it: flags kubeadm refuses beside `--config`, then the file,
+    /// then the configuration API. Returns the configuration, or the output kubeadm fails with.
+    func loadConfig(path: String, flags f: Flags, incompatible: [String], mode: KubeadmConfigParser.Mode)
+        -> Result<KubeadmConfig, ToolFailure>
+    {
+        let mixed = incompatible.filter { f.has($0) }
+        if !mixed.isEmpty {
+            return .failure(
+                ToolFailure(
+                    fail("can not mix '--config' with arguments \(mixed)".replacingOccurrences(of: "\"", with: ""))))
+        }
+        guard let text = readUserFile(path) else {
+            return .failure(
+                ToolFailure(fail("unable to read config from \"\(path)\" : open \(path): no such file or directory")))
+        }
+        do {
+            return .success(
+                try KubeadmConfigParser.parse(text, mode: mode, kubeadmVersion: version, klogPrefix: klogPrefix))
+        } catch {
+            return .failure(ToolFailure(fail("\(error)")))
+        }
+    }
+
     func readUserFile(_ path: String) -> String? {
         if path.hasPrefix("/") {
             return context.read(path)
@@ -335,4 +358,10 @@ struct Flags {
     func value(_ name: String) -> String? { values[name]?.last }
     func all(_ name: String) -> [String] { values[name] ?? [] }
     func has(_ name: String) -> Bool { values[name] != nil && values[name]?.last != "false" }
+}
+
+/// A tool's failing output carried through `Result`.
+struct ToolFailure: Error {
+    let output: ToolOutput
+    init(_ output: ToolOutput) { self.output = output }
 }

@@ -174,19 +174,11 @@ struct KubeadmInit {
         var cfg: KubeadmConfig
         var stderr = ""
         if let path = f.value("config") {
-            let mixed = Self.flagsIncompatibleWithConfig.filter { f.has($0) }
-            if !mixed.isEmpty {
-                return kubeadm.fail(
-                    "can not mix '--config' with arguments \(mixed)".replacingOccurrences(of: "\"", with: ""))
-            }
-            guard let text = kubeadm.readUserFile(path) else {
-                return kubeadm.fail("unable to read config from \"\(path)\" : open \(path): no such file or directory")
-            }
-            do {
-                cfg = try KubeadmConfigParser.parse(
-                    text, mode: .initialize, kubeadmVersion: kubeadm.version, klogPrefix: kubeadm.klogPrefix)
-            } catch {
-                return kubeadm.fail("\(error)")
+            switch kubeadm.loadConfig(
+                path: path, flags: f, incompatible: Self.flagsIncompatibleWithConfig, mode: .initialize)
+            {
+            case .success(let loaded): cfg = loaded
+            case .failure(let failure): return failure.output
             }
             stderr += cfg.warnings.map { $0 + "\n" }.joined()
         } else {

@@ -9,23 +9,13 @@ struct KubeadmJoin {
         var cfg = KubeadmConfig()
         var err = ""
         if let path = f.value("config") {
-            let mixed =
-                [
-                    "token", "discovery-token", "discovery-token-ca-cert-hash", "node-name", "control-plane",
-                    "certificate-key", "apiserver-advertise-address",
-                ].filter { f.has($0) } + (f.positional.isEmpty ? [] : [])
-            if !mixed.isEmpty {
-                return kubeadm.fail(
-                    "can not mix '--config' with arguments \(mixed)".replacingOccurrences(of: "\"", with: ""))
-            }
-            guard let text = kubeadm.readUserFile(path) else {
-                return kubeadm.fail("unable to read config from \"\(path)\" : open \(path): no such file or directory")
-            }
-            do {
-                cfg = try KubeadmConfigParser.parse(
-                    text, mode: .join, kubeadmVersion: kubeadm.version, klogPrefix: kubeadm.klogPrefix)
-            } catch {
-                return kubeadm.fail("\(error)")
+            let incompatible = [
+                "token", "discovery-token", "discovery-token-ca-cert-hash", "node-name", "control-plane",
+                "certificate-key", "apiserver-advertise-address",
+            ]
+            switch kubeadm.loadConfig(path: path, flags: f, incompatible: incompatible, mode: .join) {
+            case .success(let loaded): cfg = loaded
+            case .failure(let failure): return failure.output
             }
             err += cfg.warnings.map { $0 + "\n" }.joined()
         } else {
