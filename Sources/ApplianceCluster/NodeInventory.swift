@@ -79,6 +79,12 @@ public struct ChainPlan: Sendable, Equatable {
     /// Bytes of blob data the stream carries.
     public var payloadBytes: Int64
 
+    /// Bytes of the pieces each node keeps.
+    public var wantedBytes: [String: Int64] {
+        let lengths = Dictionary(pieces.map { ($0.memberName, $0.length) }, uniquingKeysWith: { a, _ in a })
+        return wants.mapValues { $0.reduce(Int64(0)) { $0 + (lengths[$1] ?? 0) } }
+    }
+
     /// - Parameters:
     ///   - needs: blobs each node must end up with (and does not hold yet), with sizes.
     ///   - partials: what each node already has of a blob (resume).

@@ -23,7 +23,10 @@ public enum NodeScripts {
             part="$STORE/partial/$hex"
             if [ -f "$STORE/sha256/$hex" ]; then rm -f "$piece"; continue; fi
             have=0; [ -f "$part" ] && have=$(stat -c %s "$part")
-            if [ "$off" -le "$have" ]; then
+            if [ "$off" -eq 0 ]; then
+              # The whole blob from its start: a rename, not a copy (the common case of a first run).
+              mv -f "$piece" "$part"
+            elif [ "$off" -le "$have" ]; then
               truncate -s "$off" "$part" 2>/dev/null || : >"$part"
               cat "$piece" >>"$part" && rm -f "$piece"
             else

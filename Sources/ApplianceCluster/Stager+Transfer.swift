@@ -20,7 +20,10 @@ extension Stager {
         }
         var failures: [String: String] = [:]
         var setUp: [StagingNode] = []
+        let clock = ContinuousClock()
+        let started = clock.now
         do {
+            var prepared: [(StagingNode, [(String, [UInt8], UInt32)], String?)] = []
             for (i, node) in chain.enumerated() {
                 let next = i + 1 < chain.count ? chain[i + 1] : nil
                 var files: [(String, [UInt8], UInt32)] = [
@@ -46,20 +49,30 @@ extension Stager {
                     i == 0
                     ? nil
                     : "from=\"\(chain[i - 1].endpoint.host)\",restrict \(keys.publicKey) appliance-staging-\(run)"
-                setUp.append(node)
-                try await setup(node, run: run, files: files, authorizedLine: authLine)
+                prepared.append((node, files, authLine))
             }
+            // Every node is set up at once; the first failure (in chain order) stops the transfer.
+            setUp = chain
+            let work = prepared
+            let results = await forEachNode(chain) { stager, node in
+                guard let p = work.first(where: { $0.0.name == node.name }) else { return }
+                try await stager.setup(node, run: run, files: p.1, authorizedLine: p.2)
+            }
+            for node in chain { if case .failure(let e)? = results[node.name] { throw e } }
+            logger.info("relay set up on \(chain.count) nodes in \(Self.seconds(clock.now - started))")
 
             // The stream: headers and data read on a dedicated thread, paced when a cap is set.
             let counter = Locked<Int64>(0)
-            let sink = progressSink
-            let already = bytesSent
-            let stream = try PieceStream(bundlePath: bundle.archive.path, pieces: plan.pieces) { _, n in
-                let sent = counter.withLock { total -> Int64 in
-                    total += n
-                    return total
+            let progress = self.progress
+            var keepers: [String: [String]] = [:]
+            for (node, members) in plan.wants { for m in members { keepers[m, default: []].append(node) } }
+            let wantedBy = keepers
+            let stream = try PieceStream(bundlePath: bundle.archive.path, pieces: plan.pieces) { piece, n in
+                counter.withLock { $0 += n }
+                progress.withLock { p in
+                    p.sent += n
+                    for node in wantedBy[piece.memberName] ?? [] { p.nodes[node]?.done += n }
                 }
-                sink?(already + sent)
             }
             let pump = ChunkPump { try stream.next() }
             defer { pump.cancel() }
@@ -74,7 +87,12 @@ extension Stager {
             let result = try await conn.exec(
                 command, stdin: .stream(pump.stream(bytesPerSecond: bytesPerSecond)), label: "relay into \(head.name)",
                 onStdout: { _ in }, onStderr: { chunk in stderr.withLock { $0 += chunk } })
-            addBytesSent(counter.withLock { $0 })
+            let streamed = counter.withLock { $0 }
+            addBytesSent(streamed)
+            let took = clock.now - started
+            logger.info(
+                "streamed \(streamed) bytes through \(chain.count) nodes in \(Self.seconds(took)) (\(Self.rate(streamed, took)))"
+            )
             let text = String(decoding: stderr.withLock { $0 }, as: UTF8.self)
             for line in text.split(separator: "\n") where line.hasPrefix("relay-failed ") {
                 let f = line.split(separator: " ", maxSplits: 2)
@@ -103,7 +121,18 @@ extension Stager {
 
     func addBytesSent(_ n: Int64) { bytesSent += n }
 
-    private func setup(_ node: StagingNode, run: String, files: [(String, [UInt8], UInt32)], authorizedLine: String?)
+    static func seconds(_ d: Duration) -> String {
+        let c = d.components
+        return String(format: "%.2f s", Double(c.seconds) + Double(c.attoseconds) / 1e18)
+    }
+
+    static func rate(_ bytes: Int64, _ d: Duration) -> String {
+        let c = d.components
+        let s = max(Double(c.seconds) + Double(c.attoseconds) / 1e18, 0.001)
+        return String(format: "%.1f MB/s", Double(bytes) / s / 1e6)
+    }
+
+    func setup(_ node: StagingNode, run: String, files: [(String, [UInt8], UInt32)], authorizedLine: String?)
         async throws
     {
         var tar: [UInt8] = []

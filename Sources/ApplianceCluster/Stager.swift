@@ -4,6 +4,18 @@ import ApplianceSSH
 import Foundation
 import Logging
 
+/// What a staging run has sent so far: in all (`sent` of `planned` payload bytes from this host) and for
+/// each node (bytes of the pieces it keeps, as they leave this host; the chain delivers them moments later).
+public struct StagingProgress: Sendable, Equatable {
+    public struct Node: Sendable, Equatable {
+        public var done: Int64 = 0
+        public var total: Int64 = 0
+    }
+    public var sent: Int64 = 0
+    public var planned: Int64 = 0
+    public var nodes: [String: Node] = [:]
+}
+
 /// A node staging talks to: its name, how to log in, its roles, and the address peers use to reach it.
 public struct StagingNode: Sendable, Equatable {
     public var name: String
@@ -54,7 +66,8 @@ public actor Stager {
     public private(set) var failures: [String: ClusterError.NodeFailure] = [:]
     /// Payload bytes sent by the admin host in this run.
     public internal(set) var bytesSent: Int64 = 0
-    var progressSink: (@Sendable (Int64) -> Void)?
+    /// Live progress of this run, updated from the sending thread; read it at any time.
+    public nonisolated let progress = Locked(StagingProgress())
 
     /// Where nodes keep content-addressed blobs unless told otherwise.
     public static let defaultStore = "/var/lib/appliance/store"
@@ -112,9 +125,8 @@ public actor Stager {
 
     /// Everything: inventory, rounds of chain transfers, finalize. Returns the nodes now fully staged.
     @discardableResult
-    public func stage(maxRounds: Int = 3, progress: (@Sendable (Int64) -> Void)? = nil) async throws -> [String] {
+    public func stage(maxRounds: Int = 3) async throws -> [String] {
         locations = try bundle.archive.blobLocations()
-        progressSink = progress
         var staged: [String] = []
         var pending = nodes
         for round in 1...maxRounds {
@@ -159,12 +171,20 @@ public actor Stager {
             logger.info(
                 "round \(round): sending \(plan.payloadBytes) bytes through \(plan.nodes.joined(separator: " -> "))")
             let chainNodes = plan.nodes.compactMap { n in candidates.first { $0.name == n } }
+            progress.withLock { p in
+                p.planned += plan.payloadBytes
+                for (name, total) in plan.wantedBytes { p.nodes[name, default: .init()].total += total }
+            }
             let relayFailures = try await transfer(plan, chainNodes)
             // 2. Finalize every chain node: digests checked on the node, blobs made visible.
             let chainNeeds = needs
+            let finalizing = ContinuousClock.now
             let finals = await forEachNode(chainNodes) { stager, node in
                 try await stager.finalize(node, chainNeeds[node.name] ?? [:])
             }
+            logger.info(
+                "blobs checked and made visible on \(chainNodes.count) nodes in \(Self.seconds(ContinuousClock.now - finalizing))"
+            )
             var next: [StagingNode] = []
             for node in chainNodes {
                 switch finals[node.name] {

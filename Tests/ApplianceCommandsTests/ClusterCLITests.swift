@@ -70,7 +70,7 @@ struct ClusterCLITests {
         let args = ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", store]
         let dry = try await CLI.run(args + ["--dry-run"], state: dir)
         #expect(dry.status == 0)
-        #expect(dry.stdout.contains("transfer") && dry.stdout.contains("record/node-1"))
+        #expect(dry.stdout.contains("transfer") && dry.stdout.contains("stage/node-1"))
         #expect(!FileManager.default.fileExists(atPath: store))
 
         let first = try await CLI.run(args + ["--format", "ndjson"], state: dir)
@@ -80,6 +80,17 @@ struct ClusterCLITests {
         }
         #expect(events.contains { $0["event"] as? String == "operationFinished" })
         #expect(events.allSatisfy { $0["time"] != nil && $0["operation"] != nil })
+        // Progress per node (its own bytes) and in all (the transfer step), ending at the payload's size.
+        for step in ["stage/node-1", "transfer"] {
+            let progress = events.filter { $0["event"] as? String == "stepProgress" && $0["step"] as? String == step }
+            #expect(progress.last?["bytesDone"] as? Int == 3 << 20, "\(step): \(progress)")
+            #expect(progress.last?["bytesTotal"] as? Int == 3 << 20, "\(step): \(progress)")
+        }
+        #expect(
+            events.contains {
+                $0["event"] as? String == "stepProgress" && $0["step"] as? String == "stage/node-1"
+                    && $0["node"] as? String == "node-1"
+            })
         #expect(FileManager.default.fileExists(atPath: store + "/bundles/3.0.0/manifest.yaml"))
 
         let second = try await CLI.run(args, state: dir)
@@ -92,7 +103,7 @@ struct ClusterCLITests {
             history.stdout.split(separator: "\n").filter { $0.contains("stage") && $0.contains("succeeded") }.count == 2
         )
         let show = try await CLI.run(["plan", "show", "-i", sitePath], state: dir)
-        #expect(show.stdout.contains("record/node-1"))
+        #expect(show.stdout.contains("stage/node-1"))
 
         // The journal was mirrored to the control-plane node: another admin host pulls it and sees both runs.
         let mirrored = server.directory + "/journal"

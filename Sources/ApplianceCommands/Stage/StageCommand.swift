@@ -68,7 +68,7 @@ struct StageCommand: AsyncParsableCommand {
         _ outcome: OperationOutcome, failures: [String: ClusterError.NodeFailure], targets: [String], sent: Int64,
         ctx: CommandContext
     ) throws {
-        let okNodes = targets.filter { outcome.steps["record/\($0)"] == .done }
+        let okNodes = targets.filter { outcome.steps[StagingPlan.stepName(node: $0)] == .done }
         if format == .text {
             ctx.output.print(
                 "staged \(okNodes.count)/\(targets.count) nodes; sent \(Format.bytes(sent)) (\(sent) bytes) from this host (operation \(outcome.operation.id))"
@@ -79,7 +79,8 @@ struct StageCommand: AsyncParsableCommand {
         for n in targets where !okNodes.contains(n) {
             if let f = failures[n] {
                 list.append(f)
-            } else if let e = outcome.errors["record/\(n)"] ?? outcome.errors["transfer"] {
+            } else if let e = outcome.errors[StagingPlan.stepName(node: n)] ?? outcome.errors[StagingPlan.transferStep]
+            {
                 list.append(.init(node: n, reason: e.description, status: .remoteCommandFailed))
             } else {
                 list.append(.init(node: n, reason: "not staged", status: .remoteCommandFailed))
