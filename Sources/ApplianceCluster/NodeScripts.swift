@@ -5,6 +5,8 @@
 ///   sha256/<hex>           verified blobs: a blob appears here only after its digest was checked on the node
 ///   partial/<hex>          a blob being assembled (never used by anything)
 ///   incoming/<hex>.<off>   a piece of a blob, starting at byte <off>, as it arrives
+///   digests/<hex>.<off>    the SHA-256 of that piece, computed as it arrived (for a piece from byte 0,
+///                          the blob's digest when complete); digests/<hex> goes with partial/<hex>
 ///   bundles/<version>/     manifest.yaml and manifest.yaml.sig of each bundle staged here
 ///   .staging/              the relay script and temporary peer credentials of a staging run
 public enum NodeScripts {
@@ -14,25 +16,46 @@ public enum NodeScripts {
         set -u
         STORE=${STORE:-/var/lib/appliance/store}
         umask 022
-        mkdir -p "$STORE/sha256" "$STORE/partial" "$STORE/incoming" "$STORE/bundles" "$STORE/.staging" || {
+        mkdir -p "$STORE/sha256" "$STORE/partial" "$STORE/incoming" "$STORE/digests" "$STORE/bundles" \
+          "$STORE/.staging" || {
           echo "error cannot-create-store $STORE"; exit 3; }
         fold_pieces() {
           for piece in "$STORE"/incoming/*.*; do
             [ -f "$piece" ] || continue
             base=${piece##*/}; hex=${base%%.*}; off=${base#*.}
             part="$STORE/partial/$hex"
-            if [ -f "$STORE/sha256/$hex" ]; then rm -f "$piece"; continue; fi
+            sum="$STORE/digests/$base"
+            if [ -f "$STORE/sha256/$hex" ]; then rm -f "$piece" "$sum"; continue; fi
             have=0; [ -f "$part" ] && have=$(stat -c %s "$part")
+            # digests/HEX describes partial/HEX exactly as it is; anything that changes the partial drops it.
+            rm -f "$STORE/digests/$hex"
             if [ "$off" -eq 0 ]; then
-              # The whole blob from its start: a rename, not a copy (the common case of a first run).
+              # The blob from its start: a rename, not a copy (the common case of a first run). Its digest,
+              # computed on arrival, goes with it.
               mv -f "$piece" "$part"
+              [ -f "$sum" ] && mv -f "$sum" "$STORE/digests/$hex"
             elif [ "$off" -le "$have" ]; then
               truncate -s "$off" "$part" 2>/dev/null || : >"$part"
               cat "$piece" >>"$part" && rm -f "$piece"
             else
               rm -f "$piece"
             fi
+            rm -f "$sum"
           done
+          # Digests whose partial is gone (finalized, discarded) are stale.
+          for d in "$STORE"/digests/*; do
+            [ -f "$d" ] || continue
+            case ${d##*/} in *.*) [ -f "$STORE/incoming/${d##*/}" ] || rm -f "$d" ;; *) [ -f "$STORE/partial/${d##*/}" ] || rm -f "$d" ;; esac
+          done
+        }
+
+        digest_of() {
+          if command -v openssl >/dev/null 2>&1; then
+            # openssl uses the CPU's SHA instructions (several times faster than coreutils) where present.
+            openssl dgst -sha256 -r "$@" | cut -c1-64
+          else
+            sha256sum "$@" | cut -c1-64
+          fi
         }
 
         """#
@@ -61,17 +84,29 @@ public enum NodeScripts {
               have=$(stat -c %s "$part")
               if [ "$have" -lt "$size" ]; then echo "bad $hex short $have"; continue; fi
               if [ "$have" -gt "$size" ]; then rm -f "$part"; echo "bad $hex long $have"; continue; fi
-              # openssl uses the CPU's SHA instructions (several times faster than coreutils) where present.
-              if command -v openssl >/dev/null 2>&1; then
-                sum=$(openssl dgst -sha256 -r "$part" | cut -d' ' -f1)
-              else
-                sum=$(sha256sum "$part" | cut -d' ' -f1)
-              fi
+              # The digest computed while the blob arrived, when it covers the whole partial; else read it.
+              if [ -f "$STORE/digests/$hex" ]; then sum=$(cat "$STORE/digests/$hex"); else sum=$(digest_of "$part"); fi
+              rm -f "$STORE/digests/$hex"
               if [ "$sum" != "$hex" ]; then rm -f "$part"; echo "bad $hex digest $sum"; continue; fi
               sync "$part" 2>/dev/null || :
               mv -f "$part" "$STORE/sha256/$hex" && echo "ok $hex" || echo "bad $hex rename"
             done
             echo "end"
+            """#
+
+    /// Run by the relay's tar for each piece it keeps (`--to-command`, member data on stdin, `TAR_FILENAME`
+    /// and `TAR_SIZE` set): writes incoming/<piece>, hashes it on the way, records the digest in
+    /// digests/<piece> once the whole piece is on disk, and starts flushing it to disk in the background so
+    /// that finalize neither reads nor waits for it again.
+    public static let keep =
+        common + #"""
+            f="$STORE/incoming/$TAR_FILENAME"; d="$STORE/digests/$TAR_FILENAME"
+            rm -f "$d"
+            sum=$(tee "$f" | digest_of -)
+            [ "$(stat -c %s "$f" 2>/dev/null || echo -1)" = "$TAR_SIZE" ] || {
+              echo "cannot write $f: $(df -P "$STORE" | awk 'NR==2 {print $4}') KiB free" >&2; exit 1; }
+            printf '%s\n' "$sum" >"$d.tmp" && mv -f "$d.tmp" "$d"
+            sync "$f" </dev/null >/dev/null 2>&1 &
             """#
 
     /// The relay: reads a tar stream of pieces on stdin, keeps the members listed in .staging/want-RUN,
@@ -87,7 +122,7 @@ public enum NodeScripts {
             me=$(hostname)
             extract() {
               if [ -s "$want" ]; then
-                tar -x -f - -C "$STORE/incoming" --no-same-owner -T "$want" 2>"$dir/tar-$run.err"
+                tar -x -f - -T "$want" --to-command="sh '$dir/keep-$run.sh'" 2>"$dir/tar-$run.err"
               else
                 cat >/dev/null
               fi
@@ -95,7 +130,7 @@ public enum NodeScripts {
               # Keep reading so a failing disk here never stalls or breaks the nodes after this one.
               cat >/dev/null
               if [ $rc -ne 0 ]; then
-                echo "relay-failed $me $(tail -n 1 "$dir/tar-$run.err" | tr -d '\n')" >&2
+                echo "relay-failed $me $(grep -v 'Exiting with failure status' "$dir/tar-$run.err" | head -n 1 | tr -d '\n')" >&2
               fi
               return $rc
             }
@@ -107,7 +142,9 @@ public enum NodeScripts {
               xpid=$!
               set +e
               # tee -p: a dead next hop (or a failed extract here) does not stop the other output.
-              tee -p "$fifo" | ssh -T -i "$dir/peer-key-$run" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+              # Through the connection opened before the stream started (.staging/ctl-RUN), else a new one.
+              tee -p "$fifo" | ssh -T -S "$dir/ctl-$run" -o ControlMaster=no -i "$dir/peer-key-$run" \
+                -o BatchMode=yes -o StrictHostKeyChecking=yes \
                 -o UserKnownHostsFile="$dir/known-hosts-$run" -o ConnectTimeout=10 -o ServerAliveInterval=10 \
                 -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
                 -p "$port" "$user@$host" "${PEER_PREFIX:-}env STORE='$nstore' PEER_PREFIX='${PEER_PREFIX:-}' sh '$nstore/.staging/relay-$run.sh' $run $*"

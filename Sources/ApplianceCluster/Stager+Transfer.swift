@@ -28,6 +28,7 @@ extension Stager {
                 let next = i + 1 < chain.count ? chain[i + 1] : nil
                 var files: [(String, [UInt8], UInt32)] = [
                     ("relay-\(run).sh", Array(NodeScripts.relay.utf8), 0o700),
+                    ("keep-\(run).sh", Array(NodeScripts.keep.utf8), 0o700),
                     ("want-\(run)", Array(((plan.wants[node.name] ?? []).joined(separator: "\n") + "\n").utf8), 0o600),
                 ]
                 if let next {
@@ -59,6 +60,13 @@ extension Stager {
                 try await stager.setup(node, run: run, files: p.1, authorizedLine: p.2)
             }
             for node in chain { if case .failure(let e)? = results[node.name] { throw e } }
+            // Each node opens its connection to the next before the stream starts (all at once), so the
+            // chain is ready in the time of one login instead of one per hop.
+            let links = Array(zip(chain, chain.dropFirst()))
+            _ = await forEachNode(links.map(\.0)) { stager, node in
+                guard let next = links.first(where: { $0.0.name == node.name })?.1 else { return }
+                try await stager.connectPeer(node, to: next, run: run)
+            }
             logger.info("relay set up on \(chain.count) nodes in \(Self.seconds(clock.now - started))")
 
             // The stream: headers and data read on a dedicated thread, paced when a cap is set.
@@ -121,6 +129,24 @@ extension Stager {
 
     func addBytesSent(_ n: Int64) { bytesSent += n }
 
+    /// Opens node's SSH connection to the next node of the chain as a multiplexing master
+    /// (.staging/ctl-RUN) that the relay then uses. Best effort: without it the relay logs in itself.
+    func connectPeer(_ node: StagingNode, to next: StagingNode, run: String) async throws {
+        let cmd = """
+            \(env(node)); dir="$STORE/.staging"; \
+            ssh -M -S "$dir/ctl-\(run)" -fN -i "$dir/peer-key-\(run)" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+            -o UserKnownHostsFile="$dir/known-hosts-\(run)" -o ConnectTimeout=10 -o ServerAliveInterval=10 \
+            -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
+            -p \(next.endpoint.port) \(shellQuote(next.endpoint.user + "@" + next.endpoint.host)) \
+            </dev/null >/dev/null 2>"$dir/ctl-\(run).err"
+            """
+        let out = try await pool.run(
+            node.endpoint, cmd, timeout: .seconds(30), label: "relay connection from \(node.name) to \(next.name)")
+        if !out.exit.succeeded {
+            logger.warning("\(node.name) could not open its relay connection to \(next.name) ahead: \(out.exit)")
+        }
+    }
+
     static func seconds(_ d: Duration) -> String {
         let c = d.components
         return String(format: "%.2f s", Double(c.seconds) + Double(c.attoseconds) / 1e18)
@@ -169,10 +195,15 @@ extension Stager {
         _ = await forEachNode(list) { stager, node in
             let tag = run.map { "appliance-staging-\($0)" } ?? "appliance-staging-"
             let files =
-                run.map { "relay-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-*" }
+                run.map {
+                    "relay-\($0).sh keep-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-* ctl-\($0) ctl-\($0).err"
+                }
                 ?? "*"
+            let sockets = run.map { "ctl-\($0)" } ?? "ctl-*"
             let cmd = """
-                \(stager.env(node)); dir="$STORE/.staging"; ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
+                \(stager.env(node)); dir="$STORE/.staging"; \
+                for s in "$dir"/\(sockets); do [ -S "$s" ] && ssh -S "$s" -O exit appliance-peer >/dev/null 2>&1; done; \
+                ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
                 \(node.authorizedKeysAssignment); if [ -f "$f" ] && grep -q \(shellQuote(tag)) "$f"; then \
                 grep -v \(shellQuote(tag)) "$f" >"$f.appliance-tmp" || true; cat "$f.appliance-tmp" >"$f"; rm -f "$f.appliance-tmp"; fi
                 """

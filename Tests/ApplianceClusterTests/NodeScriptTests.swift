@@ -103,6 +103,7 @@ import Testing
         #expect(Int64(tar.count) == stream.totalBytes)
         try tar.write(to: URL(fileURLWithPath: dir + "/stream.tar"))
         try write(".staging/want-r1", Data("\(pieces[0].memberName)\n".utf8))
+        try write(".staging/keep-r1.sh", Data(NodeScripts.keep.utf8))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
         p.arguments = ["-c", NodeScripts.relay, "relay", "r1"]
@@ -113,6 +114,44 @@ import Testing
         #expect(p.terminationStatus == 0)
         #expect(FileManager.default.contents(atPath: store + "/incoming/\(da.hex).1000") == a.dropFirst(1000))
         #expect(!FileManager.default.fileExists(atPath: store + "/incoming/\(db.hex).0"))
+        // Hashed as it arrived: the digest of exactly the bytes of the piece.
+        let sum = FileManager.default.contents(atPath: store + "/digests/\(da.hex).1000")
+        #expect(sum.map { String(decoding: $0, as: UTF8.self) } == SHA256Hasher.hash(a.dropFirst(1000)).hex + "\n")
+    }
+
+    /// A blob that arrived whole from byte 0 is renamed into place and its arrival digest decides; a digest
+    /// that does not match the name is refused like a blob read back with the wrong digest.
+    @Test func arrivalDigestsDecideWithoutReadingTheBlobAgain() throws {
+        let good = Data(repeating: 3, count: 2000), other = Data(repeating: 4, count: 100)
+        let dg = SHA256Hasher.hash(good), doth = SHA256Hasher.hash(other)
+        try write("incoming/\(dg.hex).0", good)
+        try write("digests/\(dg.hex).0", Data((dg.hex + "\n").utf8))
+        try write("incoming/\(doth.hex).0", other)
+        try write("digests/\(doth.hex).0", Data((String(repeating: "0", count: 64) + "\n").utf8))
+        // A stale digest of a partial that no longer exists is swept.
+        try write("digests/\(String(repeating: "e", count: 64))", Data("x\n".utf8))
+        let r = try sh(NodeScripts.finalize, stdin: "\(dg.hex) 2000\n\(doth.hex) 100\n")
+        #expect(r.status == 0, "\(r.err)")
+        let report = try FinalizeReport.parse(r.out)
+        #expect(report.ok == [dg])
+        #expect(report.bad[doth]?.hasPrefix("digest") == true)
+        #expect(FileManager.default.contents(atPath: store + "/sha256/\(dg.hex)") == good)
+        #expect(!FileManager.default.fileExists(atPath: store + "/partial/\(doth.hex)"))
+        #expect((try FileManager.default.contentsOfDirectory(atPath: store + "/digests")).isEmpty)
+    }
+
+    /// Appending a resumed piece to a partial drops the partial's arrival digest (it no longer covers it).
+    @Test func appendingToAPartialDropsItsDigest() throws {
+        let blob = Data((0..<3000).map { UInt8($0 % 199) })
+        let d = SHA256Hasher.hash(blob)
+        try write("partial/\(d.hex)", blob.prefix(1000))
+        try write("digests/\(d.hex)", Data((d.hex + "\n").utf8))  // wrong for 1000 bytes: must not survive
+        try write("incoming/\(d.hex).1000", blob.dropFirst(1000))
+        let inv = try NodeInventory.parse(try sh(NodeScripts.inventory).out)
+        #expect(inv.partial[d] == 3000)
+        #expect(!FileManager.default.fileExists(atPath: store + "/digests/\(d.hex)"))
+        let report = try FinalizeReport.parse(try sh(NodeScripts.finalize, stdin: "\(d.hex) 3000\n").out)
+        #expect(report.ok == [d])
     }
 }
 

@@ -89,6 +89,15 @@ struct StagingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/.staging").isEmpty, "\(node.name)")
         let auth = try String(contentsOfFile: server.directory + "/authorized_keys", encoding: .utf8)
         #expect(!auth.contains("appliance-staging-"))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/digests").isEmpty)
+        // No relay connection (ssh multiplexing master) outlives the run.
+        let masters = Process()
+        masters.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        masters.arguments = ["-f", store + "/.staging/ctl-"]
+        masters.standardOutput = FileHandle.nullDevice
+        try masters.run()
+        masters.waitUntilExit()
+        #expect(masters.terminationStatus == 1, "a relay connection of \(node.name) is still running")
     }
 
     /// Starts `n` servers and a pool for them; always closes the pool and stops the servers.
