@@ -111,8 +111,8 @@ public actor SSHConnection {
     ///
     /// - Parameters:
     ///   - stdin: what the command reads; stdin is closed after it.
-    ///   - timeout: after this the channel is closed and `SSHError.timeout` thrown. libssh2 1.10 cannot
-    ///     send signals, so the remote process is not killed; wrap it in `timeout(1)` where that matters.
+    ///   - timeout: after this the channel is closed, every process the command started on the host is
+    ///     killed (see `stopRemote`), and `SSHError.timeout` thrown. Cancellation does the same.
     ///   - label: names the command in errors and logs (the command text itself may hold secrets).
     /// - Returns: the exit status or signal. A non-zero status is not an error here.
     /// - Throws: `SSHError`, or what a callback threw (the channel is closed first).
@@ -283,7 +283,46 @@ public actor SSHConnection {
         return "sudo -n -- sh -c \(shellQuote(command))"
     }
 
+    /// The environment variable that marks every process of one command on the host.
+    static let markerVariable = "APPLIANCE_EXEC"
+
+    /// Runs the command marked (an environment variable that its processes and their children inherit);
+    /// on timeout or cancellation, kills what still runs under that mark over a second channel of this
+    /// connection. libssh2 1.10 cannot send a channel `signal` request, and sshd does not end a command
+    /// whose channel closed, so without this a timed-out command would run on.
     private nonisolated func start(
+        _ command: String, stdin: SSHInput, stdoutFile: (fd: Int32, path: String)?, timeout: Duration?,
+        label: String?, onStdout: ([UInt8]) async throws -> Void, onStderr: ([UInt8]) async throws -> Void
+    ) async throws -> ExitResult {
+        let marker = "appliance-" + String(UInt64.random(in: 0..<UInt64.max), radix: 36)
+        do {
+            return try await startChannel(
+                "export \(Self.markerVariable)=\(marker); " + command, stdin: stdin, stdoutFile: stdoutFile,
+                timeout: timeout, label: label ?? Self.defaultLabel(command), onStdout: onStdout, onStderr: onStderr)
+        } catch let error as SSHError {
+            switch error {
+            case .timeout, .cancelled:
+                // A new task: this one may be cancelled, and the kill must still go out (bounded).
+                let stop = Task.detached { [self] in await stopRemote(marker: marker) }
+                await stop.value
+            default: break
+            }
+            throw error
+        }
+    }
+
+    /// Kills every process on the host whose environment carries `marker` (best effort, at most 5 s).
+    nonisolated func stopRemote(marker: String) async {
+        let command = """
+            for f in $(grep -lzx '\(Self.markerVariable)=\(marker)' /proc/[0-9]*/environ 2>/dev/null); do \
+            p=${f#/proc/}; kill -KILL "${p%/environ}" 2>/dev/null; done; true
+            """
+        _ = try? await startChannel(
+            command, stdin: .none, stdoutFile: nil, timeout: .seconds(5), label: "stop of a timed-out command",
+            onStdout: { _ in }, onStderr: { _ in })
+    }
+
+    private nonisolated func startChannel(
         _ command: String, stdin: SSHInput, stdoutFile: (fd: Int32, path: String)?, timeout: Duration?,
         label: String?, onStdout: ([UInt8]) async throws -> Void, onStderr: ([UInt8]) async throws -> Void
     ) async throws -> ExitResult {

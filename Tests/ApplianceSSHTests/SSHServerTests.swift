@@ -317,7 +317,24 @@ struct SSHServerTests {
             }
             #expect(error?.category == .remote)
             #expect(try await connection.run("echo still-here").stdoutText == "still-here\n")
+            // The command was killed on the host, not left running with its channel gone.
+            #expect(await processGone(matching: "sleep 37.25"))
         }
+    }
+
+    /// Whether no process's command line contains `text` (waits up to 3 s for it to go).
+    func processGone(matching text: String) async -> Bool {
+        for _ in 0..<30 {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+            p.arguments = ["-f", text]
+            p.standardOutput = FileHandle.nullDevice
+            guard (try? p.run()) != nil else { return false }
+            p.waitUntilExit()
+            if p.terminationStatus == 1 { return true }
+            try? await Task.sleep(for: .milliseconds(100))
+        }
+        return false
     }
 
     @Test func cancellationClosesTheChannel() async throws {
@@ -335,6 +352,7 @@ struct SSHServerTests {
                 return
             }
             #expect(error as? SSHError == .cancelled(host: "127.0.0.1:\(server.port)"))
+            #expect(await processGone(matching: "sleep 38.5"))
 
             // A callback that throws stops the command too, and its error is what the caller sees.
             struct Enough: Error {}
