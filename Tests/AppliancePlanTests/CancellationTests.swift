@@ -23,9 +23,10 @@ struct CancellationTests {
                         return finished.value
                     },
                     apply: { _ in
+                        // The first apply waits to be cancelled, swallows the cancellation and returns as if all
+                        // went well, half-way; a later one completes.
                         recorder.note("transfer", .start)
-                        // Swallows the cancellation and returns as if all went well, half-way.
-                        try? await Task.sleep(for: .seconds(30))
+                        if recorder.count("transfer", .start) == 1 { try? await Task.sleep(for: .seconds(30)) }
                         if !Task.isCancelled { finished.value = true }
                     }),
                 Step("record", on: .node("a"), after: ["transfer"], apply: { _ in recorder.note("record", .start) }),
