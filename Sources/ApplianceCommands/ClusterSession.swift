@@ -66,6 +66,16 @@ struct ClusterSession: Sendable {
 
     func journal() throws -> Journal { try Journal(stateDirectory: stateDirectory) }
 
+    /// This admin host's identity in cluster-side locks (see `adminIdentity`).
+    func adminID() throws -> String { try adminIdentity(stateDirectory) }
+
+    /// The cluster-side lock on the first control-plane node, or nil when the site has none.
+    func nodeLock(directory: String) -> NodeClusterLock? {
+        guard let cp = site.hosts(withRole: .controlPlane).first else { return nil }
+        return NodeClusterLock(
+            pool: pool, endpoint: endpoint(for: cp), node: cp.name, cluster: site.name, directory: directory)
+    }
+
     /// Runs `body`, then closes every SSH connection whether it succeeded or threw: no session thread
     /// outlives the command.
     func closing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
@@ -97,6 +107,11 @@ struct OperationParameters: Codable {
         ((store ?? Stager.defaultStore) as NSString).deletingLastPathComponent + "/journal"
     }
 
+    /// Where the cluster-side lock lives on the control-plane node: beside the store.
+    var lockDirectory: String {
+        ((store ?? Stager.defaultStore) as NSString).deletingLastPathComponent + "/lock"
+    }
+
     static func path(_ dir: URL, operation: String) -> URL {
         dir.appendingPathComponent("operations/\(operation).json")
     }
@@ -110,4 +125,18 @@ struct OperationParameters: Codable {
     static func load(_ dir: URL, operation: String) throws -> OperationParameters {
         try JSONDecoder().decode(OperationParameters.self, from: Data(contentsOf: path(dir, operation: operation)))
     }
+}
+
+/// A random id made once per cluster state directory (`admin-id`): it names this admin host in the
+/// cluster-side lock, so two admin hosts with the same host name are still told apart.
+func adminIdentity(_ stateDirectory: URL) throws -> String {
+    let url = stateDirectory.appendingPathComponent("admin-id")
+    if let text = try? String(contentsOf: url, encoding: .utf8) {
+        let id = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !id.isEmpty { return id }
+    }
+    try FileManager.default.createDirectory(at: stateDirectory, withIntermediateDirectories: true)
+    let id = UUID().uuidString.lowercased()
+    try Data((id + "\n").utf8).write(to: url, options: .atomic)
+    return id
 }

@@ -148,6 +148,9 @@ public final class ClusterLock: @unchecked Sendable {
 
     static func isAlive(_ pid: Int32) -> Bool { pid > 0 && (kill(pid, 0) == 0 || errno == EPERM) }
 
+    /// This machine's host name, as lock holders record it.
+    public static func currentHostName() -> String { currentHost() }
+
     static func currentHost() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }

@@ -98,9 +98,11 @@ public enum PlanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidJournalExport:
             return "the mirrored journal may be truncated; export it again from the admin host"
         case .lockHeld:
-            return "wait for that operation to finish; two operations on one cluster at once are refused"
+            return
+                "wait for that operation to finish; two operations on one cluster at once are refused (`appliance plan unlock -i SITE --force` breaks a lock of another host that is gone for good)"
         case .lockStale:
-            return "make sure no operation is still running, then break the stale lock and resume"
+            return
+                "make sure no operation is still running, then run `appliance plan unlock -i SITE` and `appliance plan resume -i SITE` (or start again)"
         case .lockIO:
             return "check permissions of the state directory"
         }

@@ -60,7 +60,10 @@ public final class PlanExecutor: Sendable {
 
     // MARK: Run
 
-    public func run(_ request: OperationRequest) async throws -> OperationOutcome {
+    /// `started` is called once the operation is in the journal (with its id), before any step runs.
+    public func run(
+        _ request: OperationRequest, started: @Sendable (OperationRecord) async -> Void = { _ in }
+    ) async throws -> OperationOutcome {
         defer { continuation.finish() }
         let operation: OperationRecord
         var trustedDone = Set<String>()
@@ -107,6 +110,7 @@ public final class PlanExecutor: Sendable {
             record.finishedAt = nil
             operation = record
         }
+        await started(operation)
         await mirrorJournal(operation.id)
         logger.info("operation started", metadata: ["operation": "\(operation.id)", "kind": "\(operation.kind)"])
 
@@ -283,6 +287,11 @@ public final class PlanExecutor: Sendable {
                         StepTransition(
                             operation: operation, step: step.name, node: node, state: .running, attempt: attempt))
                     try await withTimeout(step.timeout, step: step) { try await step.apply(context) }
+                    // An apply that returns while the run is being cancelled may have swallowed the
+                    // cancellation and stopped half-way (a task group that collects per-node errors does):
+                    // it is not trusted as done. It is journaled `interrupted`, so a resume runs its
+                    // `check` again before anything is redone.
+                    if Task.isCancelled { throw CancellationError() }
                     result = .applied
                 }
                 await journalWrite(

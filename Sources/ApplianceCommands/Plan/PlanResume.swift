@@ -28,13 +28,13 @@ struct PlanResume: AsyncParsableCommand {
         let params = try OperationParameters.load(session.stateDirectory, operation: "latest-\(op.kind)")
         switch op.kind {
         case StagingPlan.kind:
-            let (_, _, plan) = try await stagingPlan(params, session: session, ctx: ctx)
+            let (stager, _, plan) = try await stagingPlan(params, session: session, ctx: ctx)
             ctx.output.print("resuming \(op.kind) \(op.id)")
             let outcome = try await session.closing {
                 try await runOperation(
                     plan, request: .resume(operation: op.id), session: session, format: format, quiet: global.quiet,
-                    journalMirrorDirectory: params.journalCopies,
-                    ctx: ctx)
+                    journalMirrorDirectory: params.journalCopies, lockDirectory: params.lockDirectory,
+                    ctx: ctx, whileLocked: removeRelayLeftovers(stager))
             }
             if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: op.id) }
             if !outcome.succeeded {
@@ -80,23 +80,63 @@ struct PlanRollback: AsyncParsableCommand {
 struct PlanUnlock: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unlock",
-        abstract: "Break a stale cluster lock left by a process that died (never a live one unless --force).")
+        abstract:
+            "Break a stale cluster lock left by a process or admin host that died (never a live one unless --force).",
+        discussion: """
+            Breaks this admin host's lock when its holder is no longer running, and the cluster-side lock on the
+            first control-plane node when it is this admin host's own or stale (not refreshed for 2 minutes).
+            --force also breaks a cluster-side lock that another admin host still refreshes: only when that host
+            is known to be gone. A live process on this admin host is never broken.
+            """)
 
     @OptionGroup var global: GlobalOptions
-    @Option(name: [.customShort("i"), .customLong("inventory")], help: "The site file.")
-    var inventory: String
+    @OptionGroup var site: SiteOptions
     @Flag(help: "Break the lock even if its holder looks alive (another admin host).")
     var force = false
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "plan unlock")
-        let site = try SiteInventory.load(path: inventory)
+        let session = try ClusterSession.open(site, ctx: ctx)
+        let name = session.site.name
         if let holder = try ClusterLock.breakStaleLock(
-            stateDirectory: clusterStateDirectory(site), cluster: site.name, force: force)
+            stateDirectory: session.stateDirectory, cluster: name, force: force)
         {
-            ctx.output.print("broke the lock held by \(holder)")
+            ctx.output.print("broke this admin host's lock held by \(holder)")
+            try markAbandoned(holder.operation, session: session, ctx: ctx)
         } else {
-            ctx.output.print("cluster \(site.name) is not locked")
+            ctx.output.print("cluster \(name) is not locked on this admin host")
+        }
+        let params = try? OperationParameters.load(session.stateDirectory, operation: "latest-\(StagingPlan.kind)")
+        guard let nodeLock = session.nodeLock(directory: params?.lockDirectory ?? NodeClusterLock.defaultDirectory)
+        else { return }
+        let admin = try session.adminID()
+        do {
+            let broken = try await session.closing { try await nodeLock.breakLock(admin: admin, force: force) }
+            if let broken {
+                ctx.output.print("broke the cluster lock on \(nodeLock.node) held by \(broken)")
+                if broken.admin == admin { try markAbandoned(broken.operation, session: session, ctx: ctx) }
+            } else {
+                ctx.output.print("cluster \(name) is not locked on \(nodeLock.node)")
+            }
+        } catch let error as NodeLockError {
+            throw error
+        } catch {
+            ctx.logger.warning(
+                "cannot reach \(nodeLock.node) to break the cluster lock there (\(error)); only this admin host's lock was checked"
+            )
         }
     }
+}
+
+/// The operation of a broken lock died with its process: the journal records it interrupted (not running
+/// forever), with the steps it had in flight, which a resume checks again.
+private func markAbandoned(_ operation: String?, session: ClusterSession, ctx: CommandContext) throws {
+    guard let operation else { return }
+    let journal = try session.journal()
+    guard try journal.operation(operation)?.state == .running else { return }
+    let steps = try journal.markAbandoned(operation: operation)
+    ctx.output.print(
+        "operation \(operation) marked interrupted"
+            + (steps.isEmpty ? "" : " (in flight: \(steps.joined(separator: ", ")))")
+            + "; `appliance plan resume` continues it")
 }

@@ -58,7 +58,7 @@ struct StageCommand: AsyncParsableCommand {
                 request: .start(
                     kind: StagingPlan.kind, cluster: session.site.name, bundleDigest: stager.bundle.manifest.version),
                 session: session, format: format, quiet: global.quiet, journalMirrorDirectory: params.journalCopies,
-                ctx: ctx)
+                lockDirectory: params.lockDirectory, ctx: ctx, whileLocked: removeRelayLeftovers(stager))
         }
         let failures = await stager.failures
         try report(outcome, failures: failures, targets: targets.map(\.name), sent: await stager.bytesSent, ctx: ctx)
@@ -110,13 +110,85 @@ func stagingPlan(_ params: OperationParameters, session: ClusterSession, ctx: Co
     return (stager, targets, plan)
 }
 
-/// Runs a plan with the cluster lock held, events rendered (TTY / plain / NDJSON), Ctrl-C handled.
+/// Runs a plan with the cluster lock held (this admin host's and the cluster-side one), events rendered
+/// (TTY / plain / NDJSON), Ctrl-C handled.
+///
+/// Ctrl-C (SIGINT or SIGTERM): nothing new starts, the steps in flight finish or stop and are journaled
+/// `interrupted`, the journal's final state is mirrored, the locks are released, and the command exits 130.
+/// A second Ctrl-C exits 130 at once (the journal stays consistent; the locks are then left stale).
 func runOperation(
     _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, quiet: Bool = false,
-    journalMirrorDirectory: String = NodeJournalMirror.defaultDirectory, ctx: CommandContext
+    journalMirrorDirectory: String = NodeJournalMirror.defaultDirectory,
+    lockDirectory: String = NodeClusterLock.defaultDirectory, ctx: CommandContext,
+    whileLocked: @Sendable (OperationOutcome) async -> Void = { _ in }
 ) async throws -> OperationOutcome {
-    let lock = try ClusterLock.acquire(stateDirectory: session.stateDirectory, cluster: session.site.name)
+    var resuming: String?
+    if case .resume(let id) = request { resuming = id }
+    let lock = try ClusterLock.acquire(
+        stateDirectory: session.stateDirectory, cluster: session.site.name, operation: resuming)
     defer { lock.release() }
+    let nodeLock = try await acquireNodeLock(session: session, directory: lockDirectory, operation: resuming, ctx: ctx)
+    do {
+        let outcome = try await runLocked(
+            plan, request: request, session: session, format: format, quiet: quiet,
+            journalMirrorDirectory: journalMirrorDirectory, lock: lock, nodeLock: nodeLock, ctx: ctx)
+        await whileLocked(outcome)
+        await releaseNodeLock(nodeLock, ctx: ctx)
+        return outcome
+    } catch {
+        await releaseNodeLock(nodeLock, ctx: ctx)
+        throw error
+    }
+}
+
+/// Takes the cluster-side lock on the first control-plane node. Refused (exit 10) when another admin host
+/// holds it. When that node cannot be reached (or answers with an error), the operation goes on under this
+/// admin host's lock alone, with a warning: staging must still work while nodes are down.
+private func acquireNodeLock(
+    session: ClusterSession, directory: String, operation: String?, ctx: CommandContext
+) async throws -> NodeClusterLock? {
+    guard let nodeLock = session.nodeLock(directory: directory) else { return nil }
+    let holder = NodeLockHolder(
+        admin: try session.adminID(), host: ClusterLock.currentHostName(), pid: getpid(), operation: operation,
+        startedAt: Date(), token: UUID().uuidString.lowercased())
+    do {
+        if case .tookOverOwn(let previous) = try await nodeLock.acquire(holder) {
+            ctx.logger.notice(
+                "took over this admin host's cluster lock on \(nodeLock.node), left by \(previous), which is no longer running"
+            )
+        }
+        return nodeLock
+    } catch let error as NodeLockError {
+        switch error {
+        case .held, .stale: throw error
+        case .io:
+            ctx.logger.warning(
+                "\(error.message); going on with this admin host's lock only (another admin host is not kept out)")
+            return nil
+        }
+    } catch {
+        ctx.logger.warning(
+            "cannot reach \(nodeLock.node) to take the cluster lock there (\(error)); going on with this admin host's lock only (another admin host is not kept out)"
+        )
+        return nil
+    }
+}
+
+private func releaseNodeLock(_ nodeLock: NodeClusterLock?, ctx: CommandContext) async {
+    guard let nodeLock else { return }
+    do {
+        try await nodeLock.release()
+    } catch {
+        ctx.logger.warning(
+            "could not release the cluster lock on \(nodeLock.node) (\(error)); it goes stale and can be broken with `appliance plan unlock`"
+        )
+    }
+}
+
+private func runLocked(
+    _ plan: Plan, request: OperationRequest, session: ClusterSession, format: EventFormat, quiet: Bool,
+    journalMirrorDirectory: String, lock: ClusterLock, nodeLock: NodeClusterLock?, ctx: CommandContext
+) async throws -> OperationOutcome {
     let journal = try session.journal()
     // The journal is mirrored to the first control-plane node, so another admin host can pull and resume it.
     let mirror = session.site.hosts(withRole: .controlPlane).first.map {
@@ -137,10 +209,63 @@ func runOperation(
         let renderer = PlanEventRenderer(style: style, sink: stderrSink)
         consumer = Task { await renderer.consume(executor.events) }
     }
-    let outcome = try await SignalInterruption.cancellingOnSignals { try await executor.run(request) }
+    let logger = ctx.logger
+    let outcome = try await withThrowingTaskGroup(of: OperationOutcome?.self) { group in
+        if let nodeLock {
+            group.addTask {
+                await nodeLock.keepAlive(
+                    lost: {
+                        logger.error(
+                            "the cluster lock on \(nodeLock.node) was broken while this operation ran; another admin host may be changing the cluster"
+                        )
+                    },
+                    failed: { logger.warning("cluster lock heartbeat on \(nodeLock.node) failed: \($0)") })
+                return nil
+            }
+        }
+        group.addTask {
+            try await SignalInterruption.cancellingOnSignals(onSignal: { _ in
+                stderrSink(
+                    "\ninterrupted: no new steps start; steps in flight finish or stop and are journaled. Press Ctrl-C again to abort at once.\n"
+                )
+            }) {
+                try await executor.run(request) { record in
+                    try? lock.update(operation: record.id)
+                    do {
+                        try await nodeLock?.update(operation: record.id)
+                    } catch {
+                        logger.warning("could not record the operation in the cluster lock: \(error)")
+                    }
+                }
+            }
+        }
+        while let next = try await group.next() {
+            if let outcome = next {
+                group.cancelAll()
+                return outcome
+            }
+        }
+        throw CancellationError()
+    }
     await consumer.value
-    try? lock.update(operation: outcome.operation.id)
+    // After Ctrl-C the executor's last mirror push ran in a cancelled task; push the final state from here.
+    if outcome.operation.state == .interrupted, let mirror {
+        do {
+            try await mirror.journalDidChange(journal, operation: outcome.operation.id)
+        } catch {
+            logger.warning("journal mirror failed: \(error)")
+        }
+    }
     return outcome
+}
+
+/// After a staging run that did not succeed: a transfer cut short by Ctrl-C could not remove its relay keys
+/// (its cleanup ran cancelled), so they are removed here, outside the cancelled work and still under the
+/// locks, so no temporary key outlives the command.
+func removeRelayLeftovers(_ stager: Stager) -> @Sendable (OperationOutcome) async -> Void {
+    { outcome in
+        if !outcome.succeeded { await stager.removeLeftovers() }
+    }
 }
 
 enum EventFormat: String, ExpressibleByArgument, CaseIterable, Sendable {
