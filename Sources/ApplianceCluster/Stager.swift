@@ -64,6 +64,8 @@ public actor Stager {
     private var locations: [SHA256Digest: TarIndex.Location] = [:]
     private var inventories: [String: NodeInventory] = [:]
     public private(set) var failures: [String: ClusterError.NodeFailure] = [:]
+    /// Nodes whose store holds every blob they need (checked on the node) after the last `stage()`.
+    public private(set) var stagedNodes: Set<String> = []
     /// Payload bytes sent by the admin host in this run.
     public internal(set) var bytesSent: Int64 = 0
     /// Live progress of this run, updated from the sending thread; read it at any time.
@@ -215,6 +217,7 @@ public actor Stager {
                 node: node.name, reason: "still missing blobs after \(maxRounds) rounds", status: .remoteCommandFailed)
         }
         for n in staged { failures[n] = nil }
+        stagedNodes.formUnion(staged)
         return staged
     }
 

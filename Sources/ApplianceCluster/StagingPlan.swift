@@ -54,6 +54,10 @@ public enum StagingPlan {
                         if let failure = await stager.failures[node.name] {
                             throw ClusterError.node(node: node.name, reason: failure.reason)
                         }
+                        // The manifest is recorded only where this run saw every blob verified on the node.
+                        guard await stager.stagedNodes.contains(node.name) else {
+                            throw ClusterError.node(node: node.name, reason: "not every blob it needs is in its store")
+                        }
                         try await stager.record(node)
                     }))
         }
