@@ -133,7 +133,9 @@ public actor Stager {
         var pending = nodes
         for round in 1...maxRounds {
             // 1. Inventory (in parallel); unreachable nodes fail here.
+            let asked = ContinuousClock.now
             let results = await forEachNode(pending) { stager, node in try await stager.inventory(node) }
+            logger.debug("inventory of \(pending.count) nodes in \(Self.seconds(ContinuousClock.now - asked))")
             var needs: [String: [SHA256Digest: Int64]] = [:]
             var partials: [String: [SHA256Digest: Int64]] = [:]
             var candidates: [StagingNode] = []
@@ -167,7 +169,11 @@ public actor Stager {
             }
             if candidates.isEmpty { break }
             // Relay files and keys of a run that crashed (or of a node that was down at cleanup) go first.
-            if round == 1 { await cleanup(candidates, run: nil) }
+            if round == 1 {
+                let sweeping = ContinuousClock.now
+                await cleanup(candidates, run: nil)
+                logger.debug("relay leftovers swept on \(candidates.count) nodes in \(Self.seconds(ContinuousClock.now - sweeping))")
+            }
             let plan = ChainPlan.make(
                 order: candidates.map(\.name), needs: needs, partials: partials, locations: locations)
             logger.info(
