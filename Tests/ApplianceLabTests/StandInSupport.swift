@@ -129,7 +129,7 @@ struct StandInLab {
         let r = try run(node, "KUBECONFIG=\(kubeconfig) kubectl get nodes -o json", timeout: 30)
         guard r.status == 0 else { return nil }
         let list = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
-        #expect(list["kind"] as? String == "NodeList" && list["apiVersion"] as? String == "v1")
+        #expect(list["kind"] as? String == "List" && list["apiVersion"] as? String == "v1")  // as kubectl prints it
         var out: [String: String] = [:]
         for item in list["items"] as? [[String: Any]] ?? [] {
             let name = (item["metadata"] as? [String: Any])?["name"] as? String ?? "?"
