@@ -23,11 +23,15 @@ extension Lab {
         case .powerOff:
             guard let pid = node.pid, ProcessTable.isAlive(pid) else { return "\(name) is already off" }
             if !ProcessTable.terminate([pid], timeout: 60).isEmpty { throw .stopTimedOut(node: name, pid: pid) }
+            // The node's network namespace outlives its container and would answer connections with a reset;
+            // a server without power answers nothing. Its bridge port goes down with it.
+            try net.setLink(node, up: false)
             state.update(name) { $0.pid = nil }
             outcome = "\(name) powered off (its disk is kept)"
         case .powerOn:
             if let pid = node.pid, ProcessTable.isAlive(pid) { return "\(name) is already on" }
             var booted = node
+            if !node.faults.contains(where: { $0.kind == .partition }) { try net.setLink(node, up: true) }
             booted.pid = try labNode.boot()
             state.update(name) { $0.pid = booted.pid }
             try state.save(config.statePath)
@@ -37,7 +41,8 @@ extension Lab {
             try net.setLink(node, up: false)
             outcome = "\(name) is cut off from the lab network"
         case .heal:
-            try net.setLink(node, up: true)
+            // A powered-off node stays unplugged until it is powered on.
+            if condition(node) == .running { try net.setLink(node, up: true) }
             outcome = "\(name) is connected again"
         case .slowLink:
             _ = try LabNetwork.bitsPerSecond(arg)
