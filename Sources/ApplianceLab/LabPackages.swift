@@ -8,7 +8,7 @@ import Foundation
 /// |---|---|
 /// | `appliance-labnode` | `/usr/lib/appliance-labnode/appliance-labnode` (the multi-call binary), `/usr/bin/appliance-labnode`, `/usr/bin/lspci` (the lab's hardware) |
 /// | `kubeadm`, `kubelet`, `kubectl` | `/usr/bin/NAME` links; the version file `/var/lib/appliance-lab/versions/NAME`; kubelet also `kubelet.service` |
-/// | `helm` | `/usr/bin/helm` |
+/// | `helm` | `/usr/bin/helm`; the version file `/var/lib/appliance-lab/versions/helm` |
 /// | `nvidia-driver` | `nvidia-smi`, `dcgmi`; its postinst "loads" the driver (`/var/lib/appliance-lab/driver-installed`) |
 /// | `nvidia-fabricmanager` | `nv-fabricmanager`, `nvidia-fabricmanager`, `nvidia-fabricmanager.service` |
 ///
@@ -142,10 +142,12 @@ public struct LabPackages: Sendable {
             }
             specs.append(spec)
         }
+        let helmScripts = Self.versionFileScript("helm", helmVersion)
         specs.append(
             Spec(
                 name: "helm", version: helmVersion, depends: [labnodeDep],
-                description: "helm stand-in of the appliance lab", links: ["/usr/bin/helm"]))
+                description: "helm stand-in of the appliance lab", links: ["/usr/bin/helm"],
+                postinst: helmScripts.postinst, postrm: helmScripts.postrm))
         specs.append(
             Spec(
                 name: "nvidia-driver", version: driverVersion, depends: [labnodeDep],

@@ -32,6 +32,8 @@ extension RealLabSuites {
             #expect(try lab.ok("gpu-1", "cat /var/lib/appliance-lab/versions/kubelet") == "v1.34.3")
             #expect(try lab.ok("gpu-1", "readlink -f /usr/bin/kubectl") == LabPackages.binary)
             #expect(try lab.run("gpu-1", "nvidia-smi").status == 127)
+            try lab.install(["helm"], on: ["cp-1"], from: packages)
+            #expect(try lab.ok("cp-1", "helm version --short") == "v\(LabPackages.defaultHelmVersion)+glabstandin")
 
             // A config real kubeadm rejects is rejected; the real one inits the control plane.
             try lab.write(
