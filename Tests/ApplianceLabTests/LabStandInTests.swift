@@ -241,13 +241,20 @@ extension RealLabSuites {
             let gpus = try #require(declared.gpus)
             #expect(gpus.model == "NVIDIA A100-SXM4-80GB" && gpus.count == 8 && gpus.nvswitches == 6)
 
+            // GPU faults are made by the stand-ins: without them on the node, the lab says so.
+            let early = #expect(throws: LabError.self) {
+                try lab.lab.fault(node: gpu, kind: .gpuMissing, argument: "0")
+            }
+            #expect(early?.message.contains("the lab stand-ins are not installed on this node") == true)
+            #expect(try lab.lab.loadState().node(gpu).faults.isEmpty)
+
             // The hardware is there before any driver: lspci lists it; nvidia-smi does not exist yet.
             try lab.install(["appliance-labnode"], on: [gpu], from: packages)
             let pci = LspciListing.parse(try lab.ok(gpu, "lspci -nn"))
             #expect(pci.nvidiaGPUs.count == 8 && pci.nvswitches.count == 6 && pci.mellanox.count == 4)
             #expect(try lab.run(gpu, "nvidia-smi -L").status == 127)
-            let early = try lab.run(gpu, "\(LabPackages.nodeBinary) nvidia-smi -L")
-            #expect(early.status == 9, "\(early.combined)")  // the stand-in itself: no driver loaded
+            let noDriver = try lab.run(gpu, "\(LabPackages.nodeBinary) nvidia-smi -L")
+            #expect(noDriver.status == 9, "\(noDriver.combined)")  // the stand-in itself: no driver loaded
 
             // The driver package: its postinst loads the "driver"; nvidia-smi -q -x reads, with the product's own
             // parser, as the GPUs the node declares.
