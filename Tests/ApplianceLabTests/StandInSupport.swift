@@ -42,9 +42,8 @@ let builtLabPackages: Result<[LabPackages.Package], StandInSetupFailure> = {
 }()
 
 func buildLabPackages(kubernetesVersion: String) throws -> [LabPackages.Package] {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent(
-        "lab-packages-\(kubernetesVersion)-\(getpid())"
-    ).path
+    // Next to the binary's build (ignored by git, replaced by each run), not a new temporary directory per run.
+    let dir = packageRoot + "/.build-labnode/lab-packages-\(kubernetesVersion)"
     return try LabPackages(labnode: try staticLabnode.get(), kubernetesVersion: kubernetesVersion).build(into: dir)
 }
 
