@@ -116,7 +116,8 @@ let package = Package(
             dependencies: ["ApplianceLabNode", "AppliancePreflight", "ApplianceModel"]),
         .testTarget(
             name: "ApplianceLabTests",
-            dependencies: ["ApplianceLab", "ApplianceModel"]),
+            // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
+            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),

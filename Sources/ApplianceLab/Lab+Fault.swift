@@ -23,11 +23,15 @@ extension Lab {
         case .powerOff:
             guard let pid = node.pid, ProcessTable.isAlive(pid) else { return "\(name) is already off" }
             if !ProcessTable.terminate([pid], timeout: 60).isEmpty { throw .stopTimedOut(node: name, pid: pid) }
+            // The node's network namespace outlives its container and would answer connections with a reset;
+            // a server without power answers nothing. Its bridge port goes down with it.
+            try net.setLink(node, up: false)
             state.update(name) { $0.pid = nil }
             outcome = "\(name) powered off (its disk is kept)"
         case .powerOn:
             if let pid = node.pid, ProcessTable.isAlive(pid) { return "\(name) is already on" }
             var booted = node
+            if !node.faults.contains(where: { $0.kind == .partition }) { try net.setLink(node, up: true) }
             booted.pid = try labNode.boot()
             state.update(name) { $0.pid = booted.pid }
             try state.save(config.statePath)
@@ -37,7 +41,8 @@ extension Lab {
             try net.setLink(node, up: false)
             outcome = "\(name) is cut off from the lab network"
         case .heal:
-            try net.setLink(node, up: true)
+            // A powered-off node stays unplugged until it is powered on.
+            if condition(node) == .running { try net.setLink(node, up: true) }
             outcome = "\(name) is connected again"
         case .slowLink:
             _ = try LabNetwork.bitsPerSecond(arg)
@@ -87,12 +92,34 @@ extension Lab {
             detail = arg
             outcome =
                 "\(name): \(arg) \(kind == .stopService ? "stopped" : kind == .killService ? "killed" : "started")"
+        case .gpuMissing, .nvlinkDown, .eccErrors, .fabricManagerStopped, .driverMismatch, .gpuHealthy:
+            let args = try Self.nodeFaultArguments(kind, arg)
+            let stand = LabPackages.nodeBinary
+            var script =
+                "[ -x \(stand) ] || { echo 'the lab stand-ins are not installed on this node (package appliance-labnode)' >&2; exit 3; }; "
+            if kind == .gpuHealthy {
+                script += "\(stand) fault clear-all"
+            } else {
+                script += "\(stand) fault set " + args.joined(separator: " ")
+            }
+            if kind == .fabricManagerStopped {
+                script += " && { systemctl stop nvidia-fabricmanager.service 2>/dev/null || true; }"
+            }
+            try labNode.exec(script, context: "cannot make the fault \(kind.rawValue) on \(name)")
+            detail = arg.isEmpty ? nil : arg
+            outcome =
+                kind == .gpuHealthy
+                ? "\(name): every GPU fault cleared" : "\(name): \(kind.rawValue)\(arg.isEmpty ? "" : " " + arg)"
         }
-        let perService = [.stopService, .killService, .startService].contains(kind)
+        let perDetail = Self.gpuFaultsByDetail(kind)
         state.update(name) { n in
-            // A new fault replaces one of its kind (per unit for services); a counterpart removes what it undoes.
+            // A new fault replaces one of its kind (per unit for services, per GPU or link for GPU faults); a
+            // counterpart removes what it undoes.
             n.faults.removeAll { f in
-                if perService { return f.detail == detail && [.stopService, .killService].contains(f.kind) }
+                if [.stopService, .killService, .startService].contains(kind) {
+                    return f.detail == detail && [.stopService, .killService].contains(f.kind)
+                }
+                if perDetail { return f.kind == kind && f.detail == detail }
                 return f.kind == kind || kind.undoes.contains(f.kind)
             }
             if kind.isLasting { n.faults.append(.init(kind: kind, detail: detail, since: Date())) }
@@ -100,6 +127,45 @@ extension Lab {
         try state.save(config.statePath)
         logger.debug("lab fault: \(outcome)", metadata: ["host": "\(name)"])
         return outcome
+    }
+
+    /// GPU faults that can be on several GPUs or links at once.
+    static func gpuFaultsByDetail(_ kind: LabFaultKind) -> Bool {
+        [.gpuMissing, .nvlinkDown, .eccErrors].contains(kind)
+    }
+
+    /// `appliance-labnode fault set` arguments for a lab GPU fault.
+    static func nodeFaultArguments(_ kind: LabFaultKind, _ arg: String) throws(LabError) -> [String] {
+        func index(_ s: Substring, _ what: String) throws(LabError) -> String {
+            guard let n = Int(s), n >= 0 else {
+                throw .invalidArgument("\(kind.rawValue): \(what) must be a number from 0, not '\(s)'")
+            }
+            return "\(n)"
+        }
+        let parts = arg.split(separator: ":", omittingEmptySubsequences: false)
+        switch kind {
+        case .gpuMissing:
+            return ["gpu-missing", try index(Substring(arg), "the GPU")]
+        case .nvlinkDown:
+            guard parts.count == 2 else {
+                throw .invalidArgument("nvlink-down needs GPU:LINK, e.g. 0:3 (got '\(arg)')")
+            }
+            return ["nvlink-down", try index(parts[0], "the GPU"), try index(parts[1], "the link")]
+        case .eccErrors:
+            guard (1...2).contains(parts.count) else {
+                throw .invalidArgument("ecc-errors needs GPU or GPU:COUNT (got '\(arg)')")
+            }
+            let count = parts.count == 2 ? try index(parts[1], "the count") : "1"
+            guard count != "0" else { throw .invalidArgument("ecc-errors: the count must be at least 1") }
+            return ["ecc-uncorrectable", try index(parts[0], "the GPU"), count]
+        case .driverMismatch:
+            guard arg.allSatisfy({ $0.isNumber || $0 == "." }), arg.contains(".") else {
+                throw .invalidArgument("driver-mismatch needs a driver version such as 535.104.05 (got '\(arg)')")
+            }
+            return ["driver-mismatch", arg]
+        case .fabricManagerStopped: return ["fabricmanager-stopped"]
+        default: return []
+        }
     }
 
     /// The node's /var/lib/appliance tmpfs shrunk to exactly what it holds (full), or back to its size.

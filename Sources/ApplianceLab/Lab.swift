@@ -63,7 +63,8 @@ public struct Lab: Sendable {
 
     /// Network namespaces and nspawn must work here; probed with throwaway objects.
     static func probeHost() throws(LabError) {
-        let probe = "ap-probe-\(getpid())"
+        // Unique per call: two probes of one process (parallel test suites) must not collide.
+        let probe = "ap-probe-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         let r = try HostCommand.run("ip", ["netns", "add", probe], check: false)
         if r.status != 0 { throw .namespacesUnavailable(detail: r.combined) }
         _ = try? HostCommand.run("ip", ["netns", "delete", probe], check: false)
@@ -297,9 +298,15 @@ public struct Lab: Sendable {
             try HostCommand.run("ip", ["netns", "delete", ns], context: "cannot delete the network namespace \(ns)")
             report.namespaces += 1
         }
+        // Deleting the lab namespace destroys the veth pair asynchronously: the admin end can vanish between
+        // the check and the delete, which is success too.
         if LabNetwork.linkExists(config.adminLink) {
-            try HostCommand.run(
-                "ip", ["link", "delete", config.adminLink], context: "cannot delete the link \(config.adminLink)")
+            let r = try HostCommand.run("ip", ["link", "delete", config.adminLink], check: false)
+            if r.status != 0 && LabNetwork.linkExists(config.adminLink) {
+                throw .commandFailed(
+                    command: "ip link delete \(config.adminLink)", status: r.status, output: r.combined,
+                    context: "cannot delete the link \(config.adminLink)")
+            }
             report.links += 1
         }
         // 4. The nodes' cgroups (empty now), deepest first: cgroup directories go with rmdir only.

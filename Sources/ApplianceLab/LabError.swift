@@ -20,6 +20,7 @@ public enum LabError: Error, Sendable {
     case nodeDown(node: String)
     case stopTimedOut(node: String, pid: Int32)
     case io(path: String, detail: String)
+    case labnodeUnusable(path: String, reason: String)
 }
 
 extension LabError: ApplianceFailure {
@@ -65,6 +66,8 @@ extension LabError: ApplianceFailure {
             "lab node \(node) (systemd-nspawn pid \(pid)) did not stop after SIGTERM"
         case .io(let path, let detail):
             "\(path): \(detail)"
+        case .labnodeUnusable(let path, let reason):
+            "the stand-in binary \(path) cannot be installed in lab nodes: \(reason)"
         }
     }
 
@@ -85,6 +88,8 @@ extension LabError: ApplianceFailure {
         case .nodeDown(let node): "power it on with `appliance lab fault \(node) power-on`"
         case .nodeNotReady: "each node's console log is in the lab directory (nodes/NAME/console.log)"
         case .stopTimedOut: "the lab never SIGKILLs a container; look at the process and run `appliance lab down` again"
+        case .labnodeUnusable:
+            "build it with `swift build --static-swift-stdlib --product appliance-labnode` and pass that binary with --labnode"
         case .unknownProfile, .invalidArgument, .commandFailed, .io: nil
         }
     }
@@ -93,7 +98,7 @@ extension LabError: ApplianceFailure {
         switch self {
         case .alreadyRunning, .subnetInUse: .locked
         case .nodeNotReady, .nodeDown: .unreachable
-        case .unknownNode, .unknownProfile, .invalidArgument: .usage
+        case .unknownNode, .unknownProfile, .invalidArgument, .labnodeUnusable: .usage
         default: .failure
         }
     }

@@ -15,6 +15,12 @@ public enum LabFaultKind: String, Codable, Sendable, CaseIterable {
     case stopService = "stop-service"
     case killService = "kill-service"
     case startService = "start-service"
+    case gpuMissing = "gpu-missing"
+    case nvlinkDown = "nvlink-down"
+    case eccErrors = "ecc-errors"
+    case fabricManagerStopped = "fabricmanager-stopped"
+    case driverMismatch = "driver-mismatch"
+    case gpuHealthy = "gpu-healthy"
 
     /// The lasting faults that this kind undoes (empty for faults and one-off events).
     public var undoes: [LabFaultKind] {
@@ -25,9 +31,16 @@ public enum LabFaultKind: String, Codable, Sendable, CaseIterable {
         case .noLoss: [.packetLoss]
         case .diskFree: [.diskFull]
         case .startService: [.stopService, .killService]
+        case .gpuHealthy: Self.gpuFaults
         default: []
         }
     }
+
+    /// The GPU faults: made by the node's stand-ins (`appliance-labnode fault set`), so the lab packages
+    /// must be installed on the node.
+    public static let gpuFaults: [LabFaultKind] = [
+        .gpuMissing, .nvlinkDown, .eccErrors, .fabricManagerStopped, .driverMismatch,
+    ]
 
     /// Whether the fault stays until undone (and is listed in status); `drop-ssh` is an event.
     public var isLasting: Bool { Self.allCases.contains { $0.undoes.contains(self) } }
@@ -38,6 +51,10 @@ public enum LabFaultKind: String, Codable, Sendable, CaseIterable {
         case .slowLink: "RATE (e.g. 1mbit)"
         case .packetLoss: "PERCENT (1-100)"
         case .stopService, .killService, .startService: "SERVICE (a systemd unit on the node)"
+        case .gpuMissing: "GPU (index)"
+        case .nvlinkDown: "GPU:LINK (e.g. 0:3)"
+        case .eccErrors: "GPU[:COUNT] (default count 1)"
+        case .driverMismatch: "VERSION (of the kernel module, e.g. 535.104.05)"
         default: nil
         }
     }
@@ -58,6 +75,12 @@ public enum LabFaultKind: String, Codable, Sendable, CaseIterable {
         case .stopService: "systemctl stop SERVICE"
         case .killService: "SIGKILL the main process of SERVICE, as a crash would (its Restart= policy applies)"
         case .startService: "systemctl start SERVICE (undoes stop-service and kill-service)"
+        case .gpuMissing: "GPU falls off the bus (Xid 79 in the kernel log); nvidia-smi reports it lost"
+        case .nvlinkDown: "NVLink LINK of GPU is inactive"
+        case .eccErrors: "COUNT uncorrectable ECC errors on GPU (row remap pending)"
+        case .fabricManagerStopped: "stop nvidia-fabricmanager; it refuses to start until gpu-healthy"
+        case .driverMismatch: "the loaded kernel module is VERSION, user space differs: NVML fails"
+        case .gpuHealthy: "clear every GPU fault of the node"
         }
     }
 }

@@ -10,18 +10,34 @@ public struct LabSSH: Sendable {
     public func command(address: String, remote: [String], batch: Bool = true, connectTimeout: Int = 5) -> (
         String, [String]
     ) {
-        var args = [
+        var args = options(connectTimeout: connectTimeout)
+        if batch { args += ["-o", "BatchMode=yes"] }
+        args += ["root@\(address)"] + remote
+        return wrap(HostCommand.which("ssh") ?? "/usr/bin/ssh", args)
+    }
+
+    func options(connectTimeout: Int) -> [String] {
+        [
             "-i", config.keyPath, "-o", "IdentitiesOnly=yes", "-o", "UserKnownHostsFile=\(config.knownHostsPath)",
             "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
             "-o", "ConnectTimeout=\(connectTimeout)",
         ]
-        if batch { args += ["-o", "BatchMode=yes"] }
-        args += ["root@\(address)"] + remote
-        let ssh = HostCommand.which("ssh") ?? "/usr/bin/ssh"
+    }
+
+    /// Runs a client program in the admin namespace when the lab has one.
+    func wrap(_ program: String, _ args: [String]) -> (String, [String]) {
         if let ns = adminNamespace {
-            return (HostCommand.which("ip") ?? "/usr/sbin/ip", ["netns", "exec", ns, ssh] + args)
+            return (HostCommand.which("ip") ?? "/usr/sbin/ip", ["netns", "exec", ns, program] + args)
         }
-        return (ssh, args)
+        return (program, args)
+    }
+
+    /// Copies local files into a directory on the node with `scp` (same key and pinned host key).
+    public func copy(_ files: [String], address: String, to remoteDirectory: String) throws(LabError) {
+        let args =
+            options(connectTimeout: 5) + ["-o", "BatchMode=yes", "-q"] + files + ["root@\(address):\(remoteDirectory)/"]
+        let (program, full) = wrap(HostCommand.which("scp") ?? "/usr/bin/scp", args)
+        try HostCommand.run(program, full, context: "scp to \(address):\(remoteDirectory) failed")
     }
 
     @discardableResult

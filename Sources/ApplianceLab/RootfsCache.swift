@@ -4,14 +4,16 @@ import Logging
 /// The Debian root file system every node boots (read-only lower layer of each node's overlay), built
 /// once with debootstrap and cached under the cache directory, keyed by a hash of what goes into it.
 public struct RootfsCache: Sendable {
-    /// Packages on top of `--variant=minbase`: systemd as init, sshd, and what the installer and the
-    /// lab's faults use on a node.
+    /// Packages on top of `--variant=minbase`: systemd as init, sshd, and what the installer, the lab's
+    /// faults and the stand-ins use on a node: the real etcd (the cluster state of the kubeadm stand-in's
+    /// control planes) and openssl (its PKI). The stand-ins themselves come as lab packages (`LabPackages`).
     public static let packages = [
-        "systemd-sysv", "openssh-server", "iproute2", "procps", "iputils-ping", "kmod", "nftables",
+        "systemd-sysv", "openssh-server", "iproute2", "procps", "iputils-ping", "kmod", "nftables", "etcd-server",
+        "etcd-client", "openssl",
     ]
     public static let suite = "bookworm"
     /// Bump when `finish` changes what it writes.
-    static let recipeVersion = 1
+    static let recipeVersion = 2
 
     public var cacheDirectory: String
     public var mirror: String?
@@ -135,10 +137,16 @@ public struct RootfsCache: Sendable {
         for unit in [
             "console-getty.service", "getty@tty1.service", "apt-daily.timer", "apt-daily-upgrade.timer",
             "e2scrub_all.timer", "fstrim.timer", "systemd-timesyncd.service", "nftables.service",
+            // Debian's own etcd on localhost: kubeadm starts the control plane's etcd as its own unit.
+            "etcd.service",
         ] {
             let link = "\(root)/etc/systemd/system/\(unit)"
             try? fm.removeItem(atPath: link)
             try? fm.createSymbolicLink(atPath: link, withDestinationPath: "/dev/null")
+        }
+        // Debian's etcd package leaves its default member's data dir; kubeadm owns /var/lib/etcd.
+        if let names = try? fm.contentsOfDirectory(atPath: "\(root)/var/lib/etcd") {
+            for name in names { try? fm.removeItem(atPath: "\(root)/var/lib/etcd/\(name)") }
         }
         try? fm.removeItem(atPath: "\(root)/var/cache/apt/archives")
         try? fm.createDirectory(atPath: "\(root)/var/cache/apt/archives/partial", withIntermediateDirectories: true)

@@ -378,4 +378,29 @@ struct ClusterTests {
                 == "The connection to the server localhost:8080 was refused - did you specify the right host or port?\n"
         )
     }
+
+    /// The unit a booted node's systemd runs: a program under its own name is started by path, a stand-in daemon
+    /// with systemd's `@PATH ARGV0` form (found by running the lab tests in nspawn nodes: etcd got its own path
+    /// as its first argument and refused to start).
+    @Test func unitFilesRunTheRightArgv() throws {
+        let lab = try LabFixture()
+        var env = lab.context.environment
+        env["APPLIANCE_LABNODE_SUPERVISOR"] = "spawn"
+        env["APPLIANCE_LAB_NODE_GRACE"] = "6"
+        let sup = Supervisor(context: LabNodeContext(environment: env))
+        defer {
+            sup.stop("lab-a")
+            sup.stop("lab-b")
+        }
+        try sup.start("lab-a", description: "a", executable: "/bin/sleep", argv: ["/bin/sleep", "30"])
+        try sup.start("lab-b", description: "b", executable: "/bin/sleep", argv: ["kubelet", "30"])
+        func execStart(_ name: String) -> String? {
+            lab.context.read(sup.unitPath(name))?.split(separator: "\n").first { $0.hasPrefix("ExecStart=") }.map(
+                String.init)
+        }
+        #expect(execStart("lab-a") == "ExecStart=/bin/sleep 30")
+        #expect(execStart("lab-b") == "ExecStart=@/bin/sleep kubelet 30")
+        #expect(lab.context.read(sup.unitPath("lab-b"))?.contains("Environment=APPLIANCE_LAB_NODE_GRACE=6\n") == true)
+        #expect(sup.isRunning("lab-a") && sup.isRunning("lab-b"))
+    }
 }

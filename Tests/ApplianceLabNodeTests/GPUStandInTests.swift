@@ -152,6 +152,17 @@ struct GPUStandInTests {
         #expect(diag.exitCode == 1)
     }
 
+    @Test func faultsOnHardwareTheNodeDoesNotHaveAreRefused() throws {
+        let lab = try LabFixture()
+        let noGPU = lab.fault("set", "gpu-missing", "8")
+        #expect(noGPU.exitCode == 1 && noGPU.stderr.contains("this node has no GPU 8 (it declares 8 GPUs)"))
+        let noLink = lab.fault("set", "nvlink-down", "0", "12")
+        #expect(noLink.exitCode == 1 && noLink.stderr.contains("GPU 0 has no NVLink 12 (links 0-11)"))
+        #expect(lab.fault("set", "ecc-uncorrectable", "9").exitCode == 1)
+        #expect(lab.fault("list").stdout.isEmpty)
+        #expect(lab.context.read(LabPaths.kernelLog) == nil)
+    }
+
     @Test func missingGPUDisappearsLogsXid79AndExits15() throws {
         let lab = try LabFixture()
         #expect(lab.fault("set", "gpu-missing", "2").exitCode == 0)

@@ -49,7 +49,12 @@ struct LabUnitTests {
 
     @Test func everyLastingFaultHasACounterpart() {
         let lasting = LabFaultKind.allCases.filter(\.isLasting)
-        #expect(Set(lasting) == [.powerOff, .partition, .slowLink, .packetLoss, .diskFull, .stopService, .killService])
+        #expect(
+            Set(lasting) == [
+                .powerOff, .partition, .slowLink, .packetLoss, .diskFull, .stopService, .killService, .gpuMissing,
+                .nvlinkDown, .eccErrors, .fabricManagerStopped, .driverMismatch,
+            ])
+        #expect(LabFaultKind.gpuHealthy.undoes == LabFaultKind.gpuFaults)
         #expect(!LabFaultKind.dropSSH.isLasting)
         for kind in LabFaultKind.allCases where !kind.undoes.isEmpty { #expect(!kind.isLasting) }
     }
@@ -97,5 +102,19 @@ struct LabUnitTests {
         #expect(site.hosts.map(\.name) == ["cp-1", "gpu-1"])
         #expect(site.host(named: "gpu-1")?.hostKeyFingerprints == ["SHA256:def"])
         #expect(site.ssh.identityFile == config.keyPath && site.ssh.knownHostsFile == config.knownHostsPath)
+    }
+
+    @Test func gpuFaultArgumentsAreCheckedBeforeTheNodeIsTouched() throws {
+        #expect(try Lab.nodeFaultArguments(.nvlinkDown, "2:5") == ["nvlink-down", "2", "5"])
+        #expect(try Lab.nodeFaultArguments(.eccErrors, "1") == ["ecc-uncorrectable", "1", "1"])
+        #expect(try Lab.nodeFaultArguments(.eccErrors, "1:7") == ["ecc-uncorrectable", "1", "7"])
+        #expect(try Lab.nodeFaultArguments(.gpuMissing, "3") == ["gpu-missing", "3"])
+        #expect(try Lab.nodeFaultArguments(.driverMismatch, "535.104.05") == ["driver-mismatch", "535.104.05"])
+        for (kind, bad) in [
+            (LabFaultKind.nvlinkDown, "2"), (.nvlinkDown, "a:1"), (.gpuMissing, "-1"), (.gpuMissing, "x"),
+            (.eccErrors, "1:0"), (.eccErrors, "1:2:3"), (.driverMismatch, "535; rm -rf /"),
+        ] {
+            #expect(throws: LabError.self, "\(kind.rawValue) \(bad)") { try Lab.nodeFaultArguments(kind, bad) }
+        }
     }
 }

@@ -174,4 +174,20 @@ struct FormatConsistencyTests {
             ours.nvidiaGPUs.map(\.slot) == smi.gpus.compactMap { $0.busID.map { String($0.dropFirst(9)).lowercased() } }
         )
     }
+
+    /// `preflight/collect.sh` runs `nvidia-smi nvlink -e`; no real capture of it is in the fixtures, so this
+    /// checks that the stand-in answers it (exit 0) with counters that preflight's parser finds for every GPU
+    /// and link, and that a link that is down is still listed (its counters read 0).
+    @Test func nvlinkErrorCountersParse() throws {
+        let lab = try LabNode(Captured.hgxA100)
+        try lab.fault("nvlink-down", "2", "5")
+        let text = try lab.ok("nvidia-smi", "nvlink", "-e")
+        let parsed = NvidiaNVLinkErrors.parse(text)
+        #expect(parsed == Dictionary(uniqueKeysWithValues: (0..<8).map { ($0, 0) }))
+        #expect(text.split(separator: "\n").count == 8 * (1 + 12 * 3))
+        #expect(text.contains("\t Link 11: CRC Errors: 0\n"))
+        // -s and -e together, or neither, is a usage error as in the real tool.
+        #expect(lab.run("nvidia-smi", "nvlink").exitCode == 2)
+        #expect(lab.run("nvidia-smi", "nvlink", "-s", "-e").exitCode == 2)
+    }
 }

@@ -22,7 +22,7 @@ struct LabFaultCommand: ParsableCommand {
     @Argument(help: "Fault kind: \(LabFaultKind.allCases.map(\.rawValue).joined(separator: ", ")).")
     var kind: LabFaultKind
 
-    @Argument(help: "Rate, percentage or service name, for the kinds that take one.")
+    @Argument(help: "Rate, percentage, service name, GPU or GPU:LINK, for the kinds that take one.")
     var value: String?
 
     func run() throws {

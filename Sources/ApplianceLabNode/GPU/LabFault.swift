@@ -82,12 +82,26 @@ public struct LabFaults: Sendable {
 
     /// Writes the fault file; a missing GPU also appends the kernel's Xid 79 line to the lab kernel log.
     public func inject(_ fault: LabFault, hardware: HardwareDeclaration) throws {
+        let gpus = hardware.gpus?.count ?? 0
+        let links = hardware.gpus?.nvlinksPerGPU ?? 0
+        switch fault {
+        case .gpuMissing(let g), .eccUncorrectable(let g, _), .nvlinkDown(let g, _):
+            guard (0..<gpus).contains(g) else {
+                throw LabNodeError.usage("this node has no GPU \(g) (it declares \(gpus) GPUs)")
+            }
+            if case .nvlinkDown(_, let l) = fault, !(0..<links).contains(l) {
+                throw LabNodeError.usage(
+                    links == 0
+                        ? "the GPUs of this node have no NVLink" : "GPU \(g) has no NVLink \(l) (links 0-\(links - 1))")
+            }
+        case .driverMismatch, .fabricManagerStopped:
+            guard gpus > 0 else { throw LabNodeError.usage("this node declares no GPUs") }
+        }
         var content = ""
         if case .eccUncorrectable(_, let c) = fault { content = "\(c)\n" }
         try context.write(LabPaths.faultsDir + "/" + fault.fileName, content)
         if case .gpuMissing(let g) = fault {
-            let bus = GPUInventory.pciBusNumbers(count: hardware.gpus?.count ?? 0)
-            guard g >= 0 && g < bus.count else { return }
+            let bus = GPUInventory.pciBusNumbers(count: gpus)
             try context.append(LabPaths.kernelLog, kernelLogLine(xid79Bus: bus[g]))
         }
     }

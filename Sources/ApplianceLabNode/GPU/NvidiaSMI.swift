@@ -177,15 +177,17 @@ public struct NvidiaSMI: Sendable {
         return o
     }
 
-    // MARK: nvlink -s
+    // MARK: nvlink -s | -e
 
     func nvlink(_ args: [String], _ inv: GPUInventory) -> ToolOutput {
         var gpus = inv.gpus
         var i = 0
         var status = false
+        var errorCounters = false
         while i < args.count {
             switch args[i] {
             case "-s", "--status": status = true
+            case "-e", "--errorcounters": errorCounters = true
             case "-i", "--id":
                 i += 1
                 guard i < args.count else { return ToolOutput(stdout: Self.badArgs, exitCode: 2) }
@@ -196,12 +198,19 @@ public struct NvidiaSMI: Sendable {
             }
             i += 1
         }
-        guard status else { return ToolOutput(stdout: Self.badArgs, exitCode: 2) }
+        guard status != errorCounters else { return ToolOutput(stdout: Self.badArgs, exitCode: 2) }
         var o = ""
         for g in gpus {
             o += "GPU \(g.index): \(g.name) (UUID: \(g.uuid))\n"
             for (n, up) in g.nvlinks.enumerated() {
-                o += "\t Link \(n): " + (up ? "\(Self.speed(g.nvlinkSpeedGBps)) GB/s" : "<inactive>") + "\n"
+                if errorCounters {
+                    // The lab models no link-level errors: every counter of every link reads 0.
+                    for counter in ["Replay Errors", "Recovery Errors", "CRC Errors"] {
+                        o += "\t Link \(n): \(counter): 0\n"
+                    }
+                } else {
+                    o += "\t Link \(n): " + (up ? "\(Self.speed(g.nvlinkSpeedGBps)) GB/s" : "<inactive>") + "\n"
+                }
             }
         }
         return ToolOutput(

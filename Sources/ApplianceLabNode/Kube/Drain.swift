@@ -114,6 +114,9 @@ struct Drain {
             pending = still
             if pending.isEmpty { break }
             if Date().addingTimeInterval(retry) > deadline {
+                // kubectl's global timeout ends the retry wait itself: the drain fails at the deadline, not
+                // one retry period early.
+                Thread.sleep(forTimeInterval: max(0, deadline.timeIntervalSinceNow))
                 let secs = Int(timeout)
                 let list = pending.map {
                     "error when evicting pods/\"\(K.name($0))\" -n \"\(K.namespace($0))\": global timeout reached: \(secs)s"

@@ -13,8 +13,21 @@ public struct Helm: Sendable {
 
     struct Fail: Error { var text: String }
 
+    /// `helm version [--short]`: the version the lab's helm package recorded (its postinst writes
+    /// /var/lib/appliance-lab/versions/helm), v3.19.0 without one. Needs no cluster.
+    func version(_ args: [String]) -> ToolOutput {
+        let v =
+            context.read("/var/lib/appliance-lab/versions/helm")?.trimmingCharacters(in: .whitespacesAndNewlines)
+            ?? "v3.19.0"
+        if args.contains("--short") { return .ok("\(v)+glabstandin\n") }
+        return .ok(
+            "version.BuildInfo{Version:\"\(v)\", GitCommit:\"lab-standin\", GitTreeState:\"clean\", GoVersion:\"go1.24.0\"}\n"
+        )
+    }
+
     public func run(_ args: [String]) -> ToolOutput {
         guard let verb = args.first else { return .fail(1, stderr: "Error: lab stand-in: missing command") }
+        if verb == "version" { return version(Array(args.dropFirst())) }
         let f = Flags(Array(args.dropFirst()))
         let client: KubeClient
         do { client = try Kubectl(context: context).client(f) } catch let e as Kubectl.Err {

@@ -39,6 +39,9 @@ public struct KubeadmConfig: Sendable {
     public var dnsDomain: String = "cluster.local"
     public var clusterName: String = "kubernetes"
     public var certificatesDir: String = "/etc/kubernetes/pki"
+    /// `controllerManager.extraArgs` (v1beta4 `[{name, value}]`, v1beta3 a map). The stand-in's controllers run
+    /// in its API server and honour `node-monitor-grace-period`.
+    public var controllerManagerArgs: [String: String] = [:]
     // Join
     public var discoveryAPIServerEndpoint: String?
     public var discoveryToken: String?
@@ -445,6 +448,19 @@ public enum KubeadmConfigParser {
         }
     }
 
+    /// `node-monitor-grace-period` in seconds from a ClusterConfiguration as stored in the kubeadm-config
+    /// ConfigMap (v1beta4 `extraArgs` list, or a v1beta3 map).
+    public static func nodeMonitorGrace(clusterConfiguration any: [String: Any]) -> Double? {
+        let extra = (any["controllerManager"] as? [String: Any])?["extraArgs"]
+        var value: String?
+        if let list = extra as? [[String: Any]] {
+            value = list.first { $0["name"] as? String == "node-monitor-grace-period" }?["value"] as? String
+        } else if let map = extra as? [String: Any] {
+            value = map["node-monitor-grace-period"] as? String
+        }
+        return value.flatMap(parseDuration)
+    }
+
     /// Go's time.ParseDuration subset: "24h0m0s", "1h30m", "90s", "500ms".
     public static func parseDuration(_ s: String) -> Double? {
         if s == "0" { return 0 }
@@ -513,6 +529,15 @@ public enum KubeadmConfigParser {
             if let s = str("networking", "dnsDomain") { cfg.dnsDomain = s }
             if let s = str("clusterName") { cfg.clusterName = s }
             if let s = str("certificatesDir") { cfg.certificatesDir = s }
+            let extra = map["controllerManager"]?.mapping?["extraArgs"]
+            for item in extra?.sequence ?? [] {
+                if let n = item.mapping?["name"]?.string, let v = item.mapping?["value"]?.string {
+                    cfg.controllerManagerArgs[n] = v
+                }
+            }
+            for (k, v) in extra?.mapping ?? [:] {
+                if let k = k.string, let v = v.string { cfg.controllerManagerArgs[k] = v }
+            }
         case "JoinConfiguration":
             cfg.nodeName = str("nodeRegistration", "name")
             cfg.criSocket = str("nodeRegistration", "criSocket")

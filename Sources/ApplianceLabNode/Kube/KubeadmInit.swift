@@ -59,14 +59,16 @@ struct ControlPlaneSteps {
         return false
     }
 
-    func startAPIServer(net: NodeNetwork, etcd: [String], version: KubeVersion) throws {
+    /// `nodeGrace`: the cluster's `node-monitor-grace-period` (controllerManager.extraArgs), which the stand-in's
+    /// node lifecycle controller uses.
+    func startAPIServer(net: NodeNetwork, etcd: [String], version: KubeVersion, nodeGrace: Double? = nil) throws {
         try sup.start(
             "kube-apiserver-standin", description: "Kubernetes API server stand-in",
             executable: Supervisor.selfExecutable,
             argv: [
                 "kube-apiserver-standin", "--advertise-address", net.address, "--secure-port", "\(net.apiPort)",
                 "--etcd-servers", etcd.joined(separator: ","), "--kubernetes-version", version.description,
-            ])
+            ] + (nodeGrace.map { ["--node-monitor-grace-period", "\(Int($0))s"] } ?? []))
     }
 
     func waitAPI(_ client: KubeClient, seconds: Double = 30) -> Bool {
@@ -335,7 +337,10 @@ struct KubeadmInit {
                         + "error execution phase wait-control-plane: etcd did not become healthy at \(net.etcdClientURL) within 30s (see /var/log/appliance-lab/lab-etcd.log)\n"
                         + Kubeadm.stackHint + "\n", exitCode: 1)
             }
-            try steps.startAPIServer(net: net, etcd: [net.etcdClientURL], version: target)
+            try steps.startAPIServer(
+                net: net, etcd: [net.etcdClientURL], version: target,
+                nodeGrace: cfg.controllerManagerArgs["node-monitor-grace-period"].flatMap(
+                    KubeadmConfigParser.parseDuration))
             let client = KubeClient(server: "\(address):\(net.apiPort)")
             out += "[control-plane-check] Waiting for healthy control plane components. This can take up to 4m0s\n"
             out += "[control-plane-check] Checking kube-apiserver at https://\(address):\(net.apiPort)/livez\n"
@@ -354,6 +359,13 @@ struct KubeadmInit {
             for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
                 _ = try? client.create(ns, nil, ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": n]])
             }
+            let controllerManagerYAML =
+                cfg.controllerManagerArgs.isEmpty
+                ? "{}"
+                : "\n  extraArgs:\n"
+                    + cfg.controllerManagerArgs.sorted { $0.key < $1.key }.map {
+                        "  - name: \($0.key)\n    value: \"\($0.value)\"\n"
+                    }.joined().dropLast()
             let clusterYAML = """
                 apiServer: {}
                 apiVersion: kubeadm.k8s.io/v1beta4
@@ -362,7 +374,7 @@ struct KubeadmInit {
                 certificatesDir: \(cfg.certificatesDir)
                 clusterName: \(cfg.clusterName)
                 controlPlaneEndpoint: \(endpoint)
-                controllerManager: {}
+                controllerManager: \(controllerManagerYAML)
                 dns: {}
                 encryptionAlgorithm: RSA-2048
                 etcd:

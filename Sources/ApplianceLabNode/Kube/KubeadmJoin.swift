@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 struct KubeadmJoin {
     let context: LabNodeContext
@@ -136,13 +137,20 @@ struct KubeadmJoin {
                 }
                 out += "[certs] Using certificateDir folder \"/etc/kubernetes/pki\"\n"
                 let net = NodeNetwork(context: context, address: address, apiPort: 6443)
-                // A real etcd member joins the existing cluster.
-                let r = Supervisor.run(
-                    "/usr/bin/etcdctl",
-                    [
-                        "--endpoints=" + cluster.etcdEndpoints.joined(separator: ","), "member", "add", nodeName,
-                        "--peer-urls=\(net.etcdPeerURL)",
-                    ], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+                // A real etcd member joins the existing cluster. etcd refuses a new member while a recent one is
+                // not yet fully connected ("unhealthy cluster"); kubeadm retries the add with a backoff, as here.
+                var r: (status: Int32, output: String)
+                let addDeadline = Date().addingTimeInterval(40)
+                repeat {
+                    r = Supervisor.run(
+                        "/usr/bin/etcdctl",
+                        [
+                            "--endpoints=" + cluster.etcdEndpoints.joined(separator: ","), "member", "add", nodeName,
+                            "--peer-urls=\(net.etcdPeerURL)",
+                        ], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+                    if r.status == 0 || !r.output.contains("unhealthy cluster") { break }
+                    Thread.sleep(forTimeInterval: 1)
+                } while Date() < addDeadline
                 guard r.status == 0,
                     let line = r.output.split(separator: "\n").first(where: { $0.hasPrefix("ETCD_INITIAL_CLUSTER=") })
                 else {
@@ -184,8 +192,10 @@ struct KubeadmJoin {
                             c, image: "registry.k8s.io/\(c):\(cluster.version)",
                             command: [c, "--advertise-address=\(address)"]))
                 }
+                let clusterAny = (try? Yams.load(yaml: cluster.clusterConfigYAML)) as? [String: Any] ?? [:]
                 try steps.startAPIServer(
-                    net: net, etcd: [net.etcdClientURL] + cluster.etcdEndpoints, version: cluster.version)
+                    net: net, etcd: [net.etcdClientURL] + cluster.etcdEndpoints, version: cluster.version,
+                    nodeGrace: KubeadmConfigParser.nodeMonitorGrace(clusterConfiguration: clusterAny))
                 let local = KubeClient(server: "\(address):\(net.apiPort)")
                 guard steps.waitAPI(local) else {
                     return ToolOutput(

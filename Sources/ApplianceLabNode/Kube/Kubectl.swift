@@ -704,16 +704,48 @@ enum JSONPath {
         return "\(v)"
     }
 
+    /// The path's fields, split at dots that are neither escaped (`kubernetes\.io/hostname`) nor inside brackets.
+    static func segments(_ path: String) -> [String] {
+        var out: [String] = []
+        var cur = ""
+        var escaped = false
+        var bracket = false
+        for ch in path {
+            if escaped {
+                cur.append(ch)
+                escaped = false
+            } else if ch == "\\" {
+                escaped = true
+            } else if ch == "." && !bracket {
+                if !cur.isEmpty { out.append(cur) }
+                cur = ""
+            } else {
+                if ch == "[" { bracket = true }
+                if ch == "]" { bracket = false }
+                cur.append(ch)
+            }
+        }
+        if !cur.isEmpty { out.append(cur) }
+        return out
+    }
+
     static func eval(_ expr: String, _ root: Any) -> [Any] {
         var cur: [Any] = [root]
         var e = expr
         if e.hasPrefix("$") { e.removeFirst() }
-        for seg in e.split(separator: ".") {
-            var name = String(seg)
+        for seg in segments(e) {
+            var name = seg
             var index: String?
             if let b = name.firstIndex(of: "[") {
                 index = String(name[name.index(after: b)..<(name.firstIndex(of: "]") ?? name.endIndex)])
                 name = String(name[..<b])
+            }
+            // `['nvidia.com/gpu']`: a key with dots, as kubectl accepts besides `nvidia\.com/gpu`.
+            if let i = index, i.count >= 2, i.first == "'" || i.first == "\"", i.last == i.first {
+                let key = String(i.dropFirst().dropLast())
+                if !name.isEmpty { cur = cur.compactMap { ($0 as? KObject)?[name] } }
+                name = key
+                index = nil
             }
             var next: [Any] = []
             for c in cur {

@@ -199,14 +199,19 @@ public struct Kubelet: Sendable {
 }
 
 extension APIServerStandin {
-    /// `kube-apiserver-standin --advertise-address A --secure-port P --etcd-servers URLS --kubernetes-version V`
+    /// `kube-apiserver-standin --advertise-address A --secure-port P --etcd-servers URLS --kubernetes-version V
+    /// [--node-monitor-grace-period D]`
     public static func serve(_ args: [String], context: LabNodeContext) -> Int32 {
         let f = Flags(args)
         let addr = f.value("advertise-address") ?? "127.0.0.1"
         let port = Int(f.value("secure-port") ?? "6443") ?? 6443
         let etcd = (f.value("etcd-servers") ?? "http://127.0.0.1:2379").split(separator: ",").map(String.init)
         let v = KubeVersion(f.value("kubernetes-version") ?? "") ?? InstalledVersions.of("kubeadm", context: context)
-        let grace = Double(context.environment["APPLIANCE_LAB_NODE_GRACE"] ?? "") ?? 20
+        // The cluster's node-monitor-grace-period (kubeadm passes the ClusterConfiguration's
+        // controllerManager.extraArgs on), else the lab environment, else 20 s.
+        let grace =
+            f.value("node-monitor-grace-period").flatMap(KubeadmConfigParser.parseDuration)
+            ?? Double(context.environment["APPLIANCE_LAB_NODE_GRACE"] ?? "") ?? 20
         let api = APIServerStandin(
             etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)")
         let server: HTTPServer

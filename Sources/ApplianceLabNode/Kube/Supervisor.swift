@@ -35,10 +35,12 @@ public struct Supervisor: Sendable {
         var env = extraEnv
         for k in [
             "APPLIANCE_LABNODE_ROOT", "APPLIANCE_LAB_HARDWARE", "APPLIANCE_LAB_HOSTNAME", "APPLIANCE_LAB_NODE_GRACE",
+            "APPLIANCE_LAB_KUBELET_HEARTBEAT",
         ] {
             if let v = context.environment[k], env[k] == nil { env[k] = v }
         }
-        let exec = ([executable == argv[0] ? executable : "@" + executable] + argv).map {
+        // systemd's `@PATH ARGV0 ARGS...` runs PATH with another argv[0]; without `@`, argv[0] is the path itself.
+        let exec = (executable == argv[0] ? argv : ["@" + executable] + argv).map {
             $0.contains(" ") ? "\"\($0)\"" : $0
         }
         .joined(separator: " ")

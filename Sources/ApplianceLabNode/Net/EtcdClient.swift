@@ -16,19 +16,26 @@ public struct EtcdClient: Sendable {
     func call(_ path: String, _ body: [String: Any]) throws -> [String: Any] {
         let data = try JSONSerialization.data(withJSONObject: body)
         var lastError: Error = HTTPError.io("no etcd endpoints")
+        var timedOut = false
         for e in endpoints {
             do {
-                let r = try HTTPClient.request("POST", e + path, body: data, timeout: 5)
+                // A member without quorum holds a request until etcd's own timeout; a member that is gone does
+                // not answer at all. Both must fail well inside a client's 10 s, as the real API server does.
+                let r = try HTTPClient.request("POST", e + path, body: data, timeout: 4, connectTimeout: 1)
                 let obj = (try? JSONSerialization.jsonObject(with: r.body)) as? [String: Any] ?? [:]
                 if r.status != 200 {
                     lastError = HTTPError.io("etcd \(path): \(obj["message"] ?? obj["error"] ?? r.status)")
                     continue
                 }
                 return obj
+            } catch HTTPError.noAnswer {
+                timedOut = true
             } catch {
                 lastError = error
             }
         }
+        // What kube-apiserver reports when etcd has lost quorum.
+        if timedOut { throw HTTPError.io("etcdserver: request timed out") }
         throw lastError
     }
 

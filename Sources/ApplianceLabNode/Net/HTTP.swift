@@ -24,6 +24,8 @@ public struct HTTPRequest: Sendable {
 public enum HTTPError: Error, CustomStringConvertible, Sendable {
     case connect(host: String, port: Int, errno: Int32)
     case io(String)
+    /// Nothing came back before the read timeout (or the peer reset the connection).
+    case noAnswer(String)
     case badResponse
 
     public var description: String {
@@ -31,6 +33,7 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
         case .connect(let h, let p, let e):
             return "dial tcp \(h):\(p): connect: \(String(cString: strerror(e)))"
         case .io(let s): return s
+        case .noAnswer(let hostPort): return "read from \(hostPort): connection reset or timed out"
         case .badResponse: return "malformed HTTP response"
         }
     }
@@ -101,7 +104,7 @@ public enum HTTPClient {
     /// One request on a fresh connection. `url` is "http://host:port/path?query".
     public static func request(
         _ method: String, _ url: String, body: Data? = nil, contentType: String = "application/json",
-        timeout: Double = 10
+        timeout: Double = 10, connectTimeout: Double? = nil
     ) throws -> HTTPResponse {
         var rest = Substring(url)
         if rest.hasPrefix("http://") {
@@ -119,13 +122,15 @@ public enum HTTPClient {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HTTPError.io("socket: \(errno)") }
         defer { close(fd) }
-        Sock.setTimeout(fd, seconds: timeout)
+        // Linux bounds a blocking connect by SO_SNDTIMEO: a host that is gone costs `connectTimeout`.
+        Sock.setTimeout(fd, seconds: connectTimeout ?? timeout)
         let rc = withUnsafePointer(to: &addr) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
         guard rc == 0 else { throw HTTPError.connect(host: host, port: port, errno: errno) }
+        Sock.setTimeout(fd, seconds: timeout)
         var req =
             "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\nUser-Agent: appliance-labnode\r\n"
         let b = body ?? Data()
@@ -138,7 +143,7 @@ public enum HTTPClient {
         guard let (head, data) = Sock.split(raw),
             let status = head.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
         else {
-            if raw.isEmpty { throw HTTPError.io("read from \(hostPort): connection reset or timed out") }
+            if raw.isEmpty { throw HTTPError.noAnswer(String(hostPort)) }
             throw HTTPError.badResponse
         }
         var headers: [String: String] = [:]

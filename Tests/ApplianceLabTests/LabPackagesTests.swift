@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+@testable import ApplianceLab
+
+/// The package builder without a lab: real dpkg-deb output, read back with dpkg-deb.
+@Suite("lab packages")
+struct LabPackagesTests {
+    func dpkgDeb(_ args: String...) throws -> String {
+        try HostCommand.run("dpkg-deb", args).stdout
+    }
+
+    @Test func aBinaryThatNeedsTheSwiftRuntimeIsRefused() throws {
+        // This test bundle links the Swift runtime dynamically, as a plain `swift build` does.
+        let me = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        let needed = try ELFDynamic.neededLibraries(path: me)
+        #expect(needed.contains("libswiftCore.so"))
+        let refused = #expect(throws: LabError.self) { try LabPackages.checkRunsWithoutToolchain(me) }
+        #expect(refused?.message.contains("it is linked against the Swift runtime (libswift") == true)
+        #expect(refused?.hint?.contains("--static-swift-stdlib") == true)
+        #expect(refused?.exitStatus == .usage)
+        let text = FileManager.default.temporaryDirectory.appendingPathComponent("not-elf-\(getpid())").path
+        try "#!/bin/sh\n".write(toFile: text, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: text)
+        defer { try? FileManager.default.removeItem(atPath: text) }
+        #expect(throws: LabError.self) { try LabPackages.checkRunsWithoutToolchain(text) }
+        #expect(throws: LabError.self) { try LabPackages.checkRunsWithoutToolchain("/nonexistent/appliance-labnode") }
+    }
+
+    @Test func packagesCarryTheRealNamesVersionsLinksAndScripts() throws {
+        // /bin/true needs only libc, as a binary linked with --static-swift-stdlib does.
+        #expect(try ELFDynamic.neededLibraries(path: "/bin/true").contains("libc.so.6"))
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-pkg-unit-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let built = try LabPackages(labnode: "/bin/true", kubernetesVersion: "1.35.1", driverVersion: "590.48.01")
+            .build(into: dir)
+        #expect(
+            built.map { "\($0.name) \($0.version)" } == [
+                "appliance-labnode 1.0.0", "kubeadm 1.35.1-1.1", "kubelet 1.35.1-1.1", "kubectl 1.35.1-1.1",
+                "helm 3.19.0", "nvidia-driver 590.48.01", "nvidia-fabricmanager 590.48.01",
+            ])
+        #expect(
+            try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
+                == built.map { ($0.path as NSString).lastPathComponent }.sorted())
+        let p = Dictionary(uniqueKeysWithValues: built.map { ($0.name, $0.path) })
+        let base = try #require(p["appliance-labnode"])
+        #expect(
+            try dpkgDeb("-f", base, "Package", "Version", "Architecture")
+                == "Package: appliance-labnode\nVersion: 1.0.0\nArchitecture: amd64")
+        let contents = try dpkgDeb("-c", base)
+        #expect(
+            contents.contains("-rwxr-xr-x root/root")
+                && contents.contains("./usr/lib/appliance-labnode/appliance-labnode"))
+        #expect(contents.contains("./usr/bin/lspci -> /usr/lib/appliance-labnode/appliance-labnode"))
+        let kubelet = try #require(p["kubelet"])
+        #expect(try dpkgDeb("-f", kubelet, "Depends") == "appliance-labnode (>= 1.0.0)")
+        #expect(try dpkgDeb("-c", kubelet).contains("./lib/systemd/system/kubelet.service"))
+        #expect(
+            try dpkgDeb("--info", kubelet, "postinst").contains(
+                "echo v1.35.1 > /var/lib/appliance-lab/versions/kubelet"))
+        let driver = try #require(p["nvidia-driver"])
+        let driverFiles = try dpkgDeb("-c", driver)
+        #expect(driverFiles.contains("./usr/bin/nvidia-smi -> ") && driverFiles.contains("./usr/bin/dcgmi -> "))
+        #expect(
+            try dpkgDeb("--info", driver, "postinst").contains(
+                "echo 590.48.01 > /var/lib/appliance-lab/driver-installed"))
+        let fm = try #require(p["nvidia-fabricmanager"])
+        #expect(try dpkgDeb("-f", fm, "Depends") == "appliance-labnode (>= 1.0.0), nvidia-driver")
+        #expect(try dpkgDeb("-c", fm).contains("./lib/systemd/system/nvidia-fabricmanager.service"))
+
+        #expect(throws: LabError.self) {
+            try LabPackages(labnode: "/bin/true", kubernetesVersion: "v1.35").build(into: dir)
+        }
+    }
+}
