@@ -3,10 +3,18 @@ import ApplianceSSH
 import Foundation
 
 extension Stager {
-    /// One chain transfer: sets up the relay and temporary peer credentials, streams the pieces into the
-    /// first node, and always removes what it set up. Returns relay failures reported per node.
-    func transfer(_ plan: ChainPlan, _ chain: [StagingNode]) async throws -> [String: String] {
-        guard let head = chain.first, !plan.pieces.isEmpty else { return [:] }
+    /// What a chain transfer reports, and what must be removed after it (`cleanup(setUp, run: run)`).
+    struct TransferResult {
+        var failures: [String: String] = [:]
+        var run = ""
+        var setUp: [StagingNode] = []
+    }
+
+    /// One chain transfer: sets up the relay and temporary peer credentials and streams the pieces into
+    /// the first node. Relay failures are reported per node. On success the caller removes what was set up
+    /// (alongside the nodes' final checks); on failure it is removed here.
+    func transfer(_ plan: ChainPlan, _ chain: [StagingNode]) async throws -> TransferResult {
+        guard let head = chain.first, !plan.pieces.isEmpty else { return TransferResult() }
         let run = String(UInt64.random(in: 0..<UInt64.max), radix: 36)
         let keys = try PeerKey.generate(comment: "appliance-staging-\(run)")
         defer { keys.remove() }
@@ -119,12 +127,11 @@ extension Stager {
             if let e = error as? SSHError, let host = e.host {
                 let node = chain.first { $0.endpoint.host == host || $0.endpoint.description.contains(host) }
                 failures[node?.name ?? head.name] = e.message
-                return failures
+                return TransferResult(failures: failures)
             }
             throw error
         }
-        await cleanup(setUp, run: run)
-        return failures
+        return TransferResult(failures: failures, run: run, setUp: setUp)
     }
 
     func addBytesSent(_ n: Int64) { bytesSent += n }
@@ -193,23 +200,30 @@ extension Stager {
     /// (a crashed admin host leaves them behind).
     func cleanup(_ list: [StagingNode], run: String?) async {
         _ = await forEachNode(list) { stager, node in
-            let tag = run.map { "appliance-staging-\($0)" } ?? "appliance-staging-"
-            let files =
-                run.map {
-                    "relay-\($0).sh keep-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-* ctl-\($0) ctl-\($0).err"
-                }
-                ?? "*"
-            let sockets = run.map { "ctl-\($0)" } ?? "ctl-*"
-            let cmd = """
-                \(stager.env(node)); dir="$STORE/.staging"; \
-                for s in "$dir"/\(sockets); do [ -S "$s" ] && ssh -S "$s" -O exit appliance-peer >/dev/null 2>&1; done; \
-                ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
-                \(node.authorizedKeysAssignment); if [ -f "$f" ] && grep -q \(shellQuote(tag)) "$f"; then \
-                grep -v \(shellQuote(tag)) "$f" >"$f.appliance-tmp" || true; cat "$f.appliance-tmp" >"$f"; rm -f "$f.appliance-tmp"; fi
-                """
+            let cmd = "\(stager.env(node)); " + Self.cleanupScript(node, run: run)
             _ = try await stager.pool.run(
                 node.endpoint, cmd, timeout: .seconds(30), label: "relay cleanup on \(node.name)")
         }
+    }
+
+    /// Shell text (with `STORE` set) that removes a run's relay files, connection and authorized_keys
+    /// lines; with `run == nil`, those of every earlier run.
+    static func cleanupScript(_ node: StagingNode, run: String?) -> String {
+        let tag = run.map { "appliance-staging-\($0)" } ?? "appliance-staging-"
+        let files =
+            run.map {
+                "relay-\($0).sh keep-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-* ctl-\($0) ctl-\($0).err"
+            }
+            ?? "*"
+        let sockets = run.map { "ctl-\($0)" } ?? "ctl-*"
+        return """
+            dir="$STORE/.staging"; \
+            for s in "$dir"/\(sockets); do [ -S "$s" ] && ssh -S "$s" -O exit appliance-peer >/dev/null 2>&1; done; \
+            ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
+            \(node.authorizedKeysAssignment); if [ -f "$f" ] && grep -q \(shellQuote(tag)) "$f"; then \
+            grep -v \(shellQuote(tag)) "$f" >"$f.appliance-tmp" || true; cat "$f.appliance-tmp" >"$f"; rm -f "$f.appliance-tmp"; fi
+
+            """
     }
 
     /// Removes relay leftovers of crashed runs from every reachable node.

@@ -113,10 +113,12 @@ public actor Stager {
         return out.stdoutText
     }
 
-    /// Asks one node what it holds.
-    public func inventory(_ node: StagingNode) async throws -> NodeInventory {
+    /// Asks one node what it holds; with `sweep`, first removes relay files and keys that an earlier run
+    /// left behind (a crashed admin host, a node that was down at cleanup).
+    public func inventory(_ node: StagingNode, sweep: Bool = false) async throws -> NodeInventory {
         do {
-            let inv = try NodeInventory.parse(try await script(node, NodeScripts.inventory, label: "inventory"))
+            let body = (sweep ? Self.cleanupScript(node, run: nil) : "") + NodeScripts.inventory
+            let inv = try NodeInventory.parse(try await script(node, body, label: "inventory"))
             inventories[node.name] = inv
             return inv
         } catch let e as ClusterError {
@@ -134,7 +136,9 @@ public actor Stager {
         for round in 1...maxRounds {
             // 1. Inventory (in parallel); unreachable nodes fail here.
             let asked = ContinuousClock.now
-            let results = await forEachNode(pending) { stager, node in try await stager.inventory(node) }
+            // The first round also sweeps relay leftovers of crashed runs, in the same round trip.
+            let sweep = round == 1
+            let results = await forEachNode(pending) { stager, node in try await stager.inventory(node, sweep: sweep) }
             logger.debug("inventory of \(pending.count) nodes in \(Self.seconds(ContinuousClock.now - asked))")
             var needs: [String: [SHA256Digest: Int64]] = [:]
             var partials: [String: [SHA256Digest: Int64]] = [:]
@@ -168,12 +172,6 @@ public actor Stager {
                 candidates.append(node)
             }
             if candidates.isEmpty { break }
-            // Relay files and keys of a run that crashed (or of a node that was down at cleanup) go first.
-            if round == 1 {
-                let sweeping = ContinuousClock.now
-                await cleanup(candidates, run: nil)
-                logger.debug("relay leftovers swept on \(candidates.count) nodes in \(Self.seconds(ContinuousClock.now - sweeping))")
-            }
             let plan = ChainPlan.make(
                 order: candidates.map(\.name), needs: needs, partials: partials, locations: locations)
             logger.info(
@@ -183,13 +181,17 @@ public actor Stager {
                 p.planned += plan.payloadBytes
                 for (name, total) in plan.wantedBytes { p.nodes[name, default: .init()].total += total }
             }
-            let relayFailures = try await transfer(plan, chainNodes)
+            let sent = try await transfer(plan, chainNodes)
+            let relayFailures = sent.failures
             // 2. Finalize every chain node: digests checked on the node, blobs made visible.
             let chainNeeds = needs
             let finalizing = ContinuousClock.now
+            // The relay's files and keys are removed while the nodes check their blobs.
+            async let cleaned: Void = cleanup(sent.setUp, run: sent.run)
             let finals = await forEachNode(chainNodes) { stager, node in
                 try await stager.finalize(node, chainNeeds[node.name] ?? [:])
             }
+            await cleaned
             logger.info(
                 "blobs checked and made visible on \(chainNodes.count) nodes in \(Self.seconds(ContinuousClock.now - finalizing))"
             )

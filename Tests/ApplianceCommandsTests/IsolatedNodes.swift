@@ -127,11 +127,14 @@ final class IsolatedNode: @unchecked Sendable {
         try resetAuthorizedKeys()
     }
 
-    /// Every file under the store with its SHA-256, one `digest  ./path` line each, sorted.
-    func storeSnapshot() throws -> String {
+    /// Every file under the store with its SHA-256, one `digest  ./path` line each, sorted. `whileBusy`:
+    /// the node's side of a killed run may still be moving files (a relay finishing its piece), so files
+    /// that vanish between listing and hashing are left out instead of failing the snapshot.
+    func storeSnapshot(whileBusy: Bool = false) throws -> String {
         guard FileManager.default.fileExists(atPath: store) else { return "" }
+        let tolerate = whileBusy ? " 2>/dev/null; true" : ""
         return try TestSSHServer.shell(
-            "cd '\(store)' && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum")
+            "cd '\(store)' && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum\(tolerate)")
     }
 
     /// Files under the store's incoming/, partial/ and .staging/ (what a transfer in progress uses).

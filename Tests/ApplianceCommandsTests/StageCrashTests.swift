@@ -219,7 +219,7 @@ struct StageCrashTests {
     /// recorded manifest means every blob the node needs is there.
     static func expectNothingHalfWritten(_ c: StagingCluster, reference: [String], label: String) throws {
         for (i, node) in c.nodes.enumerated() {
-            let snap = lines(try node.storeSnapshot())
+            let snap = lines(try node.storeSnapshot(whileBusy: true))
             let blobs = snap.filter { $0.path.hasPrefix("./sha256/") }
             #expect(blobs.allSatisfy { $0.path.hasSuffix($0.digest) }, "\(label): node-\(i + 1) shows a bad blob")
             if snap.contains(where: { $0.path == "./bundles/1.0.0/manifest.yaml" }) {
