@@ -67,8 +67,19 @@ public struct OutputStream: Sendable {
 
     public init(write: @escaping @Sendable (String) -> Void) { self.write = write }
 
-    public static let standardOutput = OutputStream { text in
-        FileHandle.standardOutput.write(Data(text.utf8))
+    /// Writes to fd 1. When the reader went away (`appliance history | head`), further output is dropped
+    /// and the command goes on to its end: an operation is never cut short by a closed pipe.
+    public static let standardOutput = OutputStream { text in writeAll(1, text) }
+
+    /// Writes every byte to `fd`, retrying short writes; gives up quietly on EPIPE and other errors.
+    static func writeAll(_ fd: Int32, _ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return }
+            bytes = bytes.dropFirst(n)
+        }
     }
 
     public func print(_ text: String = "") { write(text + "\n") }

@@ -68,11 +68,11 @@ final class ByteProgress: @unchecked Sendable {  // mutable state is behind `loc
         let pct = total > 0 ? Int(Double(done) * 100 / Double(total)) : 100
         let line =
             "\r\(label) \(pct)%  \(Format.bytes(done)) / \(Format.bytes(total))  \(Format.bytes(Int64(rate)))/s  ETA \(Format.seconds(eta))\u{1B}[K"
-        FileHandle.standardError.write(Data(line.utf8))
+        OutputStream.writeAll(2, line)
     }
 
     func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        OutputStream.writeAll(2, "\r\u{1B}[K")
     }
 }

@@ -71,6 +71,33 @@ struct CLI {
         #expect(unknown.status == 2)
     }
 
+    /// `appliance profile list | head -0`: the reader is gone before the first write; the command still ends
+    /// normally (no crash on EPIPE).
+    @Test func aClosedStdoutPipeIsNotACrash() async throws {
+        let status = try await withCheckedThrowingContinuation { (c: CheckedContinuation<Int32, Error>) in
+            Thread {
+                c.resume(
+                    with: Result {
+                        let pipe = Pipe()
+                        try pipe.fileHandleForReading.close()
+                        let p = Process()
+                        p.executableURL = URL(fileURLWithPath: CLI.binary)
+                        p.arguments = ["profile", "list"]
+                        p.environment = ProcessInfo.processInfo.environment.merging(["APPLIANCE_STATE_DIR": dir]) {
+                            $1
+                        }
+                        p.standardOutput = pipe
+                        p.standardError = FileHandle.nullDevice
+                        try p.run()
+                        try pipe.fileHandleForWriting.close()
+                        p.waitUntilExit()
+                        return p.terminationReason == .exit ? p.terminationStatus : -p.terminationStatus
+                    })
+            }.start()
+        }
+        #expect(status == 0)
+    }
+
     @Test func keygenBuildVerifyAndTamperExitCodes() async throws {
         let keygen = try await CLI.run(["bundle", "keygen", "--out", dir + "/keys"], state: dir)
         #expect(keygen.status == 0)
