@@ -166,6 +166,14 @@ public final class TestSSHServer: Sendable {
     }
 
     @discardableResult
+    /// `shell` on a thread of its own: for async tests, whose cooperative threads (as many as cores) must
+    /// never block on a child process, or other tests' timers starve.
+    public static func shellOffPool(_ command: String) async throws -> String {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<String, Error>) in
+            Thread { c.resume(with: Result { try shell(command) }) }.start()
+        }
+    }
+
     public static func shell(_ command: String) throws -> String {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw TestServerError(message: "pipe failed") }
