@@ -96,16 +96,8 @@ final class IsolatedNode: @unchecked Sendable {
         self.pid = pid
     }
 
-    /// A free port no other node of this test process was given (a port handed out twice would let one
-    /// node's sshd answer for another's).
-    static func uniquePort() throws -> Int {
-        while true {
-            let port = try TestSSHServer.freePort()
-            if portLock.withLock({ handedOut.insert(port).inserted }) { return port }
-        }
-    }
-    private static let portLock = NSLock()
-    nonisolated(unsafe) private static var handedOut: Set<Int> = []  // guarded by portLock
+    /// A free port no other server of this test process was given (`TestSSHServer.freePort`).
+    static func uniquePort() throws -> Int { try TestSSHServer.freePort() }
 
     func stop() {
         if pid > 0 { TestSSHServer.terminate(pid) }

@@ -212,7 +212,20 @@ public final class TestSSHServer: Sendable {
         return String(fp)
     }
 
+    /// A loopback port that is free now and that no other caller in this test process was given: suites
+    /// run in parallel, and a port handed out twice (a "dead" node's port, or one between a server's stop
+    /// and its restart) would let one test's sshd answer for another's.
     public static func freePort() throws -> Int {
+        while true {
+            let port = try unboundPort()
+            if portLock.withLock({ handedOut.insert(port).inserted }) { return port }
+        }
+    }
+
+    private static let portLock = NSLock()
+    nonisolated(unsafe) private static var handedOut: Set<Int> = []  // guarded by portLock
+
+    private static func unboundPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
