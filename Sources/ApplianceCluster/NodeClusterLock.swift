@@ -134,8 +134,7 @@ public actor NodeClusterLock {
             if mkdir "$d" 2>/dev/null; then
               cat > "$d/holder.tmp" && mv "$d/holder.tmp" "$d/holder" && echo acquired; exit $?
             fi
-            h="$d/holder"; [ -f "$h" ] || h="$d"
-            echo "held $(( $(date +%s) - $(stat -c %Y "$h") ))"; cat "$d/holder" 2>/dev/null; exit 0
+            \(Self.reportHeld)
             """
         let text = try await run(cmd, stdin: json, label: "cluster lock")
         if text.hasPrefix("acquired") {
@@ -159,8 +158,7 @@ public actor NodeClusterLock {
         let d = shellQuote(directory)
         let cmd = """
             d=\(d); [ -d "$d" ] || { echo free; exit 0; }
-            h="$d/holder"; [ -f "$h" ] || h="$d"
-            echo "held $(( $(date +%s) - $(stat -c %Y "$h") ))"; cat "$d/holder" 2>/dev/null; exit 0
+            \(Self.reportHeld)
             """
         let text = try await run(cmd, label: "cluster lock")
         return text.hasPrefix("free") ? nil : Self.parseHeld(text)
@@ -254,6 +252,12 @@ public actor NodeClusterLock {
         }
         return out.stdoutText
     }
+
+    /// Shell (with `d` the lock directory) printing what `parseHeld` reads: `held AGE`, then the holder's JSON.
+    static let reportHeld = """
+        h="$d/holder"; [ -f "$h" ] || h="$d"
+        echo "held $(( $(date +%s) - $(stat -c %Y "$h") ))"; cat "$d/holder" 2>/dev/null; exit 0
+        """
 
     static func isStale(_ holder: NodeLockHolder, after limit: Duration) -> Bool {
         guard let age = holder.heartbeatAge else { return false }

@@ -109,6 +109,14 @@ public enum NodeScripts {
             sync "$f" </dev/null >/dev/null 2>&1 &
             """#
 
+    /// How a node logs in to the next node of the chain (with `dir` and `run` set in the shell): the run's
+    /// peer key, exactly the host key the admin host verified, no prompts, the fastest ciphers.
+    static let peerSSHOptions = #"""
+        -i "$dir/peer-key-$run" -o BatchMode=yes -o StrictHostKeyChecking=yes \
+        -o UserKnownHostsFile="$dir/known-hosts-$run" -o ConnectTimeout=10 -o ServerAliveInterval=10 \
+        -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr
+        """#
+
     /// The relay: reads a tar stream of pieces on stdin, keeps the members listed in .staging/want-RUN,
     /// and, when a next hop is given, passes the whole stream on over SSH with the run's peer key.
     /// Arguments: RUN [HOST PORT USER STORE [HOST PORT USER STORE ...]]. Reports `relay-failed NODE REASON`
@@ -143,10 +151,7 @@ public enum NodeScripts {
               set +e
               # tee -p: a dead next hop (or a failed extract here) does not stop the other output.
               # Through the connection opened before the stream started (.staging/ctl-RUN), else a new one.
-              tee -p "$fifo" | ssh -T -S "$dir/ctl-$run" -o ControlMaster=no -i "$dir/peer-key-$run" \
-                -o BatchMode=yes -o StrictHostKeyChecking=yes \
-                -o UserKnownHostsFile="$dir/known-hosts-$run" -o ConnectTimeout=10 -o ServerAliveInterval=10 \
-                -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
+              tee -p "$fifo" | ssh -T -S "$dir/ctl-$run" -o ControlMaster=no \#(peerSSHOptions) \
                 -p "$port" "$user@$host" "${PEER_PREFIX:-}env STORE='$nstore' PEER_PREFIX='${PEER_PREFIX:-}' sh '$nstore/.staging/relay-$run.sh' $run $*"
               next=$?
               wait $xpid; mine=$?

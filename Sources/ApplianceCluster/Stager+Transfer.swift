@@ -31,7 +31,7 @@ extension Stager {
         let clock = ContinuousClock()
         let started = clock.now
         do {
-            var prepared: [(StagingNode, [(String, [UInt8], UInt32)], String?)] = []
+            var prepared: [String: (files: [(String, [UInt8], UInt32)], authorizedLine: String?)] = [:]
             for (i, node) in chain.enumerated() {
                 let next = i + 1 < chain.count ? chain[i + 1] : nil
                 var files: [(String, [UInt8], UInt32)] = [
@@ -58,33 +58,32 @@ extension Stager {
                     i == 0
                     ? nil
                     : "from=\"\(chain[i - 1].endpoint.host)\",restrict \(keys.publicKey) appliance-staging-\(run)"
-                prepared.append((node, files, authLine))
+                prepared[node.name] = (files, authLine)
             }
             // Every node is set up at once; the first failure (in chain order) stops the transfer.
             setUp = chain
             let work = prepared
             let results = await forEachNode(chain) { stager, node in
-                guard let p = work.first(where: { $0.0.name == node.name }) else { return }
-                try await stager.setup(node, run: run, files: p.1, authorizedLine: p.2)
+                guard let p = work[node.name] else { return }
+                try await stager.setup(node, run: run, files: p.files, authorizedLine: p.authorizedLine)
             }
             for node in chain { if case .failure(let e)? = results[node.name] { throw e } }
             // Each node opens its connection to the next before the stream starts (all at once), so the
             // chain is ready in the time of one login instead of one per hop.
-            let links = Array(zip(chain, chain.dropFirst()))
-            _ = await forEachNode(links.map(\.0)) { stager, node in
-                guard let next = links.first(where: { $0.0.name == node.name })?.1 else { return }
+            let nextOf = Dictionary(uniqueKeysWithValues: zip(chain.map(\.name), chain.dropFirst()))
+            _ = await forEachNode(Array(chain.dropLast())) { stager, node in
+                guard let next = nextOf[node.name] else { return }
                 try await stager.connectPeer(node, to: next, run: run)
             }
             logger.info("relay set up on \(chain.count) nodes in \(Self.seconds(clock.now - started))")
 
             // The stream: headers and data read on a dedicated thread, paced when a cap is set.
-            let counter = Locked<Int64>(0)
             let progress = self.progress
+            let sentBefore = progress.withLock { $0.sent }
             var keepers: [String: [String]] = [:]
             for (node, members) in plan.wants { for m in members { keepers[m, default: []].append(node) } }
             let wantedBy = keepers
             let stream = try PieceStream(bundlePath: bundle.archive.path, pieces: plan.pieces) { piece, n in
-                counter.withLock { $0 += n }
                 progress.withLock { p in
                     p.sent += n
                     for node in wantedBy[piece.memberName] ?? [] { p.nodes[node]?.done += n }
@@ -103,7 +102,7 @@ extension Stager {
             let result = try await conn.exec(
                 command, stdin: .stream(pump.stream(bytesPerSecond: bytesPerSecond)), label: "relay into \(head.name)",
                 onStdout: { _ in }, onStderr: { chunk in stderr.withLock { $0 += chunk } })
-            let streamed = counter.withLock { $0 }
+            let streamed = progress.withLock { $0.sent } - sentBefore
             addBytesSent(streamed)
             let took = clock.now - started
             logger.info(
@@ -140,12 +139,10 @@ extension Stager {
     /// (.staging/ctl-RUN) that the relay then uses. Best effort: without it the relay logs in itself.
     func connectPeer(_ node: StagingNode, to next: StagingNode, run: String) async throws {
         let cmd = """
-            \(env(node)); dir="$STORE/.staging"; \
-            ssh -M -S "$dir/ctl-\(run)" -fN -i "$dir/peer-key-\(run)" -o BatchMode=yes -o StrictHostKeyChecking=yes \
-            -o UserKnownHostsFile="$dir/known-hosts-\(run)" -o ConnectTimeout=10 -o ServerAliveInterval=10 \
-            -o Ciphers=aes128-gcm@openssh.com,chacha20-poly1305@openssh.com,aes128-ctr \
+            \(env(node)); dir="$STORE/.staging"; run=\(run); \
+            ssh -M -S "$dir/ctl-$run" -fN \(NodeScripts.peerSSHOptions) \
             -p \(next.endpoint.port) \(shellQuote(next.endpoint.user + "@" + next.endpoint.host)) \
-            </dev/null >/dev/null 2>"$dir/ctl-\(run).err"
+            </dev/null >/dev/null 2>"$dir/ctl-$run.err"
             """
         let out = try await pool.run(
             node.endpoint, cmd, timeout: .seconds(30), label: "relay connection from \(node.name) to \(next.name)")
