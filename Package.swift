@@ -59,11 +59,19 @@ let package = Package(
             name: "AppliancePreflight",
             dependencies: ["ApplianceModel", "ApplianceSSH"],
             exclude: ["README.md"]),
+        // Every operation (stage, install, ...) as one plan; the only place that knows an operation's order.
+        .target(
+            name: "ApplianceOperations",
+            dependencies: [
+                "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
+                "AppliancePlan", .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
-                "AppliancePlan", "ApplianceLab",
+                "AppliancePlan", "ApplianceLab", "ApplianceOperations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

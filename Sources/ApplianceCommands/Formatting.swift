@@ -1,18 +1,10 @@
+import ApplianceOperations
 import Foundation
 
 /// Human formatting shared by commands.
 enum Format {
     /// 1536 -> "1.5 KiB".
-    static func bytes(_ n: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var v = Double(n)
-        var i = 0
-        while v >= 1024 && i < units.count - 1 {
-            v /= 1024
-            i += 1
-        }
-        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
-    }
+    static func bytes(_ n: Int64) -> String { ByteCount.text(n) }
 
     static func seconds(_ s: Double) -> String {
         s < 60 ? String(format: "%.1fs", s) : String(format: "%dm%02ds", Int(s) / 60, Int(s) % 60)

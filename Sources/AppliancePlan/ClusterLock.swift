@@ -31,10 +31,11 @@ public struct LockHolder: Sendable, Codable, Equatable, CustomStringConvertible 
 /// time) as JSON.
 ///
 /// The kernel drops the flock when the holder dies, but the file keeps its content: a lock whose flock is
-/// free while the file still names a holder on this host is *stale* (the holder crashed); `acquire`
-/// refuses it with `PlanError.lockStale` so the operator learns that an operation was cut short, and
-/// `breakStaleLock` clears it explicitly. A holder named on another host cannot be verified from here
-/// and is reported as held unless broken with `force`.
+/// free while the file still names a holder on this host is *stale*. The free flock proves that holder
+/// dead (a SIGKILL, a crashed laptop), so `acquire` takes the lock over at once and reports the previous
+/// holder in `tookOverFrom` (the caller marks that holder's operation interrupted); no `plan unlock` is
+/// needed. A holder named on another host (a state directory shared between admin hosts) cannot be
+/// verified from here and is reported as held unless broken with `breakStaleLock(force:)`.
 ///
 /// Threading: the file descriptor is owned by this object and closed in `release`/`deinit`; `release`
 /// may be called from any thread once.
@@ -43,14 +44,17 @@ public final class ClusterLock: @unchecked Sendable {
     public let path: String
     public let cluster: String
     public private(set) var holder: LockHolder
+    /// The holder named in the file when this lock was taken over from a process that had died.
+    public let tookOverFrom: LockHolder?
     private var fd: Int32
     private let lock = NSLock()
 
-    private init(path: String, cluster: String, fd: Int32, holder: LockHolder) {
+    private init(path: String, cluster: String, fd: Int32, holder: LockHolder, tookOverFrom: LockHolder?) {
         self.path = path
         self.cluster = cluster
         self.fd = fd
         self.holder = holder
+        self.tookOverFrom = tookOverFrom
     }
 
     deinit { release() }
@@ -61,7 +65,8 @@ public final class ClusterLock: @unchecked Sendable {
         return stateDirectory.appendingPathComponent("locks").appendingPathComponent("\(safe).lock").path
     }
 
-    /// Takes the lock or throws `lockHeld` / `lockStale` naming the holder. Never blocks.
+    /// Takes the lock or throws `lockHeld` naming the holder. Never blocks. A lock left by a dead process of
+    /// this host is taken over (`tookOverFrom` names it).
     public static func acquire(stateDirectory: URL, cluster: String, operation: String? = nil) throws -> ClusterLock {
         let path = path(stateDirectory: stateDirectory, cluster: cluster)
         let fd = try openLockFile(path)
@@ -74,11 +79,9 @@ public final class ClusterLock: @unchecked Sendable {
             }
             throw PlanError.lockIO(path: path, operation: "flock", errno: e)
         }
-        if let previous = readHolder(fd) {
+        let previous = readHolder(fd)
+        if let previous, previous.host != currentHost() {
             close(fd)  // also drops the flock
-            if previous.host == currentHost() {
-                throw PlanError.lockStale(cluster: cluster, holder: previous, path: path)
-            }
             throw PlanError.lockHeld(cluster: cluster, holder: previous, path: path)
         }
         let holder = LockHolder(pid: getpid(), host: currentHost(), operation: operation, startedAt: Date())
@@ -88,7 +91,7 @@ public final class ClusterLock: @unchecked Sendable {
             close(fd)
             throw error
         }
-        return ClusterLock(path: path, cluster: cluster, fd: fd, holder: holder)
+        return ClusterLock(path: path, cluster: cluster, fd: fd, holder: holder, tookOverFrom: previous)
     }
 
     /// Who holds the lock now, without taking it: nil when free. `isStale` is true when the holder is gone.

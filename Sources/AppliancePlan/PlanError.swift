@@ -26,7 +26,6 @@ public enum PlanError: Error, Sendable, Equatable, CustomStringConvertible {
 
     // Cluster lock.
     case lockHeld(cluster: String, holder: LockHolder, path: String)
-    case lockStale(cluster: String, holder: LockHolder, path: String)
     case lockIO(path: String, operation: String, errno: Int32)
 
     /// What failed and why, in lower case.
@@ -65,8 +64,6 @@ public enum PlanError: Error, Sendable, Equatable, CustomStringConvertible {
             return "the journal export cannot be read: \(m)"
         case .lockHeld(let c, let h, let p):
             return "cluster '\(c)' is locked by \(h) (lock file \(p))"
-        case .lockStale(let c, let h, let p):
-            return "cluster '\(c)' has a stale lock left by \(h), which is no longer running (lock file \(p))"
         case .lockIO(let p, let op, let e):
             return "lock file \(p): \(op) failed: \(String(cString: strerror(e)))"
         }
@@ -100,9 +97,6 @@ public enum PlanError: Error, Sendable, Equatable, CustomStringConvertible {
         case .lockHeld:
             return
                 "wait for that operation to finish; two operations on one cluster at once are refused (`appliance plan unlock -i SITE --force` breaks a lock of another host that is gone for good)"
-        case .lockStale:
-            return
-                "make sure no operation is still running, then run `appliance plan unlock -i SITE` and `appliance plan resume -i SITE` (or start again)"
         case .lockIO:
             return "check permissions of the state directory"
         }

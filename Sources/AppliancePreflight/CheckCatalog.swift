@@ -19,6 +19,17 @@ public struct CheckDefinition: Sendable, Equatable, Codable {
     public var thresholds: [String: [String: Double]]
     public var remediation: String
     public var source: String
+    /// What `appliance install` does about this check (nil: nothing, the check gates the install as it is).
+    public var install: InstallTreatment? = nil
+
+    /// How a check counts when preflight gates an install.
+    public enum InstallTreatment: String, Sendable, Codable, CaseIterable {
+        /// Install sets this up itself (sysctls, swap, packages, containerd, /etc/hosts): not a blocker.
+        case sets
+        /// Install puts the NVIDIA driver stack in place in `host-driver` mode; until the driver is there the
+        /// check cannot pass, and the GPU validation gate checks it after install.
+        case hostDriver = "host-driver"
+    }
 
     public func appliesTo(_ nodeRoles: [NodeRole]) -> Bool {
         roles.isEmpty || roles.contains { nodeRoles.contains($0) }
@@ -69,7 +80,7 @@ public struct CheckCatalog: Sendable {
                         guard
                             let m = item.mapping(allowing: [
                                 "id", "title", "reads", "severity", "scope", "roles", "thresholds", "remediation",
-                                "source",
+                                "source", "install",
                             ])
                         else { continue }
                         let idValue = m.require("id")
@@ -100,11 +111,14 @@ public struct CheckCatalog: Sendable {
                         }
                         let rem = m.require("remediation")?.nonEmptyString()
                         let src = m["source"]?.string() ?? ""
+                        let install = m["install"]?.oneOf(CheckDefinition.InstallTreatment.allCases.map(\.rawValue))
+                            .flatMap(CheckDefinition.InstallTreatment.init(rawValue:))
                         if let id, let title, let reads, let sev, let rem {
                             checks.append(
                                 CheckDefinition(
                                     id: id, category: cat, title: title, reads: reads, severity: sev, scope: scope,
-                                    roles: roles, thresholds: thresholds, remediation: rem, source: src))
+                                    roles: roles, thresholds: thresholds, remediation: rem, source: src,
+                                    install: install))
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 // at arbitrary points and check that resume converges without applying anything twice.
 //
 //   plan-crash-harness --state DIR --work DIR [--steps N] [--nodes K] [--sleep-ms M] [--parallel P]
-//                      [--break-stale-lock]
+//
 //
 // Each step `s<i>/node-<k>` sleeps M ms, then appends "applied <name>\n" to DIR/applied.log in one
 // O_APPEND write (the marker). `check` says done when the log holds that line. The plan is the same
@@ -23,7 +23,6 @@ struct Options {
     var nodes = 3
     var sleepMilliseconds = 15
     var parallel = 3
-    var breakStaleLock = false
 }
 
 func parse(_ args: [String]) -> Options? {
@@ -41,7 +40,6 @@ func parse(_ args: [String]) -> Options? {
         case "--nodes": guard let v = value().flatMap(Int.init) else { return nil }; o.nodes = max(1, v)
         case "--sleep-ms": guard let v = value().flatMap(Int.init) else { return nil }; o.sleepMilliseconds = v
         case "--parallel": guard let v = value().flatMap(Int.init) else { return nil }; o.parallel = v
-        case "--break-stale-lock": o.breakStaleLock = true
         default: return nil
         }
         i += 1
@@ -106,7 +104,7 @@ LoggingSystem.bootstrap { label in
 
 guard let options = parse(Array(CommandLine.arguments.dropFirst())) else {
     fail(
-        "usage: --state DIR --work DIR [--steps N] [--nodes K] [--sleep-ms M] [--parallel P] [--break-stale-lock]",
+        "usage: --state DIR --work DIR [--steps N] [--nodes K] [--sleep-ms M] [--parallel P]",
         status: 2)
 }
 let stateDirectory = URL(fileURLWithPath: options.state)
@@ -117,13 +115,8 @@ let log = options.work + "/applied.log"
 let clusterLock: ClusterLock
 do {
     clusterLock = try ClusterLock.acquire(stateDirectory: stateDirectory, cluster: cluster)
-} catch PlanError.lockStale(_, let holder, _) where options.breakStaleLock {
-    do {
-        try ClusterLock.breakStaleLock(stateDirectory: stateDirectory, cluster: cluster)
-        FileHandle.standardError.write(Data("plan-crash-harness: broke stale lock of \(holder)\n".utf8))
-        clusterLock = try ClusterLock.acquire(stateDirectory: stateDirectory, cluster: cluster)
-    } catch {
-        fail("\(error)", status: 3)
+    if let holder = clusterLock.tookOverFrom {
+        FileHandle.standardError.write(Data("plan-crash-harness: took over the lock of \(holder)\n".utf8))
     }
 } catch {
     fail("\(error)", status: 3)

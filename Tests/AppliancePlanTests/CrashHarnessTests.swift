@@ -124,7 +124,7 @@ struct CrashHarnessTests {
                 try Self.checkJournal(state, complete: false)
             }
 
-            let resumed = try await Self.runHarness(state: state, work: work, extra: ["--break-stale-lock"])
+            let resumed = try await Self.runHarness(state: state, work: work)
             #expect(resumed.status == 0, "resume after kill at \(delay) ms failed: \(resumed.stderr)")
             let after = Self.appliedLines(work)
             #expect(
@@ -133,8 +133,8 @@ struct CrashHarnessTests {
             #expect(Array(after.prefix(before.count)) == before)
             try Self.checkJournal(state, complete: true)
             if killed.reason == .uncaughtSignal && !before.isEmpty && before.count < Self.steps {
-                // A lock left by a killed holder is stale and must have been broken explicitly.
-                #expect(resumed.stderr.contains("broke stale lock"), "kill at \(delay) ms: \(resumed.stderr)")
+                // A lock left by a killed holder is taken over at once (the free flock proves it dead).
+                #expect(resumed.stderr.contains("took over the lock of pid"), "kill at \(delay) ms: \(resumed.stderr)")
             }
         }
         // The kills landed in different phases of the run, not all before or after it.
@@ -163,7 +163,7 @@ struct CrashHarnessTests {
         let transitions = try journal.transitions(operation: op.id)
         #expect(transitions.contains { $0.state == .interrupted })
         #expect(Self.appliedLines(work).count < Self.steps)
-        // The lock was released on the way out: no --break-stale-lock needed.
+        // The lock was released on the way out.
         #expect(try ClusterLock.inspect(stateDirectory: state, cluster: "crash") == nil)
 
         let resumed = try await Self.runHarness(state: state, work: work)

@@ -110,7 +110,7 @@ struct ClusterLockTests {
         #expect(try ClusterLock.inspect(stateDirectory: dir.url, cluster: "prod") == nil)
     }
 
-    @Test("a lock left by a dead process is reported stale and can be broken explicitly")
+    @Test("a lock left by a dead process of this host is taken over at once, naming the dead holder")
     func stale() throws {
         let dir = TemporaryDirectory()
         defer { dir.cleanup() }
@@ -125,18 +125,29 @@ struct ClusterLockTests {
         #expect(text.contains("\"pid\":\(deadPid)"))
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
 
-        do {
-            _ = try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod")
-            Issue.record("acquired over a stale lock without breaking it")
-        } catch let PlanError.lockStale(_, holder, _) {
-            #expect(holder.pid == deadPid)
-            #expect(holder.operation == "op-dead")
-        }
         #expect(try ClusterLock.inspect(stateDirectory: dir.url, cluster: "prod")?.isStale == true)
-        let broken = try ClusterLock.breakStaleLock(stateDirectory: dir.url, cluster: "prod")
-        #expect(broken?.pid == deadPid)
+        let taken = try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod")
+        #expect(taken.tookOverFrom?.pid == deadPid)
+        #expect(taken.tookOverFrom?.operation == "op-dead")
+        #expect(taken.holder.pid == getpid())
+        // While it is held (flock), nobody else takes it.
+        #expect(throws: PlanError.self) { try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod") }
+        taken.release()
         let fresh = try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod")
+        #expect(fresh.tookOverFrom == nil)
         fresh.release()
+
+        // A holder named on another host (a shared state directory) is not taken over.
+        let foreign = try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod", operation: "op-x")
+        let foreignContent = try #require(FileManager.default.contents(atPath: path))
+        foreign.release()
+        let other = String(decoding: foreignContent, as: UTF8.self).replacingOccurrences(
+            of: "\"host\":\"\(ClusterLock.currentHostName())\"", with: "\"host\":\"laptop-7\"")
+        #expect(other.contains("laptop-7"))
+        try Data(other.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: PlanError.self) { try ClusterLock.acquire(stateDirectory: dir.url, cluster: "prod") }
+        let broken = try ClusterLock.breakStaleLock(stateDirectory: dir.url, cluster: "prod", force: true)
+        #expect(broken?.host == "laptop-7")
     }
 
     private func deadProcessID() throws -> Int32 {

@@ -1,4 +1,5 @@
 import ApplianceBundle
+import ApplianceOperations
 import ArgumentParser
 import Foundation
 import Logging
@@ -52,17 +53,9 @@ struct BundleVerify: AsyncParsableCommand {
 /// Opens and fully verifies a bundle off the cooperative pool, with a progress line on a TTY.
 func verifyBundle(_ path: String, trust: TrustOptions, workers: Int, ctx: CommandContext) async throws -> VerifiedBundle
 {
-    let keys = try trust.trustedKeys.map { try Ed25519Key.load(path: $0) }
-    let allowUnsigned = trust.allowUnsigned
-    let archive = try await BlockingWork.run { try BundleArchive.open(path) }
-    let total = archive.blobs.reduce(Int64(0)) { $0 + $1.size }
-    let progress = ByteProgress(
-        label: "verifying", total: total, enabled: ctx.isTerminal && !ctx.logger.logLevel.isQuiet)
-    defer { progress.finish() }
-    ctx.logger.debug("verifying", metadata: ["bundle": "\(path)"])
-    return try await BlockingWork.run {
-        try archive.verify(trusted: keys, allowUnsigned: allowUnsigned, workers: workers) { progress.add($0) }
-    }
+    try await BundleVerification.verify(
+        path, trustedKeys: trust.trustedKeys, allowUnsigned: trust.allowUnsigned, workers: workers,
+        io: ctx.operationIO(quiet: ctx.logger.logLevel.isQuiet))
 }
 
 extension Logger.Level {

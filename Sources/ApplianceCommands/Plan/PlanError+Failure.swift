@@ -8,7 +8,7 @@ extension PlanError: ApplianceFailure {
 
     public var exitStatus: ExitStatus {
         switch self {
-        case .lockHeld, .lockStale: .locked
+        case .lockHeld: .locked
         case .stepInterrupted: .interrupted
         case .duplicateStep, .unknownDependency, .dependencyCycle, .invalidStep: .internal
         case .stepFailed, .stepTimedOut, .dependencyFailed, .stoppedAfterFailure, .undoFailed: .remoteCommandFailed

@@ -1,5 +1,6 @@
 import ApplianceCluster
 import ApplianceModel
+import ApplianceOperations
 import ArgumentParser
 import Foundation
 
@@ -20,7 +21,7 @@ struct PlanPull: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "plan pull")
-        let session = try ClusterSession.open(site, ctx: ctx)
+        let session = try ctx.session(site)
         guard let cp = session.site.hosts(withRole: .controlPlane).first else {
             throw ClusterError.noNodes(reason: "the site has no control-plane node to pull the journal from")
         }

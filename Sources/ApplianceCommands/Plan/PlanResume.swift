@@ -1,6 +1,7 @@
 import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
+import ApplianceOperations
 import AppliancePlan
 import ArgumentParser
 import Foundation
@@ -19,34 +20,10 @@ struct PlanResume: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "plan resume")
-        let session = try ClusterSession.open(site, ctx: ctx)
-        let journal = try session.journal()
-        guard let op = try journal.latestResumableOperation(cluster: session.site.name) else {
+        let session = try ctx.session(site)
+        let io = ctx.operationIO(format: format, quiet: global.quiet)
+        if try await !Operations.resume(session: session, io: io) {
             ctx.output.print("nothing to resume on cluster \(session.site.name)")
-            return
-        }
-        let params = try OperationParameters.load(session.stateDirectory, operation: "latest-\(op.kind)")
-        switch op.kind {
-        case StagingPlan.kind:
-            let (stager, _, plan) = try await stagingPlan(params, session: session, ctx: ctx)
-            ctx.output.print("resuming \(op.kind) \(op.id)")
-            let outcome = try await session.closing {
-                try await runOperation(
-                    plan, request: .resume(operation: op.id), session: session, format: format, quiet: global.quiet,
-                    journalMirrorDirectory: params.journalCopies, lockDirectory: params.lockDirectory,
-                    ctx: ctx, whileLocked: removeRelayLeftovers(stager))
-            }
-            if outcome.operation.state == .interrupted { throw CommandInterrupted(operation: op.id) }
-            if !outcome.succeeded {
-                let failed = outcome.errors.map {
-                    ClusterError.NodeFailure(
-                        node: $0.value.node ?? "cluster", reason: $0.value.description, status: .remoteCommandFailed)
-                }
-                throw NodesFailed(failures: failed, anySucceeded: outcome.steps.values.contains(.done))
-            }
-            ctx.output.print("operation \(op.id) finished")
-        default:
-            throw ValidationError("operations of kind '\(op.kind)' cannot be resumed by this version")
         }
     }
 }
@@ -61,7 +38,7 @@ struct PlanRollback: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "plan rollback")
-        let session = try ClusterSession.open(site, ctx: ctx)
+        let session = try ctx.session(site)
         let journal = try session.journal()
         guard let op = try journal.operations(cluster: session.site.name, limit: 1).first else {
             ctx.output.print("no operations recorded for cluster \(session.site.name)")
@@ -96,7 +73,7 @@ struct PlanUnlock: AsyncParsableCommand {
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "plan unlock")
-        let session = try ClusterSession.open(site, ctx: ctx)
+        let session = try ctx.session(site)
         let name = session.site.name
         if let holder = try ClusterLock.breakStaleLock(
             stateDirectory: session.stateDirectory, cluster: name, force: force)
@@ -106,7 +83,9 @@ struct PlanUnlock: AsyncParsableCommand {
         } else {
             ctx.output.print("cluster \(name) is not locked on this admin host")
         }
-        let params = try? OperationParameters.load(session.stateDirectory, operation: "latest-\(StagingPlan.kind)")
+        let params = Operations.kinds.lazy.compactMap {
+            try? OperationParameters.load(session.stateDirectory, kind: $0)
+        }.first
         guard let nodeLock = session.nodeLock(directory: params?.lockDirectory ?? NodeClusterLock.defaultDirectory)
         else { return }
         let admin = try session.adminID()
@@ -128,13 +107,9 @@ struct PlanUnlock: AsyncParsableCommand {
     }
 }
 
-/// The operation of a broken lock died with its process: the journal records it interrupted (not running
-/// forever), with the steps it had in flight, which a resume checks again.
-private func markAbandoned(_ operation: String?, session: ClusterSession, ctx: CommandContext) throws {
-    guard let operation else { return }
-    let journal = try session.journal()
-    guard try journal.operation(operation)?.state == .running else { return }
-    let steps = try journal.markAbandoned(operation: operation)
+/// The operation of a broken lock died with its process: the journal records it interrupted.
+private func markAbandoned(_ operation: String?, session: OperationSession, ctx: CommandContext) throws {
+    guard let operation, let steps = try session.markAbandoned(operation) else { return }
     ctx.output.print(
         "operation \(operation) marked interrupted"
             + (steps.isEmpty ? "" : " (in flight: \(steps.joined(separator: ", ")))")

@@ -1,4 +1,5 @@
 import ApplianceModel
+import ApplianceOperations
 import AppliancePreflight
 import ApplianceSSH
 import ArgumentParser
@@ -58,7 +59,8 @@ struct PreflightCommand: AsyncParsableCommand {
             nodes = [PreflightNode(name: host, address: "127.0.0.1", roles: role, shell: LocalNodeShell())]
         } else {
             guard let inventory else { return }
-            let session = try ClusterSession.open(sitePath: inventory, trustNewHosts: trustNewHosts, ctx: ctx)
+            let session = try OperationSession.open(
+                sitePath: inventory, trustNewHosts: trustNewHosts, logger: ctx.logger)
             pool = session.pool
             nodes = session.site.hosts.map {
                 PreflightNode(

@@ -1,0 +1,76 @@
+import ApplianceCluster
+import ApplianceModel
+import AppliancePlan
+import Foundation
+
+/// `appliance stage`: the bundle verified, then staged onto every node's store (see `StagingPlan`).
+public enum StageOperation {
+    public static func prepare(
+        _ params: OperationParameters, session: OperationSession, io: OperationIO
+    ) async throws -> PreparedOperation {
+        guard let bundlePath = params.bundle else {
+            throw OperationError.invalid("the operation recorded no bundle", hint: nil)
+        }
+        let targets = try session.stagingNodes(only: params.nodes)
+        let verified = try await BundleVerification.verify(
+            bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned, io: io)
+        let stager = Stager(
+            bundle: verified, nodes: targets, pool: session.pool, store: params.storePath,
+            bytesPerSecond: params.bytesPerSecond, logger: session.logger)
+        let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
+        let names = targets.map(\.name)
+        return PreparedOperation(
+            parameters: params, plan: plan, bundleVersion: verified.manifest.version,
+            whileLocked: removeRelayLeftovers(stager),
+            finish: { outcome in
+                try await report(outcome, stager: stager, targets: names, io: io)
+            })
+    }
+
+    static func report(_ outcome: OperationOutcome, stager: Stager, targets: [String], io: OperationIO) async throws {
+        let failures = await stager.failures
+        let sent = await stager.bytesSent
+        let okNodes = targets.filter { outcome.steps[StagingPlan.stepName(node: $0)] == .done }
+        io.print(
+            "staged \(okNodes.count)/\(targets.count) nodes; sent \(ByteCount.text(sent)) (\(sent) bytes) from this host (operation \(outcome.operation.id))"
+        )
+        if outcome.operation.state == .interrupted { throw OperationInterrupted(operation: outcome.operation.id) }
+        var list: [ClusterError.NodeFailure] = []
+        for n in targets where !okNodes.contains(n) {
+            if let f = failures[n] {
+                list.append(f)
+            } else if let e = outcome.errors[StagingPlan.stepName(node: n)] ?? outcome.errors[StagingPlan.transferStep]
+            {
+                list.append(.init(node: n, reason: e.description, status: .remoteCommandFailed))
+            } else {
+                list.append(.init(node: n, reason: "not staged", status: .remoteCommandFailed))
+            }
+        }
+        if !list.isEmpty {
+            throw NodesFailed(failures: list, anySucceeded: !okNodes.isEmpty)
+        }
+    }
+
+    /// After a staging run that did not succeed: a transfer cut short by Ctrl-C could not remove its relay
+    /// keys (its cleanup ran cancelled), so they are removed here, outside the cancelled work and still under
+    /// the locks, so no temporary key outlives the command.
+    static func removeRelayLeftovers(_ stager: Stager) -> @Sendable (OperationOutcome) async -> Void {
+        { outcome in
+            if !outcome.succeeded { await stager.removeLeftovers() }
+        }
+    }
+}
+
+/// Byte counts for people: 1536 -> "1.5 KiB", 7 -> "7 B".
+public enum ByteCount {
+    public static func text(_ n: Int64) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n)
+        var i = 0
+        while v >= 1024 && i < units.count - 1 {
+            v /= 1024
+            i += 1
+        }
+        return i == 0 ? "\(n) B" : String(format: "%.1f %@", v, units[i])
+    }
+}
