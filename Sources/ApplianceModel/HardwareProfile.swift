@@ -123,10 +123,17 @@ public struct HardwareProfile: Sendable, Equatable, Codable {
         public var cni: String
         public var containerRuntime: String
         public var cgroupDriver: String
+        /// The cluster's DNS domain (kubeadm `networking.dnsDomain`, kubelet `clusterDomain`).
+        public var dnsDomain: String
+        /// How node roles are spelled as labels.
+        public var roleLabels: RoleLabelStyle
         public init(
             version: String, podCIDR: String, serviceCIDR: String, cni: String, containerRuntime: String = "containerd",
-            cgroupDriver: String = "systemd"
+            cgroupDriver: String = "systemd", dnsDomain: String = "cluster.local",
+            roleLabels: RoleLabelStyle = .standard
         ) {
+            self.dnsDomain = dnsDomain
+            self.roleLabels = roleLabels
             self.version = version
             self.podCIDR = podCIDR
             self.serviceCIDR = serviceCIDR

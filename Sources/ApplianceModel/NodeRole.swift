@@ -11,3 +11,13 @@ public enum NodeRole: String, Sendable, Codable, CaseIterable, Hashable, Compara
 
     public static var names: [String] { allCases.map(\.rawValue) }
 }
+
+/// How node roles are spelled as labels (`node-role.kubernetes.io/<name>`): a profile option.
+public enum RoleLabelStyle: String, Sendable, Codable, CaseIterable, Equatable {
+    /// `node-role.kubernetes.io/system`, `/gpu-worker`, `/cpu-worker` with an empty value (kubeadm's own
+    /// `control-plane` label is spelled this way; KAI Scheduler's defaults are `gpu-worker`/`cpu-worker`).
+    case standard
+    /// The Run:ai appliance guide's `node-role.kubernetes.io/runai-system`, `/runai-gpu-worker`,
+    /// `/runai-cpu-worker`, set to `true` as its `kubectl label` commands do.
+    case runai
+}

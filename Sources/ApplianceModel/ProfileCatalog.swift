@@ -126,7 +126,7 @@ extension HardwareProfile {
 
         var k8s: KubernetesSettings?
         if let k = spec.require("kubernetes")?.mapping(allowing: [
-            "version", "podCIDR", "serviceCIDR", "cni", "containerRuntime", "cgroupDriver",
+            "version", "podCIDR", "serviceCIDR", "cni", "containerRuntime", "cgroupDriver", "dnsDomain", "roleLabels",
         ]) {
             let version = k.require("version")?.nonEmptyString()
             if let v = k["version"], let s = version,
@@ -139,9 +139,20 @@ extension HardwareProfile {
             let cni = k["cni"]?.oneOf(["calico", "cilium", "flannel"]) ?? "calico"
             let rt = k["containerRuntime"]?.oneOf(["containerd"]) ?? "containerd"
             let cg = k["cgroupDriver"]?.oneOf(["systemd", "cgroupfs"]) ?? "systemd"
+            let dnsDomain = k["dnsDomain"]?.nonEmptyString() ?? "cluster.local"
+            if let dv = k["dnsDomain"], !SiteInventory.isDNSName(dnsDomain) {
+                r.error("'spec.kubernetes.dnsDomain' must be a DNS name like cluster.local, not '\(dnsDomain)'", at: dv)
+            }
+            let labels =
+                k["roleLabels"]?.oneOf(RoleLabelStyle.allCases.map(\.rawValue)).flatMap { RoleLabelStyle(rawValue: $0) }
+                ?? .standard
+            if let pod, let svc, SiteInventory.cidrsOverlap(pod, svc) {
+                r.error("'spec.kubernetes.podCIDR' \(pod) overlaps 'serviceCIDR' \(svc)", at: k["podCIDR"])
+            }
             if let version, let pod, let svc {
                 k8s = KubernetesSettings(
-                    version: version, podCIDR: pod, serviceCIDR: svc, cni: cni, containerRuntime: rt, cgroupDriver: cg)
+                    version: version, podCIDR: pod, serviceCIDR: svc, cni: cni, containerRuntime: rt, cgroupDriver: cg,
+                    dnsDomain: dnsDomain, roleLabels: labels)
             }
         }
 

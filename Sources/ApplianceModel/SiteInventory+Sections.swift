@@ -4,23 +4,36 @@ extension SiteInventory {
     public struct NetworkSettings: Sendable, Equatable {
         /// The platform's DNS domain; `*.domain` must resolve to the ingress.
         public var domain: String
-        /// The Kubernetes API endpoint: a virtual IP or `host:port` of a load balancer.
+        /// The Kubernetes API endpoint as `host[:port]` text (what preflight resolves); `endpoint` has the
+        /// parsed form with the mode.
         public var apiEndpoint: String
+        /// The API endpoint and how it is served (load balancer or installer-run virtual IP).
+        public var endpoint: APIEndpoint?
         public var podCIDR: String?
         public var serviceCIDR: String?
+        /// The nodes' own network (`10.0.0.0/24`); needed for a virtual IP (keepalived adds it with this
+        /// prefix length), and checked against the pod and service CIDRs.
+        public var nodeCIDR: String?
         /// The MTU every cluster NIC must have.
         public var mtu: Int?
         /// NTP servers the nodes should follow.
         public var ntpServers: [String]
         public var dnsServers: [String]
+        /// Where `podCIDR`, `serviceCIDR` and `nodeCIDR` were written, for install validation's messages.
+        @EqualityIgnored public var podCIDRLocation: SourceLocation? = nil
+        @EqualityIgnored public var serviceCIDRLocation: SourceLocation? = nil
+        @EqualityIgnored public var nodeCIDRLocation: SourceLocation? = nil
         public init(
-            domain: String, apiEndpoint: String, podCIDR: String? = nil, serviceCIDR: String? = nil, mtu: Int? = nil,
-            ntpServers: [String] = [], dnsServers: [String] = []
+            domain: String, apiEndpoint: String, endpoint: APIEndpoint? = nil, podCIDR: String? = nil,
+            serviceCIDR: String? = nil, nodeCIDR: String? = nil, mtu: Int? = nil, ntpServers: [String] = [],
+            dnsServers: [String] = []
         ) {
             self.domain = domain
             self.apiEndpoint = apiEndpoint
+            self.endpoint = endpoint
             self.podCIDR = podCIDR
             self.serviceCIDR = serviceCIDR
+            self.nodeCIDR = nodeCIDR
             self.mtu = mtu
             self.ntpServers = ntpServers
             self.dnsServers = dnsServers
@@ -50,17 +63,40 @@ extension SiteInventory {
         }
     }
 
+    /// `spec.registry`: the installer's own registry on the cluster's nodes (`in-cluster`, seeded from the
+    /// bundle) or an `existing` one the site runs, which must already hold the bundle's images.
     public struct RegistrySettings: Sendable, Equatable {
+        public static let inCluster = "in-cluster"
+        public static let existing = "existing"
+        /// The installer's registry listens here on its nodes.
+        public static let defaultPort = 5000
+
         /// `in-cluster` (seeded from the bundle) or `existing`.
         public var mode: String
         /// `host[:port]` of an existing registry.
         public var endpoint: String?
-        /// PEM CA of an existing registry, absolute after loading.
+        /// PEM CA: of an existing registry, or the CA that signed `certificateFile` (absolute after loading).
+        /// Installed as trusted on every node. Without it (in-cluster) the installer issues a CA of its own.
         public var caFile: String?
-        public init(mode: String, endpoint: String? = nil, caFile: String? = nil) {
+        /// PEM server certificate and key for the in-cluster registry, when the site issues them itself;
+        /// without them the installer issues one from its CA (absolute after loading).
+        public var certificateFile: String?
+        public var keyFile: String?
+        /// Port of the in-cluster registry (5000 unless given).
+        public var port: Int
+        /// Which hosts run the in-cluster registry; empty: every system node, else the first control plane.
+        public var nodes: [String]
+        public init(
+            mode: String, endpoint: String? = nil, caFile: String? = nil, certificateFile: String? = nil,
+            keyFile: String? = nil, port: Int = defaultPort, nodes: [String] = []
+        ) {
             self.mode = mode
             self.endpoint = endpoint
             self.caFile = caFile
+            self.certificateFile = certificateFile
+            self.keyFile = keyFile
+            self.port = port
+            self.nodes = nodes
         }
     }
 
@@ -68,41 +104,33 @@ extension SiteInventory {
         let r = v.reader
         guard
             let m = v.mapping(allowing: [
-                "domain", "apiEndpoint", "podCIDR", "serviceCIDR", "mtu", "ntpServers", "dnsServers",
+                "domain", "apiEndpoint", "podCIDR", "serviceCIDR", "nodeCIDR", "mtu", "ntpServers", "dnsServers",
             ])
         else { return nil }
         let domain = m.require("domain")?.nonEmptyString()
         if let d = domain, let dv = m["domain"], !isDNSName(d) {
             r.error("'spec.network.domain' must be a DNS name like ml.example.internal, not '\(d)'", at: dv)
         }
-        let api = m.require("apiEndpoint")?.nonEmptyString()
-        if let a = api, let av = m["apiEndpoint"] {
-            let hostPart = a.split(separator: ":").first.map(String.init) ?? a
-            if !(HardwareProfile.isIPv4(hostPart) || isDNSName(hostPart)) {
-                r.error(
-                    "'spec.network.apiEndpoint' must be an IPv4 address or DNS name, optionally with :port, not '\(a)'",
-                    at: av)
-            }
-            if hosts.contains(where: { $0.address == hostPart })
-                && hosts.filter({ $0.roles.contains(.controlPlane) }).count > 1
-            {
-                r.error(
-                    "'spec.network.apiEndpoint' is one node's address; with several control-plane nodes use a virtual IP",
-                    at: av)
-            }
-        }
+        let endpoint = m.require("apiEndpoint").flatMap { decodeAPIEndpoint($0, hosts: hosts) }
         let pod = m["podCIDR"].flatMap { HardwareProfile.cidr($0) }
         let svc = m["serviceCIDR"].flatMap { HardwareProfile.cidr($0) }
+        let nodes = m["nodeCIDR"].flatMap { HardwareProfile.cidr($0) }
         if let pod, let svc, cidrsOverlap(pod, svc) {
             r.error("'spec.network.podCIDR' \(pod) overlaps 'serviceCIDR' \(svc)", at: m["podCIDR"])
         }
         let mtu = m["mtu"]?.int(in: 1280...9216)
         let ntp = m["ntpServers"]?.stringList() ?? []
         let dns = m["dnsServers"]?.stringList() ?? []
-        guard let domain, let api else { return nil }
-        return NetworkSettings(
-            domain: domain, apiEndpoint: api, podCIDR: pod, serviceCIDR: svc, mtu: mtu, ntpServers: ntp, dnsServers: dns
-        )
+        guard let domain, let endpoint else { return nil }
+        // The text form as written (string form), or address:port (mapping form).
+        let text = m["apiEndpoint"]?.scalarText ?? "\(endpoint.address):\(endpoint.port)"
+        var n = NetworkSettings(
+            domain: domain, apiEndpoint: text, endpoint: endpoint, podCIDR: pod, serviceCIDR: svc, nodeCIDR: nodes,
+            mtu: mtu, ntpServers: ntp, dnsServers: dns)
+        n.podCIDRLocation = m["podCIDR"]?.location
+        n.serviceCIDRLocation = m["serviceCIDR"]?.location
+        n.nodeCIDRLocation = m["nodeCIDR"]?.location
+        return n
     }
 
     static func decodeTLS(_ v: YAMLValue, baseDirectory: String) -> TLSSettings? {
@@ -133,16 +161,48 @@ extension SiteInventory {
         return StorageSettings(nfsServer: server, nfsPath: path, mountOptions: n["mountOptions"]?.nonEmptyString())
     }
 
-    static func decodeRegistry(_ v: YAMLValue, baseDirectory: String) -> RegistrySettings? {
-        guard let m = v.mapping(allowing: ["mode", "endpoint", "ca"]) else { return nil }
-        let mode = m.require("mode")?.oneOf(["in-cluster", "existing"])
-        let endpoint = m["endpoint"]?.nonEmptyString()
-        if mode == "existing" && endpoint == nil {
-            v.reader.error("'spec.registry.endpoint' is required when mode is 'existing'", at: v)
+    static func decodeRegistry(_ v: YAMLValue, baseDirectory: String, hosts: [Host] = []) -> RegistrySettings? {
+        let r = v.reader
+        guard let m = v.mapping(allowing: ["mode", "endpoint", "ca", "certificate", "key", "port", "nodes"]) else {
+            return nil
         }
-        let ca = m["ca"]?.nonEmptyString().map { absolute($0, base: baseDirectory) }
+        let mode = m.require("mode")?.oneOf([RegistrySettings.inCluster, RegistrySettings.existing])
+        let endpoint = m["endpoint"]?.nonEmptyString()
+        if mode == RegistrySettings.existing && endpoint == nil {
+            r.error("'spec.registry.endpoint' is required when mode is 'existing'", at: v)
+        }
+        if mode == RegistrySettings.inCluster, let ev = m["endpoint"] {
+            r.error(
+                "'spec.registry.endpoint' names an existing registry (mode: existing); the in-cluster registry runs on 'nodes'",
+                at: ev)
+        }
+        let ca = m["ca"].flatMap { existingFile($0, key: "spec.registry.ca", base: baseDirectory) }
+        let cert = m["certificate"].flatMap { existingFile($0, key: "spec.registry.certificate", base: baseDirectory) }
+        let key = m["key"].flatMap { existingFile($0, key: "spec.registry.key", base: baseDirectory) }
+        if mode == RegistrySettings.existing, let bad = m["certificate"] ?? m["key"] ?? m["port"] ?? m["nodes"] {
+            r.error(
+                "'certificate', 'key', 'port' and 'nodes' configure the registry the installer runs (mode: in-cluster); an existing registry needs only 'endpoint' and 'ca'",
+                at: bad)
+        }
+        if (cert == nil) != (key == nil), m.has("certificate") != m.has("key") {
+            r.error("'spec.registry.certificate' and 'key' go together", at: m["certificate"] ?? m["key"])
+        }
+        if cert != nil, ca == nil, !m.has("ca") {
+            r.error(
+                "'spec.registry.ca' is required with a site certificate: every node must trust the CA that signed it",
+                at: m["certificate"])
+        }
+        let port = m["port"]?.int(in: 1...65535) ?? RegistrySettings.defaultPort
+        var nodes: [String] = []
+        if let nv = m["nodes"], let list = nv.stringList() {
+            for n in list where !hosts.isEmpty && !hosts.contains(where: { $0.name == n }) {
+                r.error("'spec.registry.nodes' names '\(n)', which is not in spec.hosts", at: nv)
+            }
+            nodes = list
+        }
         guard let mode else { return nil }
-        return RegistrySettings(mode: mode, endpoint: endpoint, caFile: ca)
+        return RegistrySettings(
+            mode: mode, endpoint: endpoint, caFile: ca, certificateFile: cert, keyFile: key, port: port, nodes: nodes)
     }
 
     public static func isDNSName(_ s: String) -> Bool {
@@ -154,26 +214,32 @@ extension SiteInventory {
     }
 
     static func cidrsOverlap(_ a: String, _ b: String) -> Bool {
-        func range(_ c: String) -> (UInt32, UInt32)? {
-            let p = c.split(separator: "/")
-            guard p.count == 2, let bits = UInt32(p[1]) else { return nil }
-            let o = p[0].split(separator: ".").compactMap { UInt32($0) }
-            guard o.count == 4 else { return nil }
-            let ip = o[0] << 24 | o[1] << 16 | o[2] << 8 | o[3]
-            let mask: UInt32 = bits == 0 ? 0 : ~UInt32(0) << (32 - bits)
-            return (ip & mask, (ip & mask) | ~mask)
-        }
-        guard let x = range(a), let y = range(b) else { return false }
-        return x.0 <= y.1 && y.0 <= x.1
+        guard let x = IPv4CIDR(a), let y = IPv4CIDR(b) else { return false }
+        return x.overlaps(y)
     }
 
     /// YAML pairs for the optional sections, used by `yaml()`.
     func sectionTrees() -> [(String, YAMLTree)] {
         var out: [(String, YAMLTree)] = []
         if let n = network {
-            var p: [(String, YAMLTree)] = [("domain", .string(n.domain)), ("apiEndpoint", .string(n.apiEndpoint))]
+            var p: [(String, YAMLTree)] = [("domain", .string(n.domain))]
+            if let e = n.endpoint, e.mode == .virtualIP || e.name != nil {
+                var ep: [(String, YAMLTree)] = [
+                    ("address", .string(e.address)), ("port", .int(e.port)), ("mode", .string(e.mode.rawValue)),
+                ]
+                if let name = e.name { ep.append(("name", .string(name))) }
+                if e.mode == .virtualIP {
+                    if let i = e.interface { ep.append(("interface", .string(i))) }
+                    ep.append(("virtualRouterID", .int(e.virtualRouterID)))
+                    if e.unicast { ep.append(("unicast", .bool(true))) }
+                }
+                p.append(("apiEndpoint", .map(ep)))
+            } else {
+                p.append(("apiEndpoint", .string(n.apiEndpoint)))
+            }
             if let c = n.podCIDR { p.append(("podCIDR", .string(c))) }
             if let c = n.serviceCIDR { p.append(("serviceCIDR", .string(c))) }
+            if let c = n.nodeCIDR { p.append(("nodeCIDR", .string(c))) }
             if let m = n.mtu { p.append(("mtu", .int(m))) }
             if !n.ntpServers.isEmpty { p.append(("ntpServers", .list(n.ntpServers.map { .string($0) }))) }
             if !n.dnsServers.isEmpty { p.append(("dnsServers", .list(n.dnsServers.map { .string($0) }))) }
@@ -198,6 +264,12 @@ extension SiteInventory {
             var p: [(String, YAMLTree)] = [("mode", .string(g.mode))]
             if let e = g.endpoint { p.append(("endpoint", .string(e))) }
             if let c = g.caFile { p.append(("ca", .string(c))) }
+            if let c = g.certificateFile { p.append(("certificate", .string(c))) }
+            if let k = g.keyFile { p.append(("key", .string(k))) }
+            if g.mode == RegistrySettings.inCluster && g.port != RegistrySettings.defaultPort {
+                p.append(("port", .int(g.port)))
+            }
+            if !g.nodes.isEmpty { p.append(("nodes", .list(g.nodes.map { .string($0) }))) }
             out.append(("registry", .map(p)))
         }
         return out

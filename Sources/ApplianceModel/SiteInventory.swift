@@ -21,14 +21,27 @@ public struct SiteInventory: Sendable, Equatable {
     public var storage: StorageSettings?
     /// In-cluster registry, or an existing one.
     public var registry: RegistrySettings?
+    /// Install pacing (`spec.install`).
+    public var install: InstallSettings
+    /// Role policy (`spec.roles`).
+    public var roles: RoleSettings
+    /// Accepted preflight failures, each with a reason (`spec.preflight.waivers`).
+    public var preflight: PreflightSettings
+    /// Researcher authentication (`spec.auth.oidc`).
+    public var auth: AuthSettings?
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
     public init(
         name: String, profile: String?, ssh: SSHSettings, hosts: [Host], network: NetworkSettings? = nil,
         tls: TLSSettings? = nil, storage: StorageSettings? = nil, registry: RegistrySettings? = nil,
-        sourcePath: String? = nil
+        install: InstallSettings = InstallSettings(), roles: RoleSettings = RoleSettings(),
+        preflight: PreflightSettings = PreflightSettings(), auth: AuthSettings? = nil, sourcePath: String? = nil
     ) {
+        self.install = install
+        self.roles = roles
+        self.preflight = preflight
+        self.auth = auth
         self.network = network
         self.tls = tls
         self.storage = storage
@@ -141,7 +154,8 @@ extension SiteInventory {
         let name = metadata?.require("name")?.nonEmptyString()
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
-                "profile", "ssh", "hosts", "network", "tls", "storage", "registry",
+                "profile", "ssh", "hosts", "network", "tls", "storage", "registry", "install", "roles", "preflight",
+                "auth",
             ])
         else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
@@ -220,11 +234,15 @@ extension SiteInventory {
         let network = spec["network"].flatMap { decodeNetwork($0, hosts: hosts) }
         let tls = spec["tls"].flatMap { decodeTLS($0, baseDirectory: baseDirectory) }
         let storage = spec["storage"].flatMap { decodeStorage($0) }
-        let registry = spec["registry"].flatMap { decodeRegistry($0, baseDirectory: baseDirectory) }
+        let registry = spec["registry"].flatMap { decodeRegistry($0, baseDirectory: baseDirectory, hosts: hosts) }
+        let install = spec["install"].map { decodeInstall($0) } ?? InstallSettings()
+        let roles = spec["roles"].map { decodeRoles($0) } ?? RoleSettings()
+        let preflight = spec["preflight"].map { decodePreflight($0, hosts: hosts) } ?? PreflightSettings()
+        let auth = spec["auth"].flatMap { decodeAuth($0, baseDirectory: baseDirectory) }
         guard let name else { return nil }
         return SiteInventory(
             name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
-            registry: registry)
+            registry: registry, install: install, roles: roles, preflight: preflight, auth: auth)
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
@@ -284,6 +302,7 @@ extension SiteInventory {
         specPairs.append(("ssh", .map(sshPairs)))
         specPairs.append(("hosts", .list(hostTrees)))
         specPairs.append(contentsOf: sectionTrees())
+        specPairs.append(contentsOf: installTrees())
         return YAMLTree.map([
             ("apiVersion", .string(Self.apiVersion)), ("kind", .string(Self.kind)),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(specPairs)),
