@@ -105,6 +105,15 @@ import Yams
         let taints = try #require(F.value(sysDoc, ["nodeRegistration", "taints"]) as? [[String: Any]])
         #expect(taints.map { $0["key"] as? String } == ["node-role.kubernetes.io/system"])
 
+        let lab = try KubeadmConfig.joinFile(
+            site: site, profile: profile, node: site.hosts[5], token: F.token, caCertHashes: [F.caHash],
+            options: .init(ignorePreflightErrors: ["Swap", "SystemVerification"]))
+        let labDoc = try #require(try documents(lab.content).first)
+        #expect(
+            F.value(labDoc, ["nodeRegistration", "ignorePreflightErrors"]) as? [String] == [
+                "Swap", "SystemVerification",
+            ])
+
         let worker = try KubeadmConfig.joinFile(
             site: site, profile: profile, node: site.hosts[4], token: F.token, caCertHashes: [F.caHash])
         let wDoc = try #require(try documents(worker.content).first)
@@ -269,6 +278,9 @@ import Yams
 
     @Test func sysctlAndModulesFiles() {
         Golden.check(NodePrepFiles.sysctlFile().content, "sysctl-99-kubernetes.conf")
+        let f = NodeFile(path: "/x", mode: 0o600, content: "abc")
+        #expect(f.sha256 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(f.octalMode == "0600")
         Golden.check(NodePrepFiles.modulesFile().content, "modules-load-kubernetes.conf")
         #expect(NodePrepFiles.sysctlFile().path == "/etc/sysctl.d/99-kubernetes.conf")
         let keys = NodePrepFiles.sysctlFile().content.split(separator: "\n").filter { !$0.hasPrefix("#") }

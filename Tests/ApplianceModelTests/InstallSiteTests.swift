@@ -362,6 +362,18 @@ import Testing
             ])
     }
 
+    @Test func parsesCommandLineWaivers() throws {
+        let w = try SiteInventory.PreflightWaiver.parse(commandLine: "k8s.binaries@cp-1= installed by install ").get()
+        #expect(w == SiteInventory.PreflightWaiver(check: "k8s.binaries", node: "cp-1", reason: "installed by install"))
+        let all = try SiteInventory.PreflightWaiver.parse(commandLine: "hw.cpu-count=lab=container").get()
+        #expect(all.node == nil && all.reason == "lab=container")
+        for bad in ["hw.cpu-count", "hw.cpu-count=", "HW=x", "hw.cpu-count@Bad_Node=x", "cpu=x"] {
+            #expect(throws: DiagnosticsError.self, "\(bad)") {
+                try SiteInventory.PreflightWaiver.parse(commandLine: bad).get()
+            }
+        }
+    }
+
     @Test func profileRoleLabelOptionAndDefaults() throws {
         let p = try Self.profile()
         #expect(p.kubernetes.roleLabels == .runai)

@@ -35,11 +35,16 @@ public enum KubeadmConfig {
         public var imageRepository: String
         /// Extra `kube-controller-manager` flags (`node-monitor-grace-period`...), in order.
         public var controllerManagerArgs: [KubeadmArg]
+        /// kubeadm preflight checks to ignore (`nodeRegistration.ignorePreflightErrors`, `Swap`, `NumCPU`...);
+        /// empty on real servers, where the installer's own preflight gate has run.
+        public var ignorePreflightErrors: [String]
         public init(
-            imageRepository: String = KubeadmConfig.defaultImageRepository, controllerManagerArgs: [KubeadmArg] = []
+            imageRepository: String = KubeadmConfig.defaultImageRepository, controllerManagerArgs: [KubeadmArg] = [],
+            ignorePreflightErrors: [String] = []
         ) {
             self.imageRepository = imageRepository
             self.controllerManagerArgs = controllerManagerArgs
+            self.ignorePreflightErrors = ignorePreflightErrors
         }
     }
 
@@ -141,7 +146,8 @@ public enum KubeadmConfig {
                     ])
                 ))
         }
-        initPairs.append(("nodeRegistration", nodeRegistration(site: site, profile: profile, node: node)))
+        initPairs.append(
+            ("nodeRegistration", nodeRegistration(site: site, profile: profile, node: node, options: options)))
 
         let k8s = profile.kubernetes
         var cluster: [(String, YAMLTree)] = [
@@ -182,7 +188,7 @@ public enum KubeadmConfig {
     /// Secrets: `token` always, `certificateKey` for control planes; the file is 0600 and `containsSecret`.
     public static func joinFile(
         site: SiteInventory, profile: HardwareProfile, node: SiteInventory.Host, token: String, caCertHashes: [String],
-        certificateKey: String? = nil
+        certificateKey: String? = nil, options: Options = Options()
     ) throws(RenderError) -> NodeFile {
         guard isBootstrapToken(token) else {
             throw RenderError("the bootstrap token must match [a-z0-9]{6}.[a-z0-9]{16}")
@@ -229,13 +235,15 @@ public enum KubeadmConfig {
             if let k = certificateKey { cp.append(("certificateKey", .string(k))) }
             pairs.append(("controlPlane", .map(cp)))
         }
-        pairs.append(("nodeRegistration", nodeRegistration(site: site, profile: profile, node: node)))
+        pairs.append(("nodeRegistration", nodeRegistration(site: site, profile: profile, node: node, options: options)))
         let command = "kubeadm join --config \(joinPath)"
         let text = RenderText.header("#", ["\(command) (on \(node.name))"]) + documents([.map(pairs)])
         return NodeFile(path: joinPath, mode: 0o600, content: text, containsSecret: true)
     }
 
-    static func nodeRegistration(site: SiteInventory, profile: HardwareProfile, node: SiteInventory.Host) -> YAMLTree {
+    static func nodeRegistration(
+        site: SiteInventory, profile: HardwareProfile, node: SiteInventory.Host, options: Options
+    ) -> YAMLTree {
         let marks = NodeRoleMarks.forHost(node, site: site, profile: profile)
         var p: [(String, YAMLTree)] = [
             ("name", .string(node.name)), ("criSocket", .string(criSocket)),
@@ -255,6 +263,9 @@ public enum KubeadmConfig {
         ]
         if let a = IPv4Address(node.address) {
             p.append(("kubeletExtraArgs", args([KubeadmArg("node-ip", a.description)])))
+        }
+        if !options.ignorePreflightErrors.isEmpty {
+            p.append(("ignorePreflightErrors", .list(options.ignorePreflightErrors.map { .string($0) })))
         }
         return .map(p)
     }

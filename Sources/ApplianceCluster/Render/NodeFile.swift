@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// A file the installer writes on a node: where, with which mode and owner, and its text.
@@ -22,6 +23,9 @@ public struct NodeFile: Sendable, Equatable {
         self.content = content
         self.containsSecret = containsSecret
     }
+
+    /// `sha256sum` of the content, for the ship step's check against the node's copy.
+    public var sha256: String { SHA256.hash(data: Data(content.utf8)).map { String(format: "%02x", $0) }.joined() }
 
     /// The mode as `ls`/`install -m` write it (`0644`).
     public var octalMode: String {
