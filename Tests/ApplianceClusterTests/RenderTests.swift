@@ -211,6 +211,28 @@ import Yams
         }
     }
 
+    /// The real containerd decodes the configuration rendered for its own version (`config dump` merges the
+    /// file into its plugin configurations without starting anything), where containerd is installed or
+    /// `APPLIANCE_CONTAINERD` names a binary (e.g. unpacked from Debian's package).
+    @Test func realContainerdReadsItsConfiguration() throws {
+        let binary = ProcessInfo.processInfo.environment["APPLIANCE_CONTAINERD"] ?? "containerd"
+        guard let (vrc, version) = try F.run(binary, ["--version"]), vrc == 0 else {
+            print("containerd is not installed here: its configuration check is skipped")
+            return
+        }
+        let file = try ContainerdConfig.configFile(
+            containerdVersion: version, pauseImage: F.bundle.pauseImage, nvidia: .init(setAsDefault: false))
+        let dir = NSTemporaryDirectory() + "ctrd-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try file.content.write(toFile: dir + "/config.toml", atomically: true, encoding: .utf8)
+        let dump = try #require(try F.run(binary, ["--config", dir + "/config.toml", "config", "dump"]))
+        #expect(dump.0 == 0, "\(dump.1)")
+        #expect(dump.1.contains("SystemdCgroup = true"))
+        #expect(dump.1.contains("config_path = \"/etc/containerd/certs.d\""))
+        #expect(dump.1.contains("registry.k8s.io/pause:3.10.1"))
+    }
+
     @Test func hostsTomlPerUpstreamRegistry() throws {
         let site = F.haSite()
         let files = ContainerdConfig.hostsFiles(bundle: F.bundle, site: site)
