@@ -12,6 +12,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // Registry PKI (install): X.509 issuing with P-256 keys, in memory.
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"4.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // System libraries (Debian: libarchive-dev, libssl-dev), each with a small shim.h.
@@ -49,7 +53,11 @@ let package = Package(
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "ApplianceSSH", "AppliancePlan",
                 .product(name: "Logging", package: "swift-log"),
-            ]),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            exclude: ["Render/README.md"]),
         // The local rehearsal cluster (systemd-nspawn nodes); product modules never import it.
         .target(
             name: "ApplianceLab",
@@ -113,8 +121,12 @@ let package = Package(
             name: "ApplianceClusterTests",
             dependencies: [
                 "ApplianceCluster", "ApplianceBundle", "ApplianceSSH", "ApplianceModel", "AppliancePlan",
-                "ApplianceTestSupport",
-            ]),
+                "ApplianceTestSupport", .product(name: "Yams", package: "Yams"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            // Expected documents of the renderers; read from the source tree (see GoldenFile.swift).
+            exclude: ["Golden"]),
         .testTarget(
             name: "ApplianceLabNodeTests",
             dependencies: ["ApplianceLabNode", "ApplianceModel", "appliance-labnode"]),

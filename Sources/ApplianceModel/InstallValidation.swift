@@ -138,11 +138,8 @@ public enum InstallValidation {
                     if let c = cidr, c.contains(vip) { error("the virtual IP \(vip) is inside the \(text)", at: at) }
                 }
             }
-            if cps.count < 2 {
-                error(
-                    "a virtual IP with \(cps.count) control-plane node\(cps.count == 1 ? "" : "s") has nothing to fail over to; use mode load-balancer or the node's address, or add control planes",
-                    at: at)
-            }
+            // One control plane behind a virtual IP is allowed: control planes can be added later without
+            // changing the endpoint every node and kubeconfig already use.
         } else if let e = endpoint, let a = e.ipv4 {
             for (cidr, text) in [(podCIDR, podText), (svcCIDR, svcText)] {
                 if let c = cidr, c.contains(a) { error("the API endpoint \(a) is inside the \(text)", at: e.location) }

@@ -96,6 +96,27 @@ extension SiteInventory {
             self.location = location
         }
 
+        /// Parses the command line's `--waive ID[@NODE]=reason`; nil with the reason when malformed.
+        public static func parse(commandLine text: String) -> Result<PreflightWaiver, DiagnosticsError> {
+            func fail(_ m: String) -> Result<PreflightWaiver, DiagnosticsError> {
+                .failure(DiagnosticsError(subject: "--waive", diagnostics: [Diagnostic(m, at: nil)]))
+            }
+            guard let eq = text.firstIndex(of: "=") else {
+                return fail("'\(text)' must be ID[@NODE]=reason: a waiver needs a reason")
+            }
+            let target = text[..<eq]
+            let reason = text[text.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            let parts = target.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+            let check = String(parts[0])
+            let node = parts.count == 2 ? String(parts[1]) : nil
+            guard SiteInventory.isCheckID(check) else {
+                return fail("'\(check)' must be \(SiteInventory.waiverCheckPattern)")
+            }
+            if let node, !SiteInventory.isValidNodeName(node) { return fail("'\(node)' is not a node name") }
+            guard !reason.isEmpty else { return fail("the waiver of '\(check)' needs a reason after '='") }
+            return .success(PreflightWaiver(check: check, node: node, reason: reason))
+        }
+
         /// Whether this waiver covers `check` on `node`.
         public func covers(check: String, node: String) -> Bool {
             self.check == check && (self.node == nil || self.node == node)

@@ -64,7 +64,8 @@ extension SiteInventory {
     }
 
     /// `spec.registry`: the installer's own registry on the cluster's nodes (`in-cluster`, seeded from the
-    /// bundle) or an `existing` one the site runs, which must already hold the bundle's images.
+    /// bundle) or an `existing` one the site runs, which must already hold the bundle's images under their full
+    /// upstream names (`registry.k8s.io/pause`, `docker.io/library/busybox`), as the in-cluster one does.
     public struct RegistrySettings: Sendable, Equatable {
         public static let inCluster = "in-cluster"
         public static let existing = "existing"

@@ -362,6 +362,29 @@ import Testing
             ])
     }
 
+    /// The documented example loads and passes install validation against the profile it names.
+    @Test func exampleSiteIsValidForItsProfile() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let site = try SiteInventory.load(path: root.appendingPathComponent("schemas/examples/site-ha.yaml").path)
+        let profile = try HardwareProfile.load(path: root.appendingPathComponent("profiles/hpc-8xa100.yaml").path)
+        #expect(site.profile == profile.name)
+        #expect(InstallValidation.validate(site: site, profile: profile).isEmpty)
+        #expect(site.network?.endpoint?.mode == .virtualIP && site.preflight.waivers.count == 2)
+    }
+
+    @Test func parsesCommandLineWaivers() throws {
+        let w = try SiteInventory.PreflightWaiver.parse(commandLine: "k8s.binaries@cp-1= installed by install ").get()
+        #expect(w == SiteInventory.PreflightWaiver(check: "k8s.binaries", node: "cp-1", reason: "installed by install"))
+        let all = try SiteInventory.PreflightWaiver.parse(commandLine: "hw.cpu-count=lab=container").get()
+        #expect(all.node == nil && all.reason == "lab=container")
+        for bad in ["hw.cpu-count", "hw.cpu-count=", "HW=x", "hw.cpu-count@Bad_Node=x", "cpu=x"] {
+            #expect(throws: DiagnosticsError.self, "\(bad)") {
+                try SiteInventory.PreflightWaiver.parse(commandLine: bad).get()
+            }
+        }
+    }
+
     @Test func profileRoleLabelOptionAndDefaults() throws {
         let p = try Self.profile()
         #expect(p.kubernetes.roleLabels == .runai)
