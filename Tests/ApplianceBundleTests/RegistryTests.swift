@@ -18,6 +18,8 @@ final class RegistryFixture {
     let user = "builder"
     let password = "s3cret-Pa55-\(UUID().uuidString.prefix(8))"
     let log = CapturingLog()
+    /// Registry hosts (host:port) the test's credentials are for.
+    var credentialHosts: [String] = []
 
     init() throws {
         pki = try TestPKI(dir: dir.file("pki"))
@@ -28,7 +30,8 @@ final class RegistryFixture {
     func push(_ layoutDir: String, to registry: TestRegistry, _ repoTag: String, creds: Bool, all: Bool = false)
         throws
     {
-        var args = ["copy", "-q", "--dest-cert-dir", pki.certDir]
+        // --preserve-digests: skopeo would otherwise compress the layers on the way in.
+        var args = ["copy", "-q", "--preserve-digests", "--dest-cert-dir", pki.certDir]
         if creds { args += ["--dest-creds", "\(user):\(password)"] }
         if all { args.append("--all") }
         args += ["oci:\(layoutDir)", "docker://\(registry.host)/\(repoTag)"]
@@ -72,7 +75,7 @@ final class RegistryFixture {
 
     func options(creds: Bool, cache: String? = nil) -> RegistryOptions {
         var c = RegistryCredentials()
-        if creds { c.set(host: "127.0.0.1", username: user, password: password) }
+        if creds { for h in credentialHosts { c.set(host: h, username: user, password: password) } }
         return RegistryOptions(
             caFile: pki.caCert, credentials: c, parallelDownloads: 4, cacheDirectory: cache ?? dir.file("cache"))
     }
@@ -111,6 +114,7 @@ struct RegistryTests {
         let reg = try TestRegistry(
             dir: f.dir.path, storage: f.storage, pki: f.pki, auth: .htpasswd(user: f.user, password: f.password))
         defer { reg.stop() }
+        f.credentialHosts = [reg.host]
         let shared = TestImage.layer(1, size: 300_000)
         let a = TestImage(layers: [shared, TestImage.layer(2, size: 50_000)])
         let b = TestImage(layers: [shared, TestImage.layer(3, size: 70_000)])
@@ -156,7 +160,7 @@ struct RegistryTests {
         defer { reg.stop() }
         try f.push(try f.layout("a", TestImage(layers: [TestImage.layer(1, size: 1000)])), to: reg, "a:1", creds: true)
         var opts = f.options(creds: false)
-        opts.credentials.set(host: "127.0.0.1", username: f.user, password: "wrong-\(f.password)")
+        opts.credentials.set(host: reg.host, username: f.user, password: "wrong-\(f.password)")
         let builder = BundleBuilder(
             spec: try BundleSpec.load(path: try f.spec([("a", "\(reg.host)/a:1", nil)])), signingKey: nil,
             debCacheDirectory: f.dir.file("debs"), logger: f.log.logger)
@@ -185,6 +189,7 @@ struct RegistryTests {
         let reg = try TestRegistry(
             dir: f.dir.path, storage: f.storage, pki: f.pki, auth: .token(realm: "https://127.0.0.1:\(tokenPort)/token"))
         defer { reg.stop() }
+        f.credentialHosts = [reg.host]
         let img = TestImage(layers: [TestImage.layer(4, size: 200_000)])
         try f.push(try f.layout("t", img), to: reg, "calico/node:v3.30.7", creds: true)
         let spec = try f.spec([("node", "\(reg.host)/calico/node:v3.30.7", "linux/amd64")])
