@@ -27,7 +27,8 @@ extension BundleBuilder {
             try await BlockingWork.run { try Self.checkLockedDebs(pinned, locked, cache: cache) }
         }
         let requests = spec.registryImages.map {
-            ImagePuller.Request(key: "\($0.component)/\($0.artifact.name)", reference: $0.reference, platform: $0.platform)
+            ImagePuller.Request(
+                key: "\($0.component)/\($0.artifact.name)", reference: $0.reference, platform: $0.platform)
         }
         let puller = ImagePuller(options: registry, logger: logger, onProgress: progress)
         let (images, lockedImages) = try await puller.pull(requests, lock: locked)
@@ -67,7 +68,8 @@ extension BundleBuilder {
         }
         var debs: [BundleLock.Deb] = []
         for (c, a) in manifest.allArtifacts where byName.contains("\(c.name)/\(a.name)") {
-            guard let p = a.provenance("package"), let v = a.provenance("version"), let arch = a.provenance("architecture")
+            guard let p = a.provenance("package"), let v = a.provenance("version"),
+                let arch = a.provenance("architecture")
             else { continue }
             if !debs.contains(where: { $0.package == p && $0.architecture == arch }) {
                 debs.append(BundleLock.Deb(package: p, version: v, architecture: arch, sha256: a.sha256))
@@ -88,7 +90,8 @@ extension BundleBuilder {
                     throw .lock(image: "deb \(name)", reason: "the lock file pins no version of this package")
                 }
                 if let version, version != entry.version {
-                    throw .lock(image: "deb \(name)", reason: "the spec pins \(version) but the lock file \(entry.version)")
+                    throw .lock(
+                        image: "deb \(name)", reason: "the spec pins \(version) but the lock file \(entry.version)")
                 }
                 out.components[ci].artifacts[ai].source = .debPackage(
                     name: name, version: entry.version, architecture: entry.architecture)

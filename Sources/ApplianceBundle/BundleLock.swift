@@ -73,7 +73,8 @@ public struct BundleLock: Sendable, Equatable {
                             images.sorted { ($0.reference, $0.platform) < ($1.reference, $1.platform) }.map {
                                 .map([
                                     ("reference", .string($0.reference)), ("platform", .string($0.platform)),
-                                    ("digest", .string($0.digest.prefixed)), ("manifest", .string($0.manifest.prefixed)),
+                                    ("digest", .string($0.digest.prefixed)),
+                                    ("manifest", .string($0.manifest.prefixed)),
                                 ])
                             })
                     ),
@@ -107,7 +108,8 @@ public struct BundleLock: Sendable, Equatable {
         let lock = decode(root)
         try r.finish()
         guard let lock else {
-            throw DiagnosticsError(subject: "bundle lock file", diagnostics: [Diagnostic("unreadable lock file", at: nil)])
+            throw DiagnosticsError(
+                subject: "bundle lock file", diagnostics: [Diagnostic("unreadable lock file", at: nil)])
         }
         return lock
     }

@@ -108,12 +108,13 @@ extension BundleManifest {
                     "artifacts",
                     .list(
                         c.artifacts.map { a in
-                            .map([
-                                ("name", .string(a.name)), ("kind", .string(a.kind.rawValue)),
-                                ("sha256", .string(a.sha256.hex)), ("size", .int(Int(a.size))),
-                                ("roles", .list(a.roles.map { .string($0) })),
-                                ("provenance", .map(a.provenance.map { ($0.0, .string($0.1)) })),
-                            ] + (a.image.map { [("image", $0.yamlTree)] } ?? []))
+                            .map(
+                                [
+                                    ("name", .string(a.name)), ("kind", .string(a.kind.rawValue)),
+                                    ("sha256", .string(a.sha256.hex)), ("size", .int(Int(a.size))),
+                                    ("roles", .list(a.roles.map { .string($0) })),
+                                    ("provenance", .map(a.provenance.map { ($0.0, .string($0.1)) })),
+                                ] + (a.image.map { [("image", $0.yamlTree)] } ?? []))
                         })
                 ),
             ])

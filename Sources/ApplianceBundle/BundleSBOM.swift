@@ -128,7 +128,9 @@ extension BundleBuilder {
         let artifact = BundleManifest.Artifact(
             name: BundleSBOM.artifact, kind: .file, sha256: digest, size: Int64(data.count), roles: ["all"],
             provenance: [("type", "sbom"), ("format", "cyclonedx-json"), ("specVersion", "1.5")])
-        return (BundleManifest.Component(name: BundleSBOM.component, version: spec.version, artifacts: [artifact]),
-            (digest, path, Int64(data.count)))
+        return (
+            BundleManifest.Component(name: BundleSBOM.component, version: spec.version, artifacts: [artifact]),
+            (digest, path, Int64(data.count))
+        )
     }
 }

@@ -78,7 +78,8 @@ struct ChartFetcher {
             throw RegistryError.notFound(image: what, reason: "\(base)index.yaml lists no chart '\(name)'")
         }
         guard let entry = entries.first(where: { "\($0["version"] ?? "")" == version }) else {
-            throw RegistryError.notFound(image: what, reason: "\(base)index.yaml has no version \(version) of '\(name)'")
+            throw RegistryError.notFound(
+                image: what, reason: "\(base)index.yaml has no version \(version) of '\(name)'")
         }
         guard let urlText = (entry["urls"] as? [Any])?.first.map({ "\($0)" }),
             let url = URL(string: urlText, relativeTo: URL(string: base))?.absoluteURL.absoluteString,

@@ -51,8 +51,9 @@ struct ImagePuller: Sendable {
 
     var blobDirectory: String { options.cacheDirectory + "/blobs/sha256" }
 
-    func pull(_ requests: [Request], lock: BundleLock?) async throws -> (images: [String: LocalImage], lock: [BundleLock.Image])
-    {
+    func pull(_ requests: [Request], lock: BundleLock?) async throws -> (
+        images: [String: LocalImage], lock: [BundleLock.Image]
+    ) {
         guard !requests.isEmpty else { return ([:], []) }
         do {
             try FileManager.default.createDirectory(atPath: blobDirectory, withIntermediateDirectories: true)
@@ -170,7 +171,8 @@ struct ImagePuller: Sendable {
                 actual.os != want.os || actual.architecture != want.architecture
             {
                 throw RegistryError.notFound(
-                    image: req.reference, reason: "the image is for \(actual), not \(want) (it has no index to choose from)")
+                    image: req.reference,
+                    reason: "the image is for \(actual), not \(want) (it has no index to choose from)")
             }
             let manifestPath = "\(dir)/\(r.manifestDigest.hex)"
             let files = ([r.config] + r.layers).map {
@@ -210,7 +212,8 @@ struct ImagePuller: Sendable {
             }
             if let d = ref.digest, d != entry.digest {
                 throw RegistryError.lock(
-                    image: req.reference, reason: "the spec pins \(d.prefixed) but the lock file \(entry.digest.prefixed)")
+                    image: req.reference,
+                    reason: "the spec pins \(d.prefixed) but the lock file \(entry.digest.prefixed)")
             }
             locked = entry
             ask = entry.digest.prefixed
@@ -249,7 +252,9 @@ struct ImagePuller: Sendable {
         if let locked, locked.manifest != manifestDigest {
             throw RegistryError.lock(
                 image: req.reference,
-                reason: "the locked digest now resolves to manifest \(manifestDigest.prefixed), not \(locked.manifest.prefixed)")
+                reason:
+                    "the locked digest now resolves to manifest \(manifestDigest.prefixed), not \(locked.manifest.prefixed)"
+            )
         }
         // The manifest's exact bytes become a blob (its digest is the upstream one).
         let path = "\(blobDirectory)/\(manifestDigest.hex)"

@@ -168,7 +168,9 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         var digest: SHA256Digest?
         if let at = rest.firstIndex(of: "@") {
             let d = String(rest[rest.index(after: at)...])
-            guard let parsed = SHA256Digest(prefixed: d) else { return fail("the digest must be sha256:<64 hex digits>") }
+            guard let parsed = SHA256Digest(prefixed: d) else {
+                return fail("the digest must be sha256:<64 hex digits>")
+            }
             digest = parsed
             rest = rest[..<at]
         }
@@ -177,7 +179,8 @@ public struct ImageReference: Sendable, Hashable, CustomStringConvertible {
         }
         let registry = String(rest[..<slash])
         guard registry.contains(".") || registry.contains(":") || registry == "localhost" else {
-            return fail("'\(registry)' is not a registry host; name the registry explicitly (for example docker.io/\(rest))")
+            return fail(
+                "'\(registry)' is not a registry host; name the registry explicitly (for example docker.io/\(rest))")
         }
         guard registry.range(of: #"^[A-Za-z0-9.-]+(:[0-9]+)?$"#, options: .regularExpression) != nil else {
             return fail("'\(registry)' is not a valid registry host")
@@ -295,12 +298,16 @@ enum OCIDocument {
         } catch {
             return .failure(Invalid("not an image manifest or index (invalid JSON: \(error))"))
         }
-        guard doc.schemaVersion == 2 else { return .failure(Invalid("unsupported manifest schema version \(doc.schemaVersion ?? 0)")) }
+        guard doc.schemaVersion == 2 else {
+            return .failure(Invalid("unsupported manifest schema version \(doc.schemaVersion ?? 0)"))
+        }
         let type =
             doc.mediaType
             ?? headerType.flatMap { $0.split(separator: ";").first?.trimmingCharacters(in: .whitespaces) }
         func blob(_ d: Descriptor) -> Result<ImageBlob, Invalid> {
-            guard let digest = SHA256Digest(prefixed: d.digest) else { return .failure(Invalid("unsupported digest '\(d.digest)'")) }
+            guard let digest = SHA256Digest(prefixed: d.digest) else {
+                return .failure(Invalid("unsupported digest '\(d.digest)'"))
+            }
             guard d.size >= 0 else { return .failure(Invalid("negative size for \(d.digest)")) }
             return .success(ImageBlob(digest: digest, size: d.size, mediaType: d.mediaType ?? ""))
         }
@@ -332,7 +339,9 @@ enum OCIDocument {
             }
         }
         let mt = type ?? OCIMediaType.imageManifest
-        guard OCIMediaType.manifests.contains(mt) else { return .failure(Invalid("unsupported manifest media type '\(mt)'")) }
+        guard OCIMediaType.manifests.contains(mt) else {
+            return .failure(Invalid("unsupported manifest media type '\(mt)'"))
+        }
         return .success(.manifest(mediaType: mt, config: c, layers: ls))
     }
 

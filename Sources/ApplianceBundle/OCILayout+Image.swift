@@ -17,8 +17,7 @@ extension OCILayout {
     /// to the platform); the manifest's config and layers must all be in `blobs/sha256`. Every blob's digest
     /// is checked (by `validate`). The reference is the `org.opencontainers.image.ref.name` annotation, which
     /// must be a full reference (`skopeo copy docker://REF oci:DIR:REF` writes it so).
-    static func image(directory: String, platform: ImagePlatform, artifact: String) throws(BundleError) -> LocalImage
-    {
+    static func image(directory: String, platform: ImagePlatform, artifact: String) throws(BundleError) -> LocalImage {
         func fail(_ reason: String) -> BundleError {
             .source(
                 artifact: artifact, reason: "\(directory): \(reason)",

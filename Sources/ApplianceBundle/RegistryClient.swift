@@ -87,7 +87,9 @@ final class RegistryClient: Sendable {
         {
             throw RegistryError.badContent(
                 image: image,
-                reason: "manifest \(reference): the registry says \(said.prefixed) but the bytes hash to \(digest.prefixed)")
+                reason:
+                    "manifest \(reference): the registry says \(said.prefixed) but the bytes hash to \(digest.prefixed)"
+            )
         }
         return FetchedManifest(data: data, mediaType: resp.headers.first(name: "Content-Type"), digest: digest)
     }
@@ -188,7 +190,9 @@ final class RegistryClient: Sendable {
             } catch {
                 lastError = .transport(
                     image: image,
-                    reason: "blob \(digest.short): the transfer broke after \(received) of \(size) bytes (\(describe(error)))")
+                    reason:
+                        "blob \(digest.short): the transfer broke after \(received) of \(size) bytes (\(describe(error)))"
+                )
                 continue
             }
             guard received == size else {
@@ -199,7 +203,8 @@ final class RegistryClient: Sendable {
             if try finish(partial: partial, path: path, digest: digest, image: image) { return }
             throw RegistryError.badContent(
                 image: image,
-                reason: "the registry served blob \(digest.prefixed) with other content (\(size) bytes); refused and deleted"
+                reason:
+                    "the registry served blob \(digest.prefixed) with other content (\(size) bytes); refused and deleted"
             )
         }
         throw lastError ?? .transport(image: image, reason: "blob \(digest.short): gave up")
@@ -241,7 +246,8 @@ final class RegistryClient: Sendable {
             var req = HTTPClientRequest(url: current)
             req.method = .GET
             req.headers = headers
-            let sameHost = URL(string: current)?.host == URL(string: url)?.host
+            let sameHost =
+                URL(string: current)?.host == URL(string: url)?.host
                 && URL(string: current)?.port == URL(string: url)?.port
             if sameHost, let auth = authorization(ref: ref) { req.headers.add(name: "Authorization", value: auth) }
             let resp: HTTPClientResponse
@@ -290,13 +296,15 @@ final class RegistryClient: Sendable {
     private func authenticate(challenge: String?, ref: ImageReference, image: String) async throws {
         guard let challenge, let parsed = Self.parseChallenge(challenge) else {
             throw RegistryError.authentication(
-                image: image, registry: ref.apiHost, reason: "it answered 401 without a usable WWW-Authenticate challenge")
+                image: image, registry: ref.apiHost,
+                reason: "it answered 401 without a usable WWW-Authenticate challenge")
         }
         switch parsed.scheme {
         case "basic":
             guard credentials.basic(for: ref.apiHost) != nil else {
                 throw RegistryError.authentication(
-                    image: image, registry: ref.apiHost, reason: "it requires credentials and none are configured for it")
+                    image: image, registry: ref.apiHost,
+                    reason: "it requires credentials and none are configured for it")
             }
             _ = basicHosts.withLock { $0.insert(ref.apiHost) }
         case "bearer":
@@ -330,7 +338,8 @@ final class RegistryClient: Sendable {
         var req = HTTPClientRequest(url: url)
         if let b = credentials.basic(for: ref.apiHost) {
             req.headers.add(
-                name: "Authorization", value: "Basic " + Data("\(b.username):\(b.password.value)".utf8).base64EncodedString())
+                name: "Authorization",
+                value: "Basic " + Data("\(b.username):\(b.password.value)".utf8).base64EncodedString())
         }
         let resp: HTTPClientResponse
         do {

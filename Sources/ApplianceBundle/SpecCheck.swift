@@ -49,7 +49,9 @@ public enum SpecCheck {
             for a in c.artifacts {
                 checkLocal(a, add: add)
                 if case .debPackage(let name, nil, _) = a.source {
-                    add(.warning, a, "package \(name) has no pinned version (a --lock file pins what the build fetched)")
+                    add(
+                        .warning, a, "package \(name) has no pinned version (a --lock file pins what the build fetched)"
+                    )
                 }
                 var chartPath: String?
                 switch a.source {

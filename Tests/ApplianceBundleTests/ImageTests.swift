@@ -12,10 +12,16 @@ import Testing
         let a = TestImage(layers: [shared, TestImage.layer(2, size: 10_000)])
         let c = TestImage(layers: [shared, TestImage.layer(3, size: 20_000)])
         let result = try b.build(
-            try b.spec([("api", a, "registry.k8s.io/kube-apiserver:v1.34.3"), ("ctl", c, "registry.k8s.io/kube-controller-manager:v1.34.3")]),
+            try b.spec([
+                ("api", a, "registry.k8s.io/kube-apiserver:v1.34.3"),
+                ("ctl", c, "registry.k8s.io/kube-controller-manager:v1.34.3"),
+            ]),
             "b.tar")
         let images = result.manifest.images
-        #expect(images.map(\.reference) == ["registry.k8s.io/kube-apiserver:v1.34.3", "registry.k8s.io/kube-controller-manager:v1.34.3"])
+        #expect(
+            images.map(\.reference) == [
+                "registry.k8s.io/kube-apiserver:v1.34.3", "registry.k8s.io/kube-controller-manager:v1.34.3",
+            ])
         let api = try #require(images.first)
         #expect(api.manifestDigest == a.manifestDigest)
         #expect(api.manifestMediaType == OCIMediaType.imageManifest)
@@ -86,14 +92,14 @@ import Testing
         }
         let withImage =
             base.replacingOccurrences(of: "KIND", with: "file")
-            + """
-                    image:
-                      reference: registry.k8s.io/pause:3.10.1
-                      platform: linux/amd64
-                      mediaType: application/vnd.oci.image.manifest.v1+json
-                      blobs: []
+                + """
+                        image:
+                          reference: registry.k8s.io/pause:3.10.1
+                          platform: linux/amd64
+                          mediaType: application/vnd.oci.image.manifest.v1+json
+                          blobs: []
 
-            """
+                """
         #expect(throws: DiagnosticsError.self) { try BundleManifest.parse(Data(withImage.utf8), label: "m") }
         #expect(
             (try? BundleManifest.parse(

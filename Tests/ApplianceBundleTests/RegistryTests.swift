@@ -86,7 +86,8 @@ final class RegistryFixture {
         let spec = try BundleSpec.load(path: specPath)
         let builder = BundleBuilder(
             spec: spec, signingKey: nil, debCacheDirectory: dir.file("debs"), logger: log.logger)
-        return try await builder.build(output: dir.file(output), registry: options(creds: creds, cache: cache), locked: locked)
+        return try await builder.build(
+            output: dir.file(output), registry: options(creds: creds, cache: cache), locked: locked)
     }
 
     /// Nothing of a failed build is visible: no output, no partial output, no half blob under its name.
@@ -94,7 +95,8 @@ final class RegistryFixture {
         #expect(!FileManager.default.fileExists(atPath: dir.file(output)))
         let outs = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
         #expect(!outs.contains { $0.contains(".partial") || $0.hasPrefix(".appliance-build") })
-        let blobs = (try? FileManager.default.contentsOfDirectory(atPath: (cache ?? dir.file("cache")) + "/blobs/sha256")) ?? []
+        let blobs =
+            (try? FileManager.default.contentsOfDirectory(atPath: (cache ?? dir.file("cache")) + "/blobs/sha256")) ?? []
         for b in blobs where !b.contains(".") {
             let (d, _) = (try? SHA256Hasher.hash(file: (cache ?? dir.file("cache")) + "/blobs/sha256/" + b)) ?? (nil, 0)
             #expect(d?.hex == b, "cached blob \(b) does not match its name")
@@ -121,7 +123,8 @@ struct RegistryTests {
         try f.push(try f.layout("a", a), to: reg, "k8s/kube-apiserver:v1.34.3", creds: true)
         try f.push(try f.layout("b", b), to: reg, "k8s/kube-scheduler:v1.34.3", creds: true)
         let spec = try f.spec([
-            ("api", "\(reg.host)/k8s/kube-apiserver:v1.34.3", nil), ("sched", "\(reg.host)/k8s/kube-scheduler:v1.34.3", nil),
+            ("api", "\(reg.host)/k8s/kube-apiserver:v1.34.3", nil),
+            ("sched", "\(reg.host)/k8s/kube-scheduler:v1.34.3", nil),
         ])
         let (result, lock) = try await f.build(spec, "b.tar", creds: true)
         let images = result.manifest.images
@@ -149,7 +152,8 @@ struct RegistryTests {
             #expect(!text.contains(f.password))
             #expect(!text.contains(b64))
         }
-        #expect("\(RegistryCredentials.Basic(username: "u", password: Secret(f.password)))".contains(f.password) == false)
+        #expect(
+            "\(RegistryCredentials.Basic(username: "u", password: Secret(f.password)))".contains(f.password) == false)
     }
 
     @Test func wrongPasswordIsRefusedClearly() async throws {
@@ -187,7 +191,8 @@ struct RegistryTests {
         defer { tokenServer.stop() }
         try tokenServer.waitFor("token endpoint ready")
         let reg = try TestRegistry(
-            dir: f.dir.path, storage: f.storage, pki: f.pki, auth: .token(realm: "https://127.0.0.1:\(tokenPort)/token"))
+            dir: f.dir.path, storage: f.storage, pki: f.pki, auth: .token(realm: "https://127.0.0.1:\(tokenPort)/token")
+        )
         defer { reg.stop() }
         f.credentialHosts = [reg.host]
         let img = TestImage(layers: [TestImage.layer(4, size: 200_000)])

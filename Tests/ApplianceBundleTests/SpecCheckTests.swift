@@ -15,7 +15,8 @@ import Testing
         #expect(spec.kubernetesVersion == "v1.34.3")
         let refs = spec.registryImages.map(\.reference)
         for want in [
-            "registry.k8s.io/kube-apiserver:v1.34.3", "registry.k8s.io/pause:3.10.1", "quay.io/tigera/operator:v1.38.13",
+            "registry.k8s.io/kube-apiserver:v1.34.3", "registry.k8s.io/pause:3.10.1",
+            "quay.io/tigera/operator:v1.38.13",
         ] {
             #expect(refs.contains(want))
         }
@@ -23,7 +24,10 @@ import Testing
             if case .debPackage(let n, _, _) = a.source { return n }
             return nil
         }
-        for want in ["kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni", "containerd", "runc", "keepalived", "haproxy"] {
+        for want in [
+            "kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni", "containerd", "runc", "keepalived",
+            "haproxy",
+        ] {
             #expect(debs.contains(want))
         }
     }
@@ -75,7 +79,12 @@ import Testing
         #expect(errors.contains { $0.contains("quay.io/calico/node:v3.30.7, which no image artifact") })
         #expect(errors.contains { $0.contains("missing.txt does not exist") })
         // agent: tag empty -> appVersion v2.0.0, the bundle has v1.0.0; busybox: Docker Hub, absent.
-        #expect(warnings.contains { $0.contains("agent.image.repository names nvcr.io/nvidia/agent:v2.0.0, the bundle has nvcr.io/nvidia/agent only at v1.0.0") })
+        #expect(
+            warnings.contains {
+                $0.contains(
+                    "agent.image.repository names nvcr.io/nvidia/agent:v2.0.0, the bundle has nvcr.io/nvidia/agent only at v1.0.0"
+                )
+            })
         #expect(warnings.contains { $0.contains("docker.io/library/busybox:1.36, which the bundle lacks") })
         #expect(warnings.contains { $0.contains("socat has no pinned version") })
         #expect(!warnings.contains { $0.contains("tigera/operator") })

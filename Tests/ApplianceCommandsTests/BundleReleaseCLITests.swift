@@ -54,7 +54,10 @@ import Testing
                 - {name: motd, kind: file, source: {file: motd.txt}}
         """.write(toFile: dir + "/s.yaml", atomically: true, encoding: .utf8)
         let build = try await CLI.run(
-            ["bundle", "build", "-f", dir + "/s.yaml", "-o", dir + "/b.tar", "--key", dir + "/keys/appliance-signing.key"],
+            [
+                "bundle", "build", "-f", dir + "/s.yaml", "-o", dir + "/b.tar", "--key",
+                dir + "/keys/appliance-signing.key",
+            ],
             state: dir)
         #expect(build.status == 0, "\(build.stderr)")
         let json = try await CLI.run(

@@ -39,7 +39,8 @@ struct BundleInspect: AsyncParsableCommand {
             ctx.output.print("")
             let rows = m.allArtifacts.map { c, a in
                 [
-                    c.name, a.name, a.kind.rawValue, Format.bytes(a.allBlobs.reduce(0) { $0 + $1.size }), a.roles.joined(separator: ","),
+                    c.name, a.name, a.kind.rawValue, Format.bytes(a.allBlobs.reduce(0) { $0 + $1.size }),
+                    a.roles.joined(separator: ","),
                     a.provenance.filter { $0.0 != "type" }.map { "\($0.0)=\($0.1)" }.joined(separator: " "),
                 ]
             }

@@ -52,7 +52,9 @@ struct BundleSBOMCommand: AsyncParsableCommand {
                 throw BundleError.notABundle(path: bundle, reason: "its SBOM is not CycloneDX JSON")
             }
             let rows = comps.map { c -> [String] in
-                let hash = ((c["hashes"] as? [[String: Any]])?.first?["content"] as? String).map { String($0.prefix(12)) }
+                let hash = ((c["hashes"] as? [[String: Any]])?.first?["content"] as? String).map {
+                    String($0.prefix(12))
+                }
                 let licence = ((c["licenses"] as? [[String: Any]])?.first?["expression"] as? String) ?? ""
                 return [
                     c["group"] as? String ?? "", c["name"] as? String ?? "", c["version"] as? String ?? "",
