@@ -6,6 +6,16 @@ struct PreparedInput: Sendable {
     var path: String
     var size: Int64
     var provenance: [(String, String)]
+    /// An image (issue 15): `path` is its manifest; these are its config and layers, digests already checked.
+    var image: ImageDescriptor? = nil
+    var imageBlobFiles: [ImageBlobFile] = []
+}
+
+/// A verified image blob on disk, packed under its digest.
+struct ImageBlobFile: Sendable {
+    var digest: SHA256Digest
+    var path: String
+    var size: Int64
 }
 
 /// Turns spec sources into files: packs directories and OCI layouts, packages chart directories,
@@ -15,6 +25,10 @@ struct SourcePreparer {
     var workDirectory: String
     /// Where fetched `.deb` files are kept between builds.
     var debCacheDirectory: String
+    /// Registry images pulled before packing (issue 15), by `component/artifact`.
+    var pulledImages: [String: LocalImage] = [:]
+    /// Repository charts fetched before packing (issue 15), by `component/artifact`.
+    var pulledCharts: [String: String] = [:]
 
     func prepare(_ a: BundleSpec.Artifact, component: String) throws(BundleError) -> PreparedInput {
         let scratch = "\(workDirectory)/\(component)--\(a.name)"
@@ -45,13 +59,25 @@ struct SourcePreparer {
                 path: path, size: try regularFileSize(path, artifact: a.name),
                 provenance: DebianPackage.provenance(control))
         case .ociLayout(let path):
-            let info = try OCILayout.validate(directory: path, artifact: a.name)
-            try DirectoryPacker.pack(directory: path, into: scratch + ".tar")
-            var prov: [(String, String)] = [("type", "oci-layout")]
-            if let ref = info.reference { prov.append(("image", ref)) }
-            prov.append(("manifestDigest", info.manifestDigest))
+            // Stored like a pulled image: its manifest, config and layers as blobs under their own digests.
+            let image = try OCILayout.image(directory: path, platform: .linuxAMD64, artifact: a.name)
+            return PreparedInput(image)
+        case .chartRepository(let url, let name, let version):
+            guard let path = pulledCharts["\(component)/\(a.name)"] else {
+                throw .source(
+                    artifact: a.name, reason: "chart \(name) \(version) from \(url) was not fetched before packing",
+                    hint: "build with `appliance bundle build`, which fetches repository charts first")
+            }
             return PreparedInput(
-                path: scratch + ".tar", size: try regularFileSize(scratch + ".tar", artifact: a.name), provenance: prov)
+                path: path, size: try regularFileSize(path, artifact: a.name),
+                provenance: [("type", "chart"), ("chart", name), ("version", version), ("repository", url)])
+        case .image(let ref, _):
+            guard let image = pulledImages["\(component)/\(a.name)"] else {
+                throw .source(
+                    artifact: a.name, reason: "image \(ref) was not pulled before packing",
+                    hint: "build with `appliance bundle build`, which pulls registry images first")
+            }
+            return PreparedInput(image)
         case .chart(let path):
             var isDir: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
@@ -205,6 +231,7 @@ enum OCILayout {
     struct Info {
         var reference: String?
         var manifestDigest: String
+        var mediaType: String?
     }
 
     static func validate(directory: String, artifact: String) throws(BundleError) -> Info {
@@ -239,7 +266,9 @@ enum OCILayout {
             }
         }
         let annotations = first["annotations"] as? [String: String]
-        return Info(reference: annotations?["org.opencontainers.image.ref.name"], manifestDigest: digest)
+        return Info(
+            reference: annotations?["org.opencontainers.image.ref.name"], manifestDigest: digest,
+            mediaType: first["mediaType"] as? String)
     }
 }
 

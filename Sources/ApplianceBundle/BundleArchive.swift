@@ -128,15 +128,18 @@ public final class BundleArchive: Sendable {
         for b in blobs { present[b.digest] = b.size }
         var listed = Set<SHA256Digest>()
         for (c, a) in manifest.allArtifacts {
-            listed.insert(a.sha256)
-            guard let size = present[a.sha256] else {
-                problems.append("artifact '\(a.name)' of component '\(c.name)': blob \(a.sha256.short) is missing")
-                continue
-            }
-            if size != a.size {
-                problems.append(
-                    "artifact '\(a.name)' of component '\(c.name)': blob \(a.sha256.short) has \(size) bytes, the manifest says \(a.size)"
-                )
+            // An image artifact has several blobs (manifest, config, layers); each must be present.
+            for (digest, expected) in a.allBlobs {
+                listed.insert(digest)
+                guard let size = present[digest] else {
+                    problems.append("artifact '\(a.name)' of component '\(c.name)': blob \(digest.short) is missing")
+                    continue
+                }
+                if size != expected {
+                    problems.append(
+                        "artifact '\(a.name)' of component '\(c.name)': blob \(digest.short) has \(size) bytes, the manifest says \(expected)"
+                    )
+                }
             }
         }
         for b in blobs where !listed.contains(b.digest) {
@@ -152,8 +155,8 @@ public final class BundleArchive: Sendable {
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws(BundleError) -> Int64 {
         let names = Dictionary(
-            manifest.allArtifacts.map {
-                ($0.artifact.sha256, "artifact '\($0.artifact.name)' of component '\($0.component.name)'")
+            manifest.allArtifacts.flatMap { c, a in
+                a.allBlobs.map { ($0.digest, "artifact '\(a.name)' of component '\(c.name)'") }
             },
             uniquingKeysWith: { a, _ in a })
         let claimed = Locked([Bool](repeating: false, count: blobs.count))

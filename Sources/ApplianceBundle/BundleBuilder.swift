@@ -13,6 +13,9 @@ public struct BundleBuilder: Sendable {
     public var created: Date
     public var workers: Int
     public var logger: Logger
+    /// Registry images pulled by `build(output:registry:...)` before packing (issue 15).
+    var pulledImages: [String: LocalImage] = [:]
+    var pulledCharts: [String: String] = [:]
 
     public init(
         spec: BundleSpec, signingKey: Ed25519Key?, debCacheDirectory: String, created: Date? = nil,
@@ -46,7 +49,9 @@ public struct BundleBuilder: Sendable {
         defer { try? FileManager.default.removeItem(atPath: work) }
 
         // 1. Sources to files.
-        let preparer = SourcePreparer(workDirectory: work, debCacheDirectory: debCacheDirectory)
+        let preparer = SourcePreparer(
+            workDirectory: work, debCacheDirectory: debCacheDirectory, pulledImages: pulledImages,
+            pulledCharts: pulledCharts)
         var prepared: [[PreparedInput]] = []
         for c in spec.components {
             var list: [PreparedInput] = []
@@ -91,13 +96,21 @@ public struct BundleBuilder: Sendable {
                 artifacts.append(
                     BundleManifest.Artifact(
                         name: a.name, kind: a.kind, sha256: d, size: input.size, roles: a.roles,
-                        provenance: input.provenance))
+                        provenance: input.provenance, image: input.image))
                 if seen.insert(d).inserted { blobFiles.append((d, input.path, input.size)) }
+                // An image's config and layers: already checked against their digests, stored once.
+                for b in input.imageBlobFiles where seen.insert(b.digest).inserted {
+                    blobFiles.append((b.digest, b.path, b.size))
+                }
             }
             components.append(BundleManifest.Component(name: c.name, version: c.version, artifacts: artifacts))
         }
         let stamp = ISO8601DateFormatter.string(
             from: created, timeZone: TimeZone(identifier: "UTC") ?? .current, formatOptions: [.withInternetDateTime])
+        // Issue 15: the bill of materials, an artifact like any other (so the signature covers it).
+        let sbom = try sbomComponent(components, created: stamp, work: work)
+        components.append(sbom.component)
+        if seen.insert(sbom.blob.0).inserted { blobFiles.append(sbom.blob) }
         let manifest = BundleManifest(
             name: spec.name, version: spec.version, created: stamp, upgradeFrom: spec.upgradeFrom,
             kubernetesVersion: spec.kubernetesVersion, components: components)

@@ -5,6 +5,12 @@ public struct BundleDiff: Sendable {
         public var artifact: String
         public var old: BundleManifest.Artifact?
         public var new: BundleManifest.Artifact?
+        /// Bytes of the new artifact's blobs the old bundle lacks (for an image: only its new layers, config
+        /// and manifest), counted here once even when two artifacts share them.
+        public var bytesToSend: Int64 = 0
+        /// The new artifact's blobs (for an image: manifest, config, layers) and how many the old bundle has.
+        public var blobCount = 0
+        public var blobsShared = 0
     }
 
     public var fromVersion: String
@@ -23,6 +29,20 @@ public struct BundleDiff: Sendable {
         fromVersion = old.version
         toVersion = new.version
         upgradeAllowed = new.upgradeFrom.contains(old.version)
+        let oldBlobs = old.blobs
+        var counted = Set<SHA256Digest>()
+        func measured(_ c: Change) -> Change {
+            var c = c
+            for b in c.new?.allBlobs ?? [] {
+                c.blobCount += 1
+                if oldBlobs[b.digest] != nil {
+                    c.blobsShared += 1
+                } else if counted.insert(b.digest).inserted {
+                    c.bytesToSend += b.size
+                }
+            }
+            return c
+        }
         var oldByKey: [String: (String, BundleManifest.Artifact)] = [:]
         for (c, a) in old.allArtifacts { oldByKey["\(c.name)/\(a.name)"] = (c.name, a) }
         var newKeys = Set<String>()
@@ -31,18 +51,17 @@ public struct BundleDiff: Sendable {
             newKeys.insert(key)
             if let (_, o) = oldByKey[key] {
                 if o.sha256 != a.sha256 || o.kind != a.kind || o.roles != a.roles {
-                    changed.append(Change(component: c.name, artifact: a.name, old: o, new: a))
+                    changed.append(measured(Change(component: c.name, artifact: a.name, old: o, new: a)))
                 } else {
                     unchanged += 1
                 }
             } else {
-                added.append(Change(component: c.name, artifact: a.name, old: nil, new: a))
+                added.append(measured(Change(component: c.name, artifact: a.name, old: nil, new: a)))
             }
         }
         for (c, a) in old.allArtifacts where !newKeys.contains("\(c.name)/\(a.name)") {
             removed.append(Change(component: c.name, artifact: a.name, old: a, new: nil))
         }
-        let oldBlobs = old.blobs
         for (d, size) in new.blobs {
             newTotalBytes += size
             if oldBlobs[d] == nil { bytesToSend += size }

@@ -51,10 +51,13 @@ public struct BundleManifest: Sendable, Equatable {
         public var roles: [String]
         /// Where it came from: `type` (file, directory, deb, oci-layout, chart) and further fields in order.
         public var provenance: [(String, String)]
+        /// For `kind: image`: the image's reference, platform and further blobs; `sha256`/`size` are then the
+        /// image manifest's (see OCIImage.swift).
+        public var image: ImageDescriptor?
 
         public init(
             name: String, kind: ArtifactKind, sha256: SHA256Digest, size: Int64, roles: [String],
-            provenance: [(String, String)]
+            provenance: [(String, String)], image: ImageDescriptor? = nil
         ) {
             self.name = name
             self.kind = kind
@@ -62,11 +65,12 @@ public struct BundleManifest: Sendable, Equatable {
             self.size = size
             self.roles = roles
             self.provenance = provenance
+            self.image = image
         }
 
         public static func == (a: Artifact, b: Artifact) -> Bool {
             a.name == b.name && a.kind == b.kind && a.sha256 == b.sha256 && a.size == b.size && a.roles == b.roles
-                && a.provenance.elementsEqual(b.provenance, by: { $0.0 == $1.0 && $0.1 == $1.1 })
+                && a.provenance.elementsEqual(b.provenance, by: { $0.0 == $1.0 && $0.1 == $1.1 }) && a.image == b.image
         }
 
         public func provenance(_ key: String) -> String? { provenance.first { $0.0 == key }?.1 }
@@ -82,10 +86,12 @@ public struct BundleManifest: Sendable, Equatable {
         components.flatMap { c in c.artifacts.map { (c, $0) } }
     }
 
-    /// Distinct blobs and their sizes (two artifacts may share one blob).
+    /// Distinct blobs and their sizes (two artifacts, or two images' layers, may share one blob).
     public var blobs: [SHA256Digest: Int64] {
         var out: [SHA256Digest: Int64] = [:]
-        for (_, a) in allArtifacts { out[a.sha256] = a.size }
+        for (_, a) in allArtifacts {
+            for b in a.allBlobs { out[b.digest] = b.size }
+        }
         return out
     }
 
@@ -102,12 +108,13 @@ extension BundleManifest {
                     "artifacts",
                     .list(
                         c.artifacts.map { a in
-                            .map([
-                                ("name", .string(a.name)), ("kind", .string(a.kind.rawValue)),
-                                ("sha256", .string(a.sha256.hex)), ("size", .int(Int(a.size))),
-                                ("roles", .list(a.roles.map { .string($0) })),
-                                ("provenance", .map(a.provenance.map { ($0.0, .string($0.1)) })),
-                            ])
+                            .map(
+                                [
+                                    ("name", .string(a.name)), ("kind", .string(a.kind.rawValue)),
+                                    ("sha256", .string(a.sha256.hex)), ("size", .int(Int(a.size))),
+                                    ("roles", .list(a.roles.map { .string($0) })),
+                                    ("provenance", .map(a.provenance.map { ($0.0, .string($0.1)) })),
+                                ] + (a.image.map { [("image", $0.yamlTree)] } ?? []))
                         })
                 ),
             ])
@@ -159,7 +166,7 @@ extension BundleManifest {
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
                 guard
-                    let am = av.mapping(allowing: ["name", "kind", "sha256", "size", "roles", "provenance"]),
+                    let am = av.mapping(allowing: ["name", "kind", "sha256", "size", "roles", "provenance", "image"]),
                     let aname = am.require("name")?.nonEmptyString(),
                     let kind = am.require("kind")?.oneOf(ArtifactKind.allCases.map(\.rawValue)).flatMap(
                         ArtifactKind.init(rawValue:)),
@@ -177,6 +184,20 @@ extension BundleManifest {
                     r.error("blob \(sha.short) is listed with two different sizes", at: av)
                 }
                 seenBlobs[sha] = Int64(size)
+                // Images (issue 15): config and layers listed under `image:`.
+                let image = am["image"].flatMap(ImageDescriptor.decode)
+                if (kind == .image) != (am["image"] != nil) {
+                    r.error(
+                        kind == .image
+                            ? "image artifact '\(aname)' has no 'image' field (reference, platform, blobs)"
+                            : "only an image artifact may have an 'image' field", at: av)
+                }
+                for b in image?.blobs ?? [] {
+                    if let other = seenBlobs[b.digest], other != b.size {
+                        r.error("blob \(b.digest.short) is listed with two different sizes", at: av)
+                    }
+                    seenBlobs[b.digest] = b.size
+                }
                 let roles =
                     am["roles"].flatMap { rv -> [String]? in
                         let list = rv.stringList() ?? []
@@ -189,7 +210,7 @@ extension BundleManifest {
                 artifacts.append(
                     Artifact(
                         name: aname, kind: kind, sha256: sha, size: Int64(size), roles: roles,
-                        provenance: prov.map { ($0.key, $0.value) }))
+                        provenance: prov.map { ($0.key, $0.value) }, image: image))
             }
             components.append(Component(name: cname, version: cm["version"]?.string() ?? "", artifacts: artifacts))
         }

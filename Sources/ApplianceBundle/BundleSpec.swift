@@ -26,6 +26,8 @@ public struct BundleSpec: Sendable, Equatable {
         public var roles: [String]
         public var source: Source
         public var location: SourceLocation?
+        // Issue 15: for a chart, the images it needs (each must be an image artifact of the bundle).
+        public var images: [String] = []
     }
 
     /// Where an artifact's bytes come from.
@@ -42,6 +44,10 @@ public struct BundleSpec: Sendable, Equatable {
         case ociLayout(String)
         /// A Helm chart archive (`.tgz`) or chart directory (packaged like `helm package`).
         case chart(String)
+        /// Issue 15: an image pulled from a registry (`REGISTRY/REPO:TAG` or `@sha256:...`), resolved to a platform.
+        case image(reference: String, platform: String)
+        /// Issue 15: a chart from a Helm repository (`index.yaml`), checked against the digest the index lists.
+        case chartRepository(url: String, name: String, version: String)
 
         var typeName: String {
             switch self {
@@ -51,6 +57,8 @@ public struct BundleSpec: Sendable, Equatable {
             case .debFile: "debFile"
             case .ociLayout: "ociLayout"
             case .chart: "chart"
+            case .image: "image"
+            case .chartRepository: "chartRepository"
             }
         }
 
@@ -62,6 +70,8 @@ public struct BundleSpec: Sendable, Equatable {
             case .debPackage, .debFile: [.deb]
             case .ociLayout: [.image]
             case .chart: [.chart]
+            case .image: [.image]
+            case .chartRepository: [.chart]
             }
         }
     }
@@ -107,7 +117,7 @@ public struct BundleSpec: Sendable, Equatable {
             var artifacts: [Artifact] = []
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
-                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source"]) else { continue }
+                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source", "images"]) else { continue }
                 let nameValue = am.require("name")
                 let aname = nameValue?.nonEmptyString()
                 if let aname, !names.insert(aname).inserted {
@@ -132,9 +142,12 @@ public struct BundleSpec: Sendable, Equatable {
                         "a '\(source.typeName)' source gives kind \(source.allowedKinds.map(\.rawValue).joined(separator: " or ")), not '\(kind.rawValue)'",
                         at: sourceValue)
                 }
+                let chartImages = decodeChartImages(am, kind: kind)
                 if let aname, let kind, let source {
                     artifacts.append(
-                        Artifact(name: aname, kind: kind, roles: roles, source: source, location: av.location))
+                        Artifact(
+                            name: aname, kind: kind, roles: roles, source: source, location: av.location,
+                            images: chartImages))
                 }
             }
             components.append(Component(name: cname, version: cversion, artifacts: artifacts))
@@ -146,7 +159,7 @@ public struct BundleSpec: Sendable, Equatable {
     }
 
     private static func decodeSource(_ v: YAMLValue, base: String) -> Source? {
-        let keys = ["file", "directory", "deb", "debFile", "ociLayout", "chart"]
+        let keys = ["file", "directory", "deb", "debFile", "ociLayout", "chart", "image", "chartRepository"]
         guard let m = v.mapping(allowing: keys) else { return nil }
         guard m.order.count == 1, let key = m.order.first else {
             v.reader.error("\(v.displayPath) must have exactly one of \(keys.joined(separator: ", "))", at: v)
@@ -167,6 +180,8 @@ public struct BundleSpec: Sendable, Equatable {
             else { return nil }
             return .debPackage(
                 name: pkg, version: d["version"]?.nonEmptyString(), architecture: d["architecture"]?.nonEmptyString())
+        case "image": return decodeImageSource(m["image"])
+        case "chartRepository": return decodeChartRepository(m["chartRepository"])
         default: return nil
         }
     }

@@ -30,8 +30,10 @@ import Testing
         let path = try s.build()
         let v = try BundleArchive.open(path).verify(trusted: [s.key], allowUnsigned: false)
         #expect(v.signer == .trustedKey(fingerprint: try s.key.fingerprint()))
-        #expect(v.manifest.allArtifacts.count == 2)
-        #expect(v.bytesVerified == 300_006)
+        // The two files and the bill of materials (issue 15), which the signature covers like any artifact.
+        #expect(v.manifest.allArtifacts.count == 3)
+        let sbom = try #require(v.manifest.allArtifacts.first { $0.component.name == BundleSBOM.component })
+        #expect(v.bytesVerified == 300_006 + sbom.artifact.size)
     }
 
     @Test func untrustedKeyIsRefusedNamingBothKeys() throws {

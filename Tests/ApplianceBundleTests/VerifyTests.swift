@@ -65,10 +65,12 @@ import Testing
         var tar = TarFixture()
         tar.add("manifest.yaml", archive.manifestData)
         tar.add("manifest.yaml.sig", archive.signatureData ?? Data())
-        let keep = archive.blobs[0].digest
-        var keepData = Data()
-        try archive.streamBlob(keep) { keepData.append(contentsOf: $0) }
-        tar.add("blobs/sha256/\(keep.hex)", keepData)
+        // Every blob but the first: the bill of materials (issue 15) stays, one file blob goes missing.
+        for kept in archive.blobs.dropFirst() {
+            var keepData = Data()
+            try archive.streamBlob(kept.digest) { keepData.append(contentsOf: $0) }
+            tar.add("blobs/sha256/\(kept.digest.hex)", keepData)
+        }
         tar.finish()
         try tar.write(to: path)
         let error = #expect(throws: BundleError.self) {

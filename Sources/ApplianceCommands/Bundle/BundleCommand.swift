@@ -6,7 +6,7 @@ struct BundleCommand: AsyncParsableCommand {
         abstract: "Build, sign, verify, inspect and compare offline bundles.",
         subcommands: [
             BundleKeygen.self, BundleBuild.self, BundleVerify.self, BundleInspect.self, BundleDiffCommand.self,
-            BundleExtract.self,
+            BundleExtract.self, BundleSBOMCommand.self,
         ]
     )
 }

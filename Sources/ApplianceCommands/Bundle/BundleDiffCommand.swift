@@ -29,6 +29,12 @@ struct BundleDiffCommand: AsyncParsableCommand {
             var r: [String: Any] = ["component": c.component, "artifact": c.artifact]
             if let a = c.old { r["old"] = ["sha256": a.sha256.hex, "size": a.size] }
             if let a = c.new { r["new"] = ["sha256": a.sha256.hex, "size": a.size] }
+            if c.new != nil {
+                r["bytesToSend"] = c.bytesToSend
+                r["blobs"] = c.blobCount
+                r["blobsShared"] = c.blobsShared
+            }
+            if let i = c.new?.image { r["image"] = i.reference }
             return r
         }
         switch format {
@@ -45,11 +51,18 @@ struct BundleDiffCommand: AsyncParsableCommand {
                 ctx.output.print(
                     "  note: \(d.toVersion) does not list \(d.fromVersion) in upgradeFrom; an upgrade will be refused")
             }
-            for c in d.added { ctx.output.print("  + \(c.component)/\(c.artifact)  \(Format.bytes(c.new?.size ?? 0))") }
+            // Images count by layer: only blobs the old bundle lacks are bytes to send.
+            func layers(_ c: BundleDiff.Change) -> String {
+                guard c.new?.image != nil else { return "" }
+                return "  (\(c.blobCount - c.blobsShared) of \(c.blobCount) blobs new)"
+            }
+            for c in d.added {
+                ctx.output.print("  + \(c.component)/\(c.artifact)  \(Format.bytes(c.bytesToSend))\(layers(c))")
+            }
             for c in d.removed { ctx.output.print("  - \(c.component)/\(c.artifact)") }
             for c in d.changed {
                 ctx.output.print(
-                    "  ~ \(c.component)/\(c.artifact)  \(c.old?.sha256.short ?? "") -> \(c.new?.sha256.short ?? "")  \(Format.bytes(c.new?.size ?? 0))"
+                    "  ~ \(c.component)/\(c.artifact)  \(c.old?.sha256.short ?? "") -> \(c.new?.sha256.short ?? "")  \(Format.bytes(c.bytesToSend))\(layers(c))"
                 )
             }
             ctx.output.print("  \(d.unchanged) unchanged")

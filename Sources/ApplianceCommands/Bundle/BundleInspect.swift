@@ -39,7 +39,8 @@ struct BundleInspect: AsyncParsableCommand {
             ctx.output.print("")
             let rows = m.allArtifacts.map { c, a in
                 [
-                    c.name, a.name, a.kind.rawValue, Format.bytes(a.size), a.roles.joined(separator: ","),
+                    c.name, a.name, a.kind.rawValue, Format.bytes(a.allBlobs.reduce(0) { $0 + $1.size }),
+                    a.roles.joined(separator: ","),
                     a.provenance.filter { $0.0 != "type" }.map { "\($0.0)=\($0.1)" }.joined(separator: " "),
                 ]
             }
@@ -61,7 +62,17 @@ func manifestJSON(_ m: BundleManifest, signature: ManifestSignature?) -> [String
                         "name": a.name, "kind": a.kind.rawValue, "sha256": a.sha256.hex, "size": a.size,
                         "roles": a.roles,
                         "provenance": Dictionary(a.provenance, uniquingKeysWith: { x, _ in x }),
-                    ] as [String: Any]
+                    ].merging(
+                        a.image.map { i in
+                            [
+                                "image": [
+                                    "reference": i.reference, "platform": i.platform, "mediaType": i.mediaType,
+                                    "blobs": i.blobs.map {
+                                        ["digest": $0.digest.prefixed, "size": $0.size, "mediaType": $0.mediaType]
+                                    },
+                                ] as [String: Any]
+                            ]
+                        } ?? [:], uniquingKeysWith: { x, _ in x }) as [String: Any]
                 },
             ] as [String: Any]
         },
