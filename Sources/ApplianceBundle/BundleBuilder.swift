@@ -45,6 +45,11 @@ public struct BundleBuilder: Sendable {
         }
         defer { try? FileManager.default.removeItem(atPath: work) }
 
+        // 0. Debian dependency closures (issue 11): resolved with apt, fetched in one batch.
+        let closure = DebianClosure(workDirectory: work, debCacheDirectory: debCacheDirectory)
+        let spec = try closure.expand(self.spec)
+        try closure.prefetch(spec, logger: logger)
+
         // 1. Sources to files.
         let preparer = SourcePreparer(workDirectory: work, debCacheDirectory: debCacheDirectory)
         var prepared: [[PreparedInput]] = []
@@ -91,7 +96,7 @@ public struct BundleBuilder: Sendable {
                 artifacts.append(
                     BundleManifest.Artifact(
                         name: a.name, kind: a.kind, sha256: d, size: input.size, roles: a.roles,
-                        provenance: input.provenance))
+                        provenance: input.provenance + a.notes.map { ($0.key, $0.value) }, os: a.os))
                 if seen.insert(d).inserted { blobFiles.append((d, input.path, input.size)) }
             }
             components.append(BundleManifest.Component(name: c.name, version: c.version, artifacts: artifacts))

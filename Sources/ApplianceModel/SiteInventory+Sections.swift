@@ -200,6 +200,6 @@ extension SiteInventory {
             if let c = g.caFile { p.append(("ca", .string(c))) }
             out.append(("registry", .map(p)))
         }
-        return out
+        return out + preflightTree()
     }
 }

@@ -21,6 +21,8 @@ public struct SiteInventory: Sendable, Equatable {
     public var storage: StorageSettings?
     /// In-cluster registry, or an existing one.
     public var registry: RegistrySettings?
+    /// Issue 11: `spec.preflight.waivers`, accepted check failures with their reasons.
+    public var preflightWaivers: [PreflightWaiver] = []
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
@@ -141,7 +143,7 @@ extension SiteInventory {
         let name = metadata?.require("name")?.nonEmptyString()
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
-                "profile", "ssh", "hosts", "network", "tls", "storage", "registry",
+                "profile", "ssh", "hosts", "network", "tls", "storage", "registry", "preflight",
             ])
         else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
@@ -221,10 +223,13 @@ extension SiteInventory {
         let tls = spec["tls"].flatMap { decodeTLS($0, baseDirectory: baseDirectory) }
         let storage = spec["storage"].flatMap { decodeStorage($0) }
         let registry = spec["registry"].flatMap { decodeRegistry($0, baseDirectory: baseDirectory) }
+        let waivers = spec["preflight"].map { decodePreflight($0, hosts: hosts) } ?? []
         guard let name else { return nil }
-        return SiteInventory(
+        var site = SiteInventory(
             name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
             registry: registry)
+        site.preflightWaivers = waivers
+        return site
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
