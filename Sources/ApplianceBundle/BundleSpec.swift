@@ -184,7 +184,8 @@ public struct BundleSpec: Sendable, Equatable {
         return c.bool() ?? false
     }
 
-    /// `debianBase: {name, packages: [...], packagesFile: FILE}` (one name a line; `#` comments).
+    /// `debianBase: {name, packages: [...], packagesFile: FILE}`: names, or `NAME=VERSION` to pin what a node
+    /// has exactly; in the file one package a line, `NAME` or `NAME VERSION`, `#` comments.
     static func decodeBase(_ v: YAMLValue, base: String) -> DebianBase? {
         guard let m = v.mapping(allowing: ["name", "packages", "packagesFile"]) else { return nil }
         var packages = m["packages"]?.stringList() ?? []
@@ -195,6 +196,8 @@ public struct BundleSpec: Sendable, Equatable {
                     $0.split(separator: "#", omittingEmptySubsequences: false).first ?? ""
                 }
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                    // `NAME VERSION` (as `dpkg-query -W` prints) pins the version apt must take
+                    .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "=") }
             } else {
                 v.reader.error("cannot read the base package list \(path)", at: fileValue)
             }

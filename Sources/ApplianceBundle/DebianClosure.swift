@@ -11,8 +11,10 @@ import Logging
 public struct DebianBase: Sendable, Equatable {
     /// What this base is, in words (recorded in the provenance of every resolved package).
     public var name: String
-    /// Package names. The base is closed with apt before it is used, so a short list of top-level
-    /// packages is enough; a full `dpkg-query -W` list of a real node pins it exactly.
+    /// Package names, or `NAME=VERSION` for what a node has exactly. The base is closed with apt before it is
+    /// used, so a short list of top-level packages is enough; a full `dpkg-query -W` list of a real node with
+    /// versions is exact (nodes installed from a point release lack later security updates, and a package
+    /// that needs a newer base library then brings that library along).
     public var packages: [String]
 
     public init(name: String, packages: [String]) {
