@@ -196,8 +196,8 @@ public struct BundleSpec: Sendable, Equatable {
                     $0.split(separator: "#", omittingEmptySubsequences: false).first ?? ""
                 }
                 .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-                    // `NAME VERSION` (as `dpkg-query -W` prints) pins the version apt must take
-                    .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "=") }
+                // `NAME VERSION` (as `dpkg-query -W` prints) pins the version apt must take
+                .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "=") }
             } else {
                 v.reader.error("cannot read the base package list \(path)", at: fileValue)
             }

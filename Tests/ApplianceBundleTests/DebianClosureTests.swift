@@ -68,8 +68,14 @@ import Testing
                       kind: deb
                       os: [ubuntu-22.04, ubuntu-24.04]
                       source: {deb: {package: socat}}
-            """, files: ["base.txt": "# a comment\nbase-files\n  dpkg  # the package manager\nperl-base 5.36.0-7+deb12u3\n\n"])
-        #expect(s.debianBase == DebianBase(name: "lab node", packages: ["systemd", "base-files", "dpkg", "perl-base=5.36.0-7+deb12u3"]))
+            """,
+            files: [
+                "base.txt": "# a comment\nbase-files\n  dpkg  # the package manager\nperl-base 5.36.0-7+deb12u3\n\n"
+            ])
+        #expect(
+            s.debianBase
+                == DebianBase(
+                    name: "lab node", packages: ["systemd", "base-files", "dpkg", "perl-base=5.36.0-7+deb12u3"]))
         let a = s.components[0].artifacts
         #expect(a[0].closure && a[0].os == ["debian-12"])
         #expect(!a[1].closure && a[1].os == ["ubuntu-22.04", "ubuntu-24.04"])
