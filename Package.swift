@@ -71,7 +71,7 @@ let package = Package(
         // The local rehearsal cluster (systemd-nspawn nodes); product modules never import it.
         .target(
             name: "ApplianceLab",
-            dependencies: ["ApplianceModel", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ApplianceModel", "ApplianceBundle", .product(name: "Logging", package: "swift-log")],
             exclude: ["README.md"]),
         .target(
             name: "AppliancePreflight",
@@ -148,7 +148,7 @@ let package = Package(
         .testTarget(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
-            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight"]),
+            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),

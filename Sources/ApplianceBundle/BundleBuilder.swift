@@ -48,6 +48,11 @@ public struct BundleBuilder: Sendable {
         }
         defer { try? FileManager.default.removeItem(atPath: work) }
 
+        // 0. Debian dependency closures (issue 11): resolved with apt, fetched in one batch.
+        let closure = DebianClosure(workDirectory: work, debCacheDirectory: debCacheDirectory)
+        let spec = try closure.expand(self.spec)
+        try closure.prefetch(spec, logger: logger)
+
         // 1. Sources to files.
         let preparer = SourcePreparer(
             workDirectory: work, debCacheDirectory: debCacheDirectory, pulledImages: pulledImages,
@@ -96,7 +101,8 @@ public struct BundleBuilder: Sendable {
                 artifacts.append(
                     BundleManifest.Artifact(
                         name: a.name, kind: a.kind, sha256: d, size: input.size, roles: a.roles,
-                        provenance: input.provenance, image: input.image))
+                        provenance: input.provenance + a.notes.map { ($0.key, $0.value) }, image: input.image,
+                        os: a.os))
                 if seen.insert(d).inserted { blobFiles.append((d, input.path, input.size)) }
                 // An image's config and layers: already checked against their digests, stored once.
                 for b in input.imageBlobFiles where seen.insert(b.digest).inserted {

@@ -54,11 +54,14 @@ public struct BundleManifest: Sendable, Equatable {
         /// For `kind: image`: the image's reference, platform and further blobs; `sha256`/`size` are then the
         /// image manifest's (see OCIImage.swift).
         public var image: ImageDescriptor?
+        /// Issue 11: the OS releases (`ID-VERSION_ID`, e.g. `debian-12`) this artifact is for; empty: every OS.
+        public var os: [String]
 
         public init(
             name: String, kind: ArtifactKind, sha256: SHA256Digest, size: Int64, roles: [String],
-            provenance: [(String, String)], image: ImageDescriptor? = nil
+            provenance: [(String, String)], image: ImageDescriptor? = nil, os: [String] = []
         ) {
+            self.os = os
             self.name = name
             self.kind = kind
             self.sha256 = sha256
@@ -71,6 +74,7 @@ public struct BundleManifest: Sendable, Equatable {
         public static func == (a: Artifact, b: Artifact) -> Bool {
             a.name == b.name && a.kind == b.kind && a.sha256 == b.sha256 && a.size == b.size && a.roles == b.roles
                 && a.provenance.elementsEqual(b.provenance, by: { $0.0 == $1.0 && $0.1 == $1.1 }) && a.image == b.image
+                && a.os == b.os
         }
 
         public func provenance(_ key: String) -> String? { provenance.first { $0.0 == key }?.1 }
@@ -78,6 +82,15 @@ public struct BundleManifest: Sendable, Equatable {
         /// Whether a node with these roles needs this artifact.
         public func applies(to nodeRoles: [NodeRole]) -> Bool {
             roles.contains("all") || nodeRoles.contains { roles.contains($0.rawValue) }
+        }
+
+        /// Issue 11: whether a node with these roles and this OS (`ID-VERSION_ID`, e.g. `debian-12`) needs this
+        /// artifact. An artifact for named OS releases goes only to nodes of those releases; a node whose OS is
+        /// not known (nil) gets whatever its roles need.
+        public func applies(to nodeRoles: [NodeRole], os nodeOS: String?) -> Bool {
+            guard applies(to: nodeRoles) else { return false }
+            guard let nodeOS, !os.isEmpty else { return true }
+            return os.contains(nodeOS)
         }
     }
 
@@ -114,7 +127,8 @@ extension BundleManifest {
                                     ("sha256", .string(a.sha256.hex)), ("size", .int(Int(a.size))),
                                     ("roles", .list(a.roles.map { .string($0) })),
                                     ("provenance", .map(a.provenance.map { ($0.0, .string($0.1)) })),
-                                ] + (a.image.map { [("image", $0.yamlTree)] } ?? []))
+                                ] + (a.image.map { [("image", $0.yamlTree)] } ?? [])
+                                    + (a.os.isEmpty ? [] : [("os", .list(a.os.map { .string($0) }))]))
                         })
                 ),
             ])
@@ -166,7 +180,7 @@ extension BundleManifest {
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
                 guard
-                    let am = av.mapping(allowing: ["name", "kind", "sha256", "size", "roles", "provenance", "image"]),
+                    let am = av.mapping(allowing: ["name", "kind", "sha256", "size", "roles", "provenance", "image", "os"]),
                     let aname = am.require("name")?.nonEmptyString(),
                     let kind = am.require("kind")?.oneOf(ArtifactKind.allCases.map(\.rawValue)).flatMap(
                         ArtifactKind.init(rawValue:)),
@@ -210,7 +224,8 @@ extension BundleManifest {
                 artifacts.append(
                     Artifact(
                         name: aname, kind: kind, sha256: sha, size: Int64(size), roles: roles,
-                        provenance: prov.map { ($0.key, $0.value) }, image: image))
+                        provenance: prov.map { ($0.key, $0.value) }, image: image,
+                        os: am["os"]?.stringList() ?? []))
             }
             components.append(Component(name: cname, version: cm["version"]?.string() ?? "", artifacts: artifacts))
         }

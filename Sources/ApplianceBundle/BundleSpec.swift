@@ -13,6 +13,8 @@ public struct BundleSpec: Sendable, Equatable {
     public var components: [Component]
     /// The folder relative paths are resolved against.
     public var baseDirectory: String
+    /// Packages every node already has; `closure: true` artifacts bring what they need beyond it.
+    public var debianBase: DebianBase? = nil
 
     public struct Component: Sendable, Equatable {
         public var name: String
@@ -28,6 +30,13 @@ public struct BundleSpec: Sendable, Equatable {
         public var location: SourceLocation?
         // Issue 15: for a chart, the images it needs (each must be an image artifact of the bundle).
         public var images: [String] = []
+        // Issue 11 (OS selection and Debian closure):
+        /// OS releases (`ID-VERSION_ID` of `/etc/os-release`, e.g. `debian-12`) this artifact is for; empty: all.
+        public var os: [String] = []
+        /// Bring the package's dependency closure (beyond `spec.debianBase`) as artifacts of their own.
+        public var closure: Bool = false
+        /// Provenance added to what the source records (resolved packages: `resolvedFrom`, `requiredBy`).
+        public var notes: [ProvenanceNote] = []
     }
 
     /// Where an artifact's bytes come from.
@@ -91,7 +100,10 @@ public struct BundleSpec: Sendable, Equatable {
         let r = root.reader
         guard let (doc, metadata) = root.resource(apiVersion: apiVersion, kind: kind) else { return nil }
         let name = metadata?.require("name")?.nonEmptyString()
-        guard let spec = doc.require("spec")?.mapping(allowing: ["version", "upgradeFrom", "kubernetes", "components"])
+        guard
+            let spec = doc.require("spec")?.mapping(allowing: [
+                "version", "upgradeFrom", "kubernetes", "components", "debianBase",
+            ])
         else { return nil }
         let version = spec.require("version")?.nonEmptyString()
         let upgradeFrom = spec["upgradeFrom"]?.stringList() ?? []
@@ -107,7 +119,8 @@ public struct BundleSpec: Sendable, Equatable {
             r.error("a bundle needs at least one component", at: spec["components"])
         }
         for cv in compValues {
-            guard let cm = cv.mapping(allowing: ["name", "version", "artifacts"]) else { continue }
+            guard let cm = cv.mapping(allowing: ["name", "version", "artifacts", "os"]) else { continue }
+            let componentOS = cm["os"].map { decodeOS($0) } ?? []
             let cnameValue = cm.require("name")
             guard let cname = cnameValue?.nonEmptyString() else { continue }
             if !componentNames.insert(cname).inserted {
@@ -117,7 +130,7 @@ public struct BundleSpec: Sendable, Equatable {
             var artifacts: [Artifact] = []
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
-                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source", "images"]) else { continue }
+                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source", "images", "os"]) else { continue }
                 let nameValue = am.require("name")
                 let aname = nameValue?.nonEmptyString()
                 if let aname, !names.insert(aname).inserted {
@@ -147,19 +160,69 @@ public struct BundleSpec: Sendable, Equatable {
                     artifacts.append(
                         Artifact(
                             name: aname, kind: kind, roles: roles, source: source, location: av.location,
-                            images: chartImages))
+                            images: chartImages,
+                            os: am["os"].map { decodeOS($0) } ?? componentOS,
+                            closure: sourceValue.map { decodeClosure($0) } ?? false))
                 }
             }
             components.append(Component(name: cname, version: cversion, artifacts: artifacts))
         }
+        let base = spec["debianBase"].flatMap { decodeBase($0, base: baseDirectory) }
         guard let name, let version, let k8s else { return nil }
         return BundleSpec(
             name: name, version: version, upgradeFrom: upgradeFrom, kubernetesVersion: k8s, components: components,
-            baseDirectory: baseDirectory)
+            baseDirectory: baseDirectory, debianBase: base)
     }
 
+    // MARK: issue 11: OS selection and Debian closure
+
+    /// `os: [debian-12, ubuntu-22.04]`: `ID-VERSION_ID` as in `/etc/os-release`.
+    static func decodeOS(_ v: YAMLValue) -> [String] {
+        let list = v.stringList() ?? []
+        for os in list where os.range(of: #"^[a-z0-9][a-z0-9._]*-[0-9][0-9a-z.]*$"#, options: .regularExpression) == nil
+        {
+            v.reader.error(
+                "'\(os)' is not an OS release; write ID-VERSION_ID of /etc/os-release, e.g. debian-12", at: v)
+        }
+        if list.isEmpty { v.reader.error("'os' needs at least one release (leave it out for every OS)", at: v) }
+        return list
+    }
+
+    /// `closure: true` inside a `deb` source.
+    static func decodeClosure(_ source: YAMLValue) -> Bool {
+        guard let m = source.mapping(allowing: sourceKeys),
+            let d = m["deb"]?.mapping(allowing: ["package", "version", "architecture", "closure"]), let c = d["closure"]
+        else { return false }
+        return c.bool() ?? false
+    }
+
+    /// `debianBase: {name, packages: [...], packagesFile: FILE}`: names, or `NAME=VERSION` to pin what a node
+    /// has exactly; in the file one package a line, `NAME` or `NAME VERSION`, `#` comments.
+    static func decodeBase(_ v: YAMLValue, base: String) -> DebianBase? {
+        guard let m = v.mapping(allowing: ["name", "packages", "packagesFile"]) else { return nil }
+        var packages = m["packages"]?.stringList() ?? []
+        if let fileValue = m["packagesFile"], let rel = fileValue.nonEmptyString() {
+            let path = rel.hasPrefix("/") ? rel : (base as NSString).appendingPathComponent(rel)
+            if let text = try? String(contentsOfFile: path, encoding: .utf8) {
+                packages += text.split(separator: "\n").map {
+                    $0.split(separator: "#", omittingEmptySubsequences: false).first ?? ""
+                }
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                // `NAME VERSION` (as `dpkg-query -W` prints) pins the version apt must take
+                .map { $0.split(separator: " ", omittingEmptySubsequences: true).joined(separator: "=") }
+            } else {
+                v.reader.error("cannot read the base package list \(path)", at: fileValue)
+            }
+        }
+        if packages.isEmpty { v.reader.error("'spec.debianBase' needs 'packages' or 'packagesFile'", at: v) }
+        return DebianBase(name: m["name"]?.nonEmptyString() ?? "declared base", packages: packages)
+    }
+
+    /// The kinds of source an artifact may name (exactly one).
+    static let sourceKeys = ["file", "directory", "deb", "debFile", "ociLayout", "chart", "image", "chartRepository"]
+
     private static func decodeSource(_ v: YAMLValue, base: String) -> Source? {
-        let keys = ["file", "directory", "deb", "debFile", "ociLayout", "chart", "image", "chartRepository"]
+        let keys = sourceKeys
         guard let m = v.mapping(allowing: keys) else { return nil }
         guard m.order.count == 1, let key = m.order.first else {
             v.reader.error("\(v.displayPath) must have exactly one of \(keys.joined(separator: ", "))", at: v)
@@ -175,7 +238,7 @@ public struct BundleSpec: Sendable, Equatable {
         case "ociLayout": return path().map(Source.ociLayout)
         case "chart": return path().map(Source.chart)
         case "deb":
-            guard let d = m["deb"]?.mapping(allowing: ["package", "version", "architecture"]),
+            guard let d = m["deb"]?.mapping(allowing: ["package", "version", "architecture", "closure"]),
                 let pkg = d.require("package")?.nonEmptyString()
             else { return nil }
             return .debPackage(

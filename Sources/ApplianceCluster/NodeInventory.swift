@@ -8,6 +8,8 @@ public struct NodeInventory: Sendable, Equatable {
     public var partial: [SHA256Digest: Int64]
     /// Bundle versions whose manifest is recorded on the node.
     public var staged: Set<String>
+    /// Issue 11: the node's OS release, `ID-VERSION_ID` of `/etc/os-release` (e.g. `debian-12`); nil if unknown.
+    public var os: String? = nil
 
     public init(
         freeBytes: Int64 = 0, have: Set<SHA256Digest> = [], partial: [SHA256Digest: Int64] = [:],
@@ -33,6 +35,7 @@ public struct NodeInventory: Sendable, Equatable {
             case ("partial", 3):
                 if let d = SHA256Digest(hex: String(f[1])), let n = Int64(f[2]) { inv.partial[d] = n }
             case ("staged", 2): inv.staged.insert(String(f[1]))
+            case ("os", 2): inv.os = String(f[1])
             case ("end", 1): sawEnd = true
             case ("error", _): throw .node(node: "", reason: f.dropFirst().joined(separator: " "))
             default: throw .node(node: "", reason: "unexpected inventory line '\(line)'")

@@ -68,6 +68,11 @@ public enum NodeScripts {
             for f in "$STORE"/sha256/*; do [ -f "$f" ] && echo "have ${f##*/}"; done
             for f in "$STORE"/partial/*; do [ -f "$f" ] && echo "partial ${f##*/} $(stat -c %s "$f")"; done
             for d in "$STORE"/bundles/*; do [ -f "$d/manifest.yaml" ] && echo "staged ${d##*/}"; done
+            # issue 11: the node's OS release (ID-VERSION_ID of /etc/os-release) selects OS-specific artifacts
+            if [ -r /etc/os-release ]; then
+              os=$(. /etc/os-release && echo "${ID:-}-${VERSION_ID:-}" | tr -d ' ')
+              case "$os" in -*|*-) ;; *) echo "os $os" ;; esac
+            fi
             echo "end"
             """#
 

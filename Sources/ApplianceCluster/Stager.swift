@@ -89,7 +89,9 @@ public actor Stager {
     /// Blobs a node with these roles must hold, with sizes.
     public func required(for node: StagingNode) -> [SHA256Digest: Int64] {
         var out: [SHA256Digest: Int64] = [:]
-        for (_, a) in bundle.manifest.allArtifacts where a.applies(to: node.roles) {
+        // Issue 11: by OS too, once the node's inventory said which (until then, whatever its roles need).
+        let os = inventories[node.name]?.os
+        for (_, a) in bundle.manifest.allArtifacts where a.applies(to: node.roles, os: os) {
             for b in a.allBlobs { out[b.digest] = b.size }  // an image: manifest, config and every layer
         }
         return out

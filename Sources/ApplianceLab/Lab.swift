@@ -143,6 +143,7 @@ public struct Lab: Sendable {
         try state.save(config.statePath)
 
         // Network, then each node's files, then boot everything at once.
+        try LabServerParity.loadHostModules()
         let net = LabNetwork(config: config)
         try net.createFabric(adminNamespace: state.adminNamespace, adminRate: o.adminLinkRate)
         let hosts =
@@ -225,14 +226,58 @@ public struct Lab: Sendable {
     }
 
     public func siteInventory(_ state: LabState) -> SiteInventory {
-        SiteInventory(
+        let endpoint = apiEndpoint(state)
+        var site = SiteInventory(
             name: "lab-\(state.id)", profile: state.profile,
             ssh: .init(
                 user: "root", port: 22, identityFile: config.keyPath, knownHostsFile: config.knownHostsPath,
                 connectTimeoutSeconds: 5, parallelism: 32),
             hosts: state.nodes.map {
                 .init(name: $0.name, address: $0.address, roles: $0.roles, hostKeyFingerprints: [$0.hostKeyFingerprint])
-            })
+            },
+            network: .init(
+                domain: "lab-\(state.id).internal", apiEndpoint: endpoint.hostPort, endpoint: endpoint,
+                podCIDR: LabConfig.podCIDR, serviceCIDR: LabConfig.serviceCIDR, nodeCIDR: "\(config.subnet).0/24"))
+        site.preflight = .init(waivers: Self.preflightWaivers())
+        return site
+    }
+
+    /// What a container node cannot have of a real server's profile, waived in the lab's site file with the
+    /// reason, so that preflight and install show them as waived instead of hiding them (issue 11).
+    static func preflightWaivers() -> [SiteInventory.PreflightWaiver] {
+        let cpus = ProcessInfo.processInfo.activeProcessorCount
+        let gib = Double(ProcessInfo.processInfo.physicalMemory) / Double(1 << 30)
+        return [
+            .init(
+                check: "hw.cpu",
+                reason:
+                    "lab node: a container sharing this machine's \(cpus) CPUs, not a server with the profile's CPU count"
+            ),
+            .init(
+                check: "hw.memory",
+                reason:
+                    "lab node: a container sharing this machine's \(String(format: "%.1f", gib)) GiB of memory, not a server with the profile's"
+            ),
+            .init(
+                check: "hw.disk",
+                reason: "lab node: its root is an overlay on this machine's disk, not a server's system disk"),
+            .init(
+                check: "os.release",
+                reason: "lab node: runs the lab's Debian 12 rootfs, whatever OS releases the profile lists"),
+            .init(
+                check: "dns.wildcard",
+                reason:
+                    "lab: no DNS server runs in the lab, so the platform's wildcard name under spec.network.domain does not resolve on its nodes"
+            ),
+        ]
+    }
+
+    /// The API endpoint the site names: the first control plane's address with one, the lab's free virtual IP
+    /// (`LabConfig.virtualIP`, for keepalived) with several.
+    func apiEndpoint(_ state: LabState) -> SiteInventory.APIEndpoint {
+        let cps = state.nodes.filter { $0.roles.contains(.controlPlane) }
+        if cps.count > 1 { return .init(address: config.virtualIP, mode: .virtualIP) }
+        return .init(address: cps.first?.address ?? state.nodes.first?.address ?? config.nodeAddress(1), mode: .loadBalancer)
     }
 
     func write(_ text: String, to path: String) throws(LabError) {

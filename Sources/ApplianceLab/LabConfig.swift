@@ -60,6 +60,12 @@ public struct LabConfig: Sendable {
 
     public var adminAddress: String { "\(subnet).1" }
     public func nodeAddress(_ index: Int) -> String { "\(subnet).\(10 + index)" }
+    /// A free address on the lab bridge for the API's virtual IP (keepalived moves it between control-plane
+    /// nodes): never given to a node (nodes are .11 to .210), nor the admin side (.1), nor the gateway (.254).
+    public var virtualIP: String { "\(subnet).250" }
+    /// The lab's pod network (flannel's default; the lab CNI manifest's net-conf.json says the same).
+    public static let podCIDR = "10.244.0.0/16"
+    public static let serviceCIDR = "10.96.0.0/12"
     /// An address on the bridge that nobody holds: nodes' default route points at it, so traffic for
     /// anywhere else stays on the lab bridge and goes nowhere.
     var blackholeGateway: String { "\(subnet).254" }

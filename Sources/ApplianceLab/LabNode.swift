@@ -33,14 +33,15 @@ struct LabNode {
         do { hardwareJSON = try hardware.jsonData() } catch {
             throw .io(path: config.hardwarePath(node.name), detail: "\(error)")
         }
-        let files: [(String, Data, Int)] = [
-            ("etc/hostname", Data("\(node.name)\n".utf8), 0o644),
-            ("etc/hosts", Data(hosts.utf8), 0o644),
-            ("root/.ssh/authorized_keys", Data((authorizedKey + "\n").utf8), 0o600),
-            ("etc/ssh/ssh_host_ed25519_key", fm.contents(atPath: key) ?? Data(), 0o600),
-            ("etc/ssh/ssh_host_ed25519_key.pub", fm.contents(atPath: key + ".pub") ?? Data(), 0o644),
-            (String(HardwareDeclaration.pathOnNode.dropFirst()), hardwareJSON, 0o644),
-        ]
+        let files: [(String, Data, Int)] =
+            [
+                ("etc/hostname", Data("\(node.name)\n".utf8), 0o644),
+                ("etc/hosts", Data(hosts.utf8), 0o644),
+                ("root/.ssh/authorized_keys", Data((authorizedKey + "\n").utf8), 0o600),
+                ("etc/ssh/ssh_host_ed25519_key", fm.contents(atPath: key) ?? Data(), 0o600),
+                ("etc/ssh/ssh_host_ed25519_key.pub", fm.contents(atPath: key + ".pub") ?? Data(), 0o644),
+                (String(HardwareDeclaration.pathOnNode.dropFirst()), hardwareJSON, 0o644),
+            ] + LabServerParity.files()
         for (rel, data, mode) in files {
             let path = "\(upper)/\(rel)"
             do {
@@ -51,6 +52,14 @@ struct LabNode {
             } catch { throw .io(path: path, detail: "\(error)") }
         }
         try? fm.setAttributes([.posixPermissions: 0o700], ofItemAtPath: "\(upper)/root/.ssh")
+        let link = LabServerParity.enableLink
+        do {
+            try fm.createDirectory(
+                atPath: ("\(upper)/\(link.path)" as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: "\(upper)/\(link.path)")
+            try fm.createSymbolicLink(atPath: "\(upper)/\(link.path)", withDestinationPath: link.target)
+        } catch { throw .io(path: "\(upper)/\(link.path)", detail: "\(error)") }
         try? hardwareJSON.write(to: URL(fileURLWithPath: config.hardwarePath(node.name)))
         // /var/lib/appliance is a size-limited tmpfs so that "disk full" can be made real without
         // filling the host's disk; it is mounted in the host so it survives a power-off.
@@ -81,7 +90,7 @@ struct LabNode {
               --link-journal=no --resolv-conf=off --timezone=off \\
               --capability=all --system-call-filter=@keyring \\
               --bind=\(q("\(directory)/var-lib-appliance:/var/lib/appliance")) \\
-              --bind=\(q("\(directory)/var-lib-containerd:/var/lib/containerd"))
+              --bind=\(q("\(directory)/var-lib-containerd:/var/lib/containerd"))\(LabServerParity.nspawnArguments().map { " \\\n  " + q($0) }.joined())
 
             """
         do {

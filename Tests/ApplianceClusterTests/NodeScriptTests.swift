@@ -48,6 +48,15 @@ import Testing
         #expect(inv.partial.values.first == 10)
         #expect(inv.staged == ["2026.11.0"])
         #expect(inv.freeBytes > 0)
+        // issue 11: the node's OS release, as /etc/os-release says (ID-VERSION_ID)
+        let release = try String(contentsOfFile: "/etc/os-release", encoding: .utf8)
+        func field(_ k: String) -> String? {
+            release.split(separator: "\n").first { $0.hasPrefix(k + "=") }.map {
+                String($0.dropFirst(k.count + 1)).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
+            }
+        }
+        if let id = field("ID"), let v = field("VERSION_ID") { #expect(inv.os == "\(id)-\(v)") }
+        #expect(try NodeInventory.parse("os ubuntu-22.04\nend\n").os == "ubuntu-22.04")
     }
 
     @Test func piecesFoldIntoPartialsAndFinalizeChecksDigests() throws {

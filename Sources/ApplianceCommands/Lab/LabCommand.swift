@@ -12,7 +12,7 @@ struct LabCommand: ParsableCommand {
             """,
         subcommands: [
             LabUpCommand.self, LabStatusCommand.self, LabSSHCommand.self, LabFaultCommand.self, LabDownCommand.self,
-            LabPackagesCommand.self,
+            LabPackagesCommand.self, LabImagesCommand.self, LabBundleCommand.self,
         ]
     )
 }

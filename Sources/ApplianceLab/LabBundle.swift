@@ -1,0 +1,93 @@
+import ApplianceBundle
+import ApplianceModel
+import Foundation
+import Logging
+
+/// Builds the signed lab bundle from scratch (issue 11): the lab's own inputs first, then `bundle build`
+/// of `bundles/lab.yaml` with the same builder as any release bundle.
+///
+/// Inputs made here, under `<spec folder>/lab/generated/` (ignored by git), where the spec names them:
+/// - `images/<name>/`: the lab's OCI image layouts (`LabImages`), from Debian's `catatonit`;
+/// - `packages/*.deb`: the stand-in packages (`LabPackages`, what `appliance lab packages` writes), at the
+///   spec's Kubernetes version.
+/// Everything else the spec names is fetched by the builder (Debian packages by name and version, with their
+/// dependency closure against the lab node's base set) or checked in (the CNI manifest).
+public struct LabBundle: Sendable {
+    /// `bundles/lab.yaml`.
+    public var specPath: String
+    /// The statically linked `appliance-labnode` (see `LabPackages`).
+    public var labnode: String
+    /// Where Debian packages are cached between builds.
+    public var debCacheDirectory: String
+    public var logger: Logger
+
+    /// Debian's catatonit, the binary of every lab image.
+    public static let catatonitPackage = "catatonit"
+    public static let catatonitVersion = "0.1.7-1+b2"
+
+    public init(specPath: String, labnode: String, debCacheDirectory: String, logger: Logger) {
+        self.specPath = specPath
+        self.labnode = labnode
+        self.debCacheDirectory = debCacheDirectory
+        self.logger = logger
+    }
+
+    /// Where the generated inputs go: next to the spec, where it names them.
+    public var inputsDirectory: String {
+        let dir = (specPath as NSString).deletingLastPathComponent
+        return "\(dir.isEmpty ? "." : dir)/lab/generated"
+    }
+
+    public struct Report: Sendable {
+        public var result: BundleBuilder.Result
+        public var images: [LabImages.Built]
+        public var packages: [LabPackages.Package]
+        /// Seconds: images, stand-in packages, `bundle build` (closure, fetch, hash, pack, sign), total.
+        public var imagesSeconds: Double
+        public var packagesSeconds: Double
+        public var buildSeconds: Double
+        public var totalSeconds: Double
+    }
+
+    /// Makes the lab images of Debian's catatonit (fetched into the Debian package cache) under `directory`.
+    public static func images(
+        into directory: String, kubernetesVersion: String, debCacheDirectory: String, scratch: String
+    ) throws -> [LabImages.Built] {
+        let deb = try DebianPackage.fetch(
+            name: catatonitPackage, version: catatonitVersion, architecture: nil, cache: debCacheDirectory,
+            artifact: "catatonit (lab images)")
+        try FileManager.default.createDirectory(atPath: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        let binary = try LabImages.extractCatatonit(deb: deb, into: scratch)
+        return try LabImages(
+            catatonit: binary, catatonitSource: "\(catatonitPackage) \(catatonitVersion)",
+            kubernetesVersion: kubernetesVersion
+        ).build(into: directory)
+    }
+
+    public func build(output: String, signingKey: Ed25519Key?) throws -> Report {
+        let start = Date()
+        let spec = try BundleSpec.load(path: specPath)
+        let k8s =
+            spec.kubernetesVersion.hasPrefix("v") ? String(spec.kubernetesVersion.dropFirst()) : spec.kubernetesVersion
+        let inputs = inputsDirectory
+        logger.notice("lab bundle: making the lab images (Debian catatonit) in \(inputs)/images")
+        let images = try Self.images(
+            into: "\(inputs)/images", kubernetesVersion: k8s, debCacheDirectory: debCacheDirectory,
+            scratch: "\(inputs)/.catatonit-\(getpid())")
+        let imagesDone = Date()
+        logger.notice("lab bundle: building the stand-in packages (Kubernetes \(k8s)) in \(inputs)/packages")
+        let packages = try LabPackages(labnode: labnode, kubernetesVersion: k8s).build(into: "\(inputs)/packages")
+        let packagesDone = Date()
+        logger.notice("lab bundle: bundle build of \(specPath)")
+        let result = try BundleBuilder(
+            spec: spec, signingKey: signingKey, debCacheDirectory: debCacheDirectory, logger: logger
+        ).build(output: output)
+        let end = Date()
+        return Report(
+            result: result, images: images, packages: packages,
+            imagesSeconds: imagesDone.timeIntervalSince(start),
+            packagesSeconds: packagesDone.timeIntervalSince(imagesDone),
+            buildSeconds: end.timeIntervalSince(packagesDone), totalSeconds: end.timeIntervalSince(start))
+    }
+}
