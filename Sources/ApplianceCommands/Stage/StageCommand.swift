@@ -102,10 +102,14 @@ func stagingPlan(_ params: OperationParameters, session: ClusterSession, ctx: Co
     trust.trustedKeys = params.trustedKeys
     trust.allowUnsigned = params.allowUnsigned
     let targets = try session.stagingNodes(only: params.nodes)
+    // Logins to the nodes overlap the bundle's verification (nothing is asked of a node before the locks).
+    let connecting = Stager.connectAhead(targets, pool: session.pool)
+    let verifying = ContinuousClock.now
     let verified = try await verifyBundle(bundlePath, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
+    ctx.logger.info("bundle verified in \(ContinuousClock.now - verifying)")
     let stager = Stager(
         bundle: verified, nodes: targets, pool: session.pool, store: params.store ?? Stager.defaultStore,
-        bytesPerSecond: params.bytesPerSecond, logger: ctx.logger)
+        bytesPerSecond: params.bytesPerSecond, connecting: connecting, logger: ctx.logger)
     let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
     return (stager, targets, plan)
 }
