@@ -32,23 +32,10 @@ tool() { n=$1; t=$2; shift 2
 direct() { n=$1; t=$2; shift 2
   if have "$t"; then sec "$n" "$t" "$@"; else echo "@@appliance:begin $n"; echo "$t: not found"; echo "@@appliance:end $n 127"; fi; }
 
-# The node's clock, read first and right before the write-latency probe (whose end reading is meta-end).
+# The node's clock, read first (for the skew check).
 now=$(date +%s.%N)
 host=""; read -r host 2>/dev/null </proc/sys/kernel/hostname
 kver=""; read -r kver 2>/dev/null </proc/sys/kernel/osrelease
-
-# Write latency: 64 synchronous 4 KiB writes, timed from the clock reading above to the one after.
-write_latency() {
-  d=${PF_STAGING_DIR:-/var/lib/appliance}; [ -d "$d" ] || d=/var/tmp; f="$d/.appliance-preflight.$$"
-  dd if=/dev/zero of="$f" bs=4k count=64 oflag=dsync 2>/dev/null; wrc=$?
-  end=$(date +%s.%N); rm -f "$f"
-  s0=${now%.*}; n0=${now#*.}; s1=${end%.*}; n1=${end#*.}
-  # Leading zeros would read as octal: strip them.
-  while [ "${n0#0}" != "$n0" ]; do n0=${n0#0}; done; while [ "${n1#0}" != "$n1" ]; do n1=${n1#0}; done
-  printf "dir=%s\nwrites=64\nns=%s\n" "$d" "$(( (s1 - s0) * 1000000000 + ${n1:-0} - ${n0:-0} ))"
-  return $wrc
-}
-echo "@@appliance:begin write-latency"; write_latency 2>&1 </dev/null; rc=$?; echo; echo "@@appliance:end write-latency $rc"
 
 echo "@@appliance:begin meta"; echo "$now"; echo "$host"
 # The user id, without a process: the owner of this shell's /proc entry is who runs it.
@@ -265,4 +252,18 @@ sec versions versions
 if [ -n "${PF_NFS_SERVER:-}" ]; then
   sec nfs sh -c 'd=$(mktemp -d /tmp/appliance-nfs.XXXXXX) || exit 1; if mount -t nfs -o ro,soft,timeo=50,retrans=1,nolock "$PF_NFS_SERVER:$PF_NFS_PATH" "$d" 2>&1; then echo mounted; umount "$d"; rc=0; else rc=1; fi; rmdir "$d"; exit $rc'
 fi
+# Write latency, last (as it always was): 64 synchronous 4 KiB writes between two clock readings; the
+# second is also meta-end.
+write_latency() {
+  d=${PF_STAGING_DIR:-/var/lib/appliance}; [ -d "$d" ] || d=/var/tmp; f="$d/.appliance-preflight.$$"
+  start=$(date +%s.%N)
+  dd if=/dev/zero of="$f" bs=4k count=64 oflag=dsync 2>/dev/null; wrc=$?
+  end=$(date +%s.%N); rm -f "$f"
+  s0=${start%.*}; n0=${start#*.}; s1=${end%.*}; n1=${end#*.}
+  # Leading zeros would read as octal: strip them.
+  while [ "${n0#0}" != "$n0" ]; do n0=${n0#0}; done; while [ "${n1#0}" != "$n1" ]; do n1=${n1#0}; done
+  printf "dir=%s\nwrites=64\nns=%s\n" "$d" "$(( (s1 - s0) * 1000000000 + ${n1:-0} - ${n0:-0} ))"
+  return $wrc
+}
+echo "@@appliance:begin write-latency"; write_latency 2>&1 </dev/null; rc=$?; echo; echo "@@appliance:end write-latency $rc"
 echo "@@appliance:begin meta-end"; echo "$end"; echo; echo "@@appliance:end meta-end 0"
