@@ -46,7 +46,7 @@ struct StageCommand: AsyncParsableCommand {
             kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
             allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: try limitRate.map(parseRate),
             store: store)
-        let (stager, targets, plan) = try await stagingPlan(params, session: session, ctx: ctx)
+        let (stager, targets, plan) = try await stagingPlan(params, session: session, ctx: ctx, connectAhead: !dryRun)
         if dryRun {
             ctx.output.print(plan.render())
             return
@@ -94,16 +94,17 @@ struct StageCommand: AsyncParsableCommand {
 
 /// Verifies the bundle and builds the staging plan from an operation's parameters: the same for a new
 /// `stage` and for `plan resume`, so a resumed operation has exactly the steps, nodes, store and rate it started with.
-func stagingPlan(_ params: OperationParameters, session: ClusterSession, ctx: CommandContext) async throws -> (
-    Stager, [StagingNode], Plan
-) {
+func stagingPlan(
+    _ params: OperationParameters, session: ClusterSession, ctx: CommandContext, connectAhead: Bool = true
+) async throws -> (Stager, [StagingNode], Plan) {
     guard let bundlePath = params.bundle else { throw ValidationError("the operation recorded no bundle") }
     var trust = TrustOptions()
     trust.trustedKeys = params.trustedKeys
     trust.allowUnsigned = params.allowUnsigned
     let targets = try session.stagingNodes(only: params.nodes)
-    // Logins to the nodes overlap the bundle's verification (nothing is asked of a node before the locks).
-    let connecting = Stager.connectAhead(targets, pool: session.pool)
+    // Logins to the nodes overlap the bundle's verification (nothing is asked of a node before the locks;
+    // a dry run logs in nowhere, so it records no new host key either).
+    let connecting = connectAhead ? Stager.connectAhead(targets, pool: session.pool) : nil
     let verifying = ContinuousClock.now
     let verified = try await verifyBundle(bundlePath, trust: trust, workers: BlockingWork.defaultWorkers, ctx: ctx)
     ctx.logger.info("bundle verified in \(ContinuousClock.now - verifying)")
