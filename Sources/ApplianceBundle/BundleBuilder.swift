@@ -2,8 +2,9 @@ import ApplianceModel
 import Foundation
 import Logging
 
-/// Builds a bundle from a spec: prepares every source, hashes them in parallel, writes the manifest, signs it,
-/// and writes the tar to a temporary name that is renamed into place only when complete.
+/// Builds a bundle from a spec: prepares every source, then writes the tar to a temporary name in one pass
+/// (each blob read once, written and hashed from the same buffers on two threads), then the manifest and its
+/// signature, and renames the tar into place only when complete and flushed.
 public struct BundleBuilder: Sendable {
     public var spec: BundleSpec
     public var signingKey: Ed25519Key?
@@ -67,88 +68,72 @@ public struct BundleBuilder: Sendable {
             prepared.append(list)
         }
 
-        // 2. Digests, in parallel across files.
-        let paths = Array(Set(prepared.flatMap { $0.map(\.path) })).sorted()
-        let digests = Locked<[String: SHA256Digest]>([:])
-        let failure = Locked<BundleError?>(nil)
-        let next = Locked(0)
-        BlockingWork.parallel(workers: min(workers, max(1, paths.count))) { _ in
-            while true {
-                let i = next.withLock { v -> Int in
-                    defer { v += 1 }
-                    return v
-                }
-                guard i < paths.count, failure.withLock({ $0 == nil }) else { return }
-                do {
-                    let (d, _) = try SHA256Hasher.hash(file: paths[i])
-                    digests.withLock { $0[paths[i]] = d }
-                } catch {
-                    failure.withLock { $0 = $0 ?? (error as? BundleError) }
-                }
-            }
+        // 2. The blobs, each distinct file read once: written into the tar (under a temporary name) and
+        // hashed from the same buffers on two threads. The manifest, which names every digest, follows.
+        var order: [(path: String, size: Int64)] = []
+        var listed = Set<String>()
+        for input in prepared.joined() where listed.insert(input.path).inserted {
+            order.append((input.path, input.size))
         }
-        if let f = failure.withLock({ $0 }) { throw f }
-        let digestOf = digests.withLock { $0 }
-
-        // 3. Manifest.
-        var components: [BundleManifest.Component] = []
-        var blobFiles: [(SHA256Digest, String, Int64)] = []
-        var seen = Set<SHA256Digest>()
-        for (c, inputs) in zip(spec.components, prepared) {
-            var artifacts: [BundleManifest.Artifact] = []
-            for (a, input) in zip(c.artifacts, inputs) {
-                guard let d = digestOf[input.path] else { throw .io(path: input.path, reason: "not hashed") }
-                artifacts.append(
-                    BundleManifest.Artifact(
-                        name: a.name, kind: a.kind, sha256: d, size: input.size, roles: a.roles,
-                        provenance: input.provenance + a.notes.map { ($0.key, $0.value) }, image: input.image,
-                        os: a.os))
-                if seen.insert(d).inserted { blobFiles.append((d, input.path, input.size)) }
-                // An image's config and layers: already checked against their digests, stored once.
-                for b in input.imageBlobFiles where seen.insert(b.digest).inserted {
-                    blobFiles.append((b.digest, b.path, b.size))
-                }
-            }
-            components.append(BundleManifest.Component(name: c.name, version: c.version, artifacts: artifacts))
+        // An image's config and layers (issue 15) follow: already checked against their digests, stored once.
+        for input in prepared.joined() {
+            for b in input.imageBlobFiles where listed.insert(b.path).inserted { order.append((b.path, b.size)) }
         }
-        let stamp = ISO8601DateFormatter.string(
-            from: created, timeZone: TimeZone(identifier: "UTC") ?? .current, formatOptions: [.withInternetDateTime])
-        // Issue 15: the bill of materials, an artifact like any other (so the signature covers it).
-        let sbom = try sbomComponent(components, created: stamp, work: work)
-        components.append(sbom.component)
-        if seen.insert(sbom.blob.0).inserted { blobFiles.append(sbom.blob) }
-        let manifest = BundleManifest(
-            name: spec.name, version: spec.version, created: stamp, upgradeFrom: spec.upgradeFrom,
-            kubernetesVersion: spec.kubernetesVersion, components: components)
-        let manifestBytes = Data(manifest.yaml().utf8)
-
-        // 4. Signature.
-        var signature: Data?
-        var signedBy: String?
-        if let key = signingKey {
-            let fp = try key.fingerprint()
-            signature = ManifestSignature(keyFingerprint: fp, signature: try key.sign(manifestBytes)).encoded()
-            signedBy = fp
-        }
-
-        // 5. The tar, under a temporary name, renamed when complete and flushed.
         let partial = "\(output).partial-\(getpid())"
+        let manifest: BundleManifest
+        var signedBy: String?
         do {
-            let writer = try ArchiveWriter(path: partial, mtime: Int(created.timeIntervalSince1970))
-            try writer.add(BundleArchive.manifestName, data: manifestBytes)
-            if let signature { try writer.add(BundleArchive.signatureName, data: signature) }
+            let writer = try BundleTarWriter(path: partial, mtime: Int(created.timeIntervalSince1970))
             try writer.addDirectory("blobs")
             try writer.addDirectory("blobs/sha256")
-            for (d, path, size) in blobFiles {
-                logger.debug("packing \(d.short)", metadata: ["bundle": "\(spec.name)"])
-                try writer.add(BundleArchive.blobPrefix + d.hex, file: path, expectedSize: size)
+            logger.debug("packing \(order.count) files", metadata: ["bundle": "\(spec.name)"])
+            let digestOf = try writer.addBlobs(order)
+
+            // 3. Manifest.
+            var components: [BundleManifest.Component] = []
+            for (c, inputs) in zip(spec.components, prepared) {
+                var artifacts: [BundleManifest.Artifact] = []
+                for (a, input) in zip(c.artifacts, inputs) {
+                    guard let d = digestOf[input.path] else {
+                        throw BundleError.io(path: input.path, reason: "not hashed")
+                    }
+                    for b in input.imageBlobFiles where digestOf[b.path] != b.digest {
+                        throw BundleError.io(path: b.path, reason: "changed while the bundle was built")
+                    }
+                    artifacts.append(
+                        BundleManifest.Artifact(
+                            name: a.name, kind: a.kind, sha256: d, size: input.size, roles: a.roles,
+                            provenance: input.provenance + a.notes.map { ($0.key, $0.value) }, image: input.image,
+                            os: a.os))
+                }
+                components.append(BundleManifest.Component(name: c.name, version: c.version, artifacts: artifacts))
             }
+            let stamp = ISO8601DateFormatter.string(
+                from: created, timeZone: TimeZone(identifier: "UTC") ?? .current,
+                formatOptions: [.withInternetDateTime])
+            // Issue 15: the bill of materials, an artifact like any other (so the signature covers it).
+            let sbom = try sbomComponent(components, created: stamp, work: work)
+            components.append(sbom.component)
+            let sbomDigest = try writer.addBlobs([(sbom.blob.1, sbom.blob.2)])[sbom.blob.1]
+            guard sbomDigest == sbom.blob.0 else {
+                throw BundleError.io(path: sbom.blob.1, reason: "the bill of materials changed while it was packed")
+            }
+            manifest = BundleManifest(
+                name: spec.name, version: spec.version, created: stamp, upgradeFrom: spec.upgradeFrom,
+                kubernetesVersion: spec.kubernetesVersion, components: components)
+            let manifestBytes = Data(manifest.yaml().utf8)
+
+            // 4. Signature.
+            try writer.add(BundleArchive.manifestName, data: manifestBytes)
+            if let key = signingKey {
+                let fp = try key.fingerprint()
+                let signature = ManifestSignature(keyFingerprint: fp, signature: try key.sign(manifestBytes)).encoded()
+                try writer.add(BundleArchive.signatureName, data: signature)
+                signedBy = fp
+            }
+
+            // 5. Flushed to disk, then renamed into place.
             try writer.close()
-            let fd = open(partial, O_RDONLY)
-            if fd >= 0 {
-                fsync(fd)
-                close(fd)
-            }
             guard rename(partial, output) == 0 else {
                 throw BundleError.io(path: output, reason: String(cString: strerror(errno)))
             }

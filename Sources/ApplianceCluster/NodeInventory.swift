@@ -50,6 +50,8 @@ public struct NodeInventory: Sendable, Equatable {
 public struct FinalizeReport: Sendable, Equatable {
     public var ok: Set<SHA256Digest> = []
     public var bad: [SHA256Digest: String] = [:]
+    /// The bundle's manifest was recorded in the same round trip (asked for, and every blob was ok).
+    public var recorded = false
 
     public static func parse(_ text: String) throws(ClusterError) -> FinalizeReport {
         var r = FinalizeReport()
@@ -63,6 +65,9 @@ public struct FinalizeReport: Sendable, Equatable {
                     r.bad[d] = f.count > 2 ? String(f[2]) : "bad"
                 }
             case "end": sawEnd = true
+            case "recorded": r.recorded = true
+            // Left to the node's step, which records it on its own and reports why it cannot.
+            case "record-failed": r.recorded = false
             case "error": throw .node(node: "", reason: f.dropFirst().joined(separator: " "))
             default: throw .node(node: "", reason: "unexpected finalize line '\(line)'")
             }

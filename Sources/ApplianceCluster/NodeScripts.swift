@@ -49,6 +49,10 @@ public enum NodeScripts {
           done
         }
 
+        """# + digestOf
+
+    /// `digest_of FILE|-`: the SHA-256 of a file or of stdin, as 64 hex digits.
+    static let digestOf = #"""
         digest_of() {
           if command -v openssl >/dev/null 2>&1; then
             # openssl uses the CPU's SHA instructions (several times faster than coreutils) where present.
@@ -76,42 +80,82 @@ public enum NodeScripts {
             echo "end"
             """#
 
-    /// Reads `HEX SIZE` lines on stdin; folds pieces, checks size and digest, and only then renames the
-    /// blob into sha256/. Prints `ok HEX` or `bad HEX REASON` per line.
+    /// Reads `HEX SIZE` lines on stdin (up to a line `end` or the end of input); folds pieces, checks size
+    /// and digest, and only then renames the blob into sha256/. Prints `ok HEX` or `bad HEX REASON` per line.
+    /// With arguments DIR MANIFEST-BYTES SIGNATURE-BYTES, the manifest and then its signature follow the
+    /// `end` line on stdin, and are recorded in DIR (written to temporary names, then renamed, the manifest
+    /// last) when every blob was ok: it prints `recorded`, or `record-failed` when writing them failed.
     public static let finalize =
         common + #"""
             fold_pieces
+            allok=1
+            bad() { echo "bad $*"; allok=0; }
             while read -r hex size; do
               [ -n "$hex" ] || continue
+              [ "$hex" = end ] && break
               if [ -f "$STORE/sha256/$hex" ]; then echo "ok $hex"; continue; fi
               part="$STORE/partial/$hex"
-              if [ ! -f "$part" ]; then echo "bad $hex missing"; continue; fi
+              if [ ! -f "$part" ]; then bad "$hex missing"; continue; fi
               have=$(stat -c %s "$part")
-              if [ "$have" -lt "$size" ]; then echo "bad $hex short $have"; continue; fi
-              if [ "$have" -gt "$size" ]; then rm -f "$part"; echo "bad $hex long $have"; continue; fi
+              if [ "$have" -lt "$size" ]; then bad "$hex short $have"; continue; fi
+              if [ "$have" -gt "$size" ]; then rm -f "$part"; bad "$hex long $have"; continue; fi
               # The digest computed while the blob arrived, when it covers the whole partial; else read it.
               if [ -f "$STORE/digests/$hex" ]; then sum=$(cat "$STORE/digests/$hex"); else sum=$(digest_of "$part"); fi
               rm -f "$STORE/digests/$hex"
-              if [ "$sum" != "$hex" ]; then rm -f "$part"; echo "bad $hex digest $sum"; continue; fi
-              sync "$part" 2>/dev/null || :
-              mv -f "$part" "$STORE/sha256/$hex" && echo "ok $hex" || echo "bad $hex rename"
+              if [ "$sum" != "$hex" ]; then rm -f "$part"; bad "$hex digest $sum"; continue; fi
+              sync "$part" </dev/null 2>/dev/null || :
+              mv -f "$part" "$STORE/sha256/$hex" && echo "ok $hex" || bad "$hex rename"
             done
+            if [ $# -ge 3 ]; then
+              dir=$1
+              if [ $allok = 1 ]; then
+                if mkdir -p "$dir" && head -c "$2" >"$dir/manifest.yaml.tmp" && head -c "$3" >"$dir/manifest.yaml.sig.tmp" \
+                  && mv -f "$dir/manifest.yaml.sig.tmp" "$dir/manifest.yaml.sig" && mv -f "$dir/manifest.yaml.tmp" "$dir/manifest.yaml"
+                then echo "recorded"; else rm -f "$dir/manifest.yaml.tmp" "$dir/manifest.yaml.sig.tmp"; echo "record-failed"; fi
+              fi
+              # Whatever was not recorded is still read, so the sender never waits on a full pipe.
+              cat >/dev/null
+            fi
             echo "end"
             """#
 
     /// Run by the relay's tar for each piece it keeps (`--to-command`, member data on stdin, `TAR_FILENAME`
-    /// and `TAR_SIZE` set): writes incoming/<piece>, hashes it on the way, records the digest in
-    /// digests/<piece> once the whole piece is on disk, and starts flushing it to disk in the background so
-    /// that finalize neither reads nor waits for it again.
+    /// and `TAR_SIZE` set; argument: the run): writes incoming/<piece>, hashes it on the way, records the
+    /// digest in digests/<piece> once the whole piece is on disk, and starts flushing it to disk.
+    ///
+    /// All of that happens in a background process that takes over stdin, so this script returns at once:
+    /// tar waits for the command of each member before it reads on, and while it waits it does not read the
+    /// stream, which stops the relay passing it on and so stalls the whole chain at every piece (measured:
+    /// the chain ran at about 80 % of the link rate, with every node pausing at every piece boundary).
+    /// `.staging/keeping-RUN-<piece>` marks a piece still being written; the relay waits for none to be
+    /// left before it reports, and a piece that could not be written leaves `.staging/keep-failed-RUN-<piece>`
+    /// with the reason.
     public static let keep =
-        common + #"""
+        #"""
+        set -u
+        STORE=${STORE:-/var/lib/appliance/store}
+        umask 022
+
+        """# + digestOf + #"""
+            run=$1
             f="$STORE/incoming/$TAR_FILENAME"; d="$STORE/digests/$TAR_FILENAME"
-            rm -f "$d"
-            sum=$(tee "$f" | digest_of -)
-            [ "$(stat -c %s "$f" 2>/dev/null || echo -1)" = "$TAR_SIZE" ] || {
-              echo "cannot write $f: $(df -P "$STORE" | awk 'NR==2 {print $4}') KiB free" >&2; exit 1; }
-            printf '%s\n' "$sum" >"$d.tmp" && mv -f "$d.tmp" "$d"
-            sync "$f" </dev/null >/dev/null 2>&1 &
+            busy="$STORE/.staging/keeping-$run-$TAR_FILENAME"
+            : >"$busy"
+            [ -e "$d" ] && rm -f "$d"
+            # Without job control a background list reads /dev/null unless told otherwise: hand it stdin as fd 3.
+            exec 3<&0
+            (
+              sum=$(tee "$f" | digest_of -)
+              if [ "$(stat -c %s "$f" 2>/dev/null || echo -1)" = "$TAR_SIZE" ]; then
+                printf '%s\n' "$sum" >"$d.tmp" && mv -f "$d.tmp" "$d"
+                sync "$f" </dev/null >/dev/null 2>&1 &
+              else
+                echo "cannot write $f: $(df -P "$STORE" | awk 'NR==2 {print $4}') KiB free" \
+                  >"$STORE/.staging/keep-failed-$run-$TAR_FILENAME"
+              fi
+              rm -f "$busy"
+            ) <&3 >/dev/null 2>&1 3<&- &
+            exec 3<&-
             """#
 
     /// How a node logs in to the next node of the chain (with `dir` and `run` set in the shell): the run's
@@ -132,18 +176,28 @@ public enum NodeScripts {
             dir="$STORE/.staging"
             want="$dir/want-$run"
             [ -f "$want" ] || : >"$want"
-            me=$(hostname)
             extract() {
               if [ -s "$want" ]; then
-                tar -x -f - -T "$want" --to-command="sh '$dir/keep-$run.sh'" 2>"$dir/tar-$run.err"
+                tar -x -f - -T "$want" --to-command="sh '$dir/keep-$run.sh' $run" 2>"$dir/tar-$run.err"
               else
                 cat >/dev/null
               fi
               rc=$?
               # Keep reading so a failing disk here never stalls or breaks the nodes after this one.
               cat >/dev/null
+              # Pieces are written and hashed in the background (see keep): wait until none is left.
+              while :; do
+                set -- "$dir"/keeping-"$run"-*
+                [ -e "$1" ] || break
+                sleep 0.05
+              done
+              why=$(grep -v 'Exiting with failure status' "$dir/tar-$run.err" | head -n 1 | tr -d '\n')
+              for failed in "$dir"/keep-failed-"$run"-*; do
+                [ -f "$failed" ] || continue
+                rc=1; [ -n "$why" ] || why=$(head -n 1 "$failed" | tr -d '\n'); rm -f "$failed"
+              done
               if [ $rc -ne 0 ]; then
-                echo "relay-failed $me $(grep -v 'Exiting with failure status' "$dir/tar-$run.err" | head -n 1 | tr -d '\n')" >&2
+                echo "relay-failed $(hostname) $why" >&2
               fi
               return $rc
             }

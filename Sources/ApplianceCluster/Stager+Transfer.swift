@@ -60,21 +60,18 @@ extension Stager {
                     : "from=\"\(chain[i - 1].endpoint.host)\",restrict \(keys.publicKey) appliance-staging-\(run)"
                 prepared[node.name] = (files, authLine)
             }
-            // Every node is set up at once; the first failure (in chain order) stops the transfer.
+            // Every node is set up at once; the first failure (in chain order) stops the transfer. In the same
+            // round trip each node opens its connection to the next (see `setup`), so the chain is ready in
+            // the time of one login instead of one per hop, and of one round trip instead of two.
             setUp = chain
             let work = prepared
+            let nextOf = Dictionary(uniqueKeysWithValues: zip(chain.map(\.name), chain.dropFirst()))
             let results = await forEachNode(chain) { stager, node in
                 guard let p = work[node.name] else { return }
-                try await stager.setup(node, run: run, files: p.files, authorizedLine: p.authorizedLine)
+                try await stager.setup(
+                    node, run: run, files: p.files, authorizedLine: p.authorizedLine, next: nextOf[node.name])
             }
             for node in chain { if case .failure(let e)? = results[node.name] { throw e } }
-            // Each node opens its connection to the next before the stream starts (all at once), so the
-            // chain is ready in the time of one login instead of one per hop.
-            let nextOf = Dictionary(uniqueKeysWithValues: zip(chain.map(\.name), chain.dropFirst()))
-            _ = await forEachNode(Array(chain.dropLast())) { stager, node in
-                guard let next = nextOf[node.name] else { return }
-                try await stager.connectPeer(node, to: next, run: run)
-            }
             logger.info("relay set up on \(chain.count) nodes in \(Self.seconds(clock.now - started))")
 
             // The stream: headers and data read on a dedicated thread, paced when a cap is set.
@@ -135,20 +132,19 @@ extension Stager {
 
     func addBytesSent(_ n: Int64) { bytesSent += n }
 
-    /// Opens node's SSH connection to the next node of the chain as a multiplexing master
-    /// (.staging/ctl-RUN) that the relay then uses. Best effort: without it the relay logs in itself.
-    func connectPeer(_ node: StagingNode, to next: StagingNode, run: String) async throws {
-        let cmd = """
-            \(env(node)); dir="$STORE/.staging"; run=\(run); \
-            ssh -M -S "$dir/ctl-$run" -fN \(NodeScripts.peerSSHOptions) \
-            -p \(next.endpoint.port) \(shellQuote(next.endpoint.user + "@" + next.endpoint.host)) \
-            </dev/null >/dev/null 2>"$dir/ctl-$run.err"
-            """
-        let out = try await pool.run(
-            node.endpoint, cmd, timeout: .seconds(30), label: "relay connection from \(node.name) to \(next.name)")
-        if !out.exit.succeeded {
-            logger.warning("\(node.name) could not open its relay connection to \(next.name) ahead: \(out.exit)")
-        }
+    /// Shell text (with `dir` and `run` set) that opens the node's SSH connection to the next node of the
+    /// chain as a multiplexing master (.staging/ctl-RUN) that the relay then uses. The next node is set up
+    /// at the same moment, so a login refused because its key is not there yet is tried again for about
+    /// five seconds (an unreachable node costs one connect timeout, as before). Best effort: it always
+    /// succeeds, and without the master the relay logs in itself.
+    static func connectPeerScript(to next: StagingNode) -> String {
+        """
+        ; deadline=$(($(date +%s) + 5)); until ssh -M -S "$dir/ctl-$run" -fN \(NodeScripts.peerSSHOptions) \
+        -p \(next.endpoint.port) \(shellQuote(next.endpoint.user + "@" + next.endpoint.host)) \
+        </dev/null >/dev/null 2>"$dir/ctl-$run.err"; do \
+        [ "$(date +%s)" -ge "$deadline" ] && break; sleep 0.2; done; \
+        [ -S "$dir/ctl-$run" ] || echo "no relay connection to \(next.name) ahead: $(tail -n 1 "$dir/ctl-$run.err")" >&2; true
+        """
     }
 
     static func seconds(_ d: Duration) -> String {
@@ -162,9 +158,12 @@ extension Stager {
         return String(format: "%.1f MB/s", Double(bytes) / s / 1e6)
     }
 
-    func setup(_ node: StagingNode, run: String, files: [(String, [UInt8], UInt32)], authorizedLine: String?)
-        async throws
-    {
+    /// Writes a run's relay files on a node and, for every node after the first, the authorized_keys line
+    /// that lets the previous node in; with `next`, then opens the connection to the next node ahead.
+    func setup(
+        _ node: StagingNode, run: String, files: [(String, [UInt8], UInt32)], authorizedLine: String?,
+        next: StagingNode? = nil
+    ) async throws {
         var tar: [UInt8] = []
         for (name, data, _) in files {
             tar += PieceStream.header(name: name, size: Int64(data.count))
@@ -186,10 +185,14 @@ extension Stager {
                 printf '%s\\n' \(shellQuote(authorizedLine)) >>"$f"
                 """
         }
+        if let next { cmd += "; run=\(run)" + Self.connectPeerScript(to: next) }
         let out = try await pool.run(
             node.endpoint, cmd, stdin: .bytes(tar), timeout: .seconds(60), label: "relay setup on \(node.name)")
         guard out.exit.succeeded else {
             throw ClusterError.node(node: node.name, reason: "relay setup failed: \(out.stderrText)")
+        }
+        if next != nil, !out.stderrText.isEmpty {
+            logger.warning("\(node.name): \(out.stderrText.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
     }
 
@@ -209,7 +212,7 @@ extension Stager {
         let tag = run.map { "appliance-staging-\($0)" } ?? "appliance-staging-"
         let files =
             run.map {
-                "relay-\($0).sh keep-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-* ctl-\($0) ctl-\($0).err"
+                "relay-\($0).sh keep-\($0).sh want-\($0) known-hosts-\($0) peer-key-\($0) tar-\($0).err fifo-\($0)-* ctl-\($0) ctl-\($0).err keeping-\($0)-* keep-failed-\($0)-*"
             }
             ?? "*"
         let sockets = run.map { "ctl-\($0)" } ?? "ctl-*"

@@ -63,6 +63,15 @@ public actor Stager {
 
     private var locations: [SHA256Digest: TarIndex.Location] = [:]
     private var inventories: [String: NodeInventory] = [:]
+    /// This round's inventory of each node, asked once and shared by whoever asks (the plan's checks and the
+    /// transfer); dropped after every transfer, when stores have changed.
+    private var asking: [String: Task<NodeInventory, Error>] = [:]
+    /// Nodes whose relay leftovers of earlier (crashed) runs this stager has removed.
+    private var swept: Set<String> = []
+    /// Nodes whose manifest this run recorded together with their final check.
+    public private(set) var recordedNodes: Set<String> = []
+    /// Connections being opened while the caller verifies the bundle (see `connectAhead`).
+    private let warming: Task<Void, Never>?
     public private(set) var failures: [String: ClusterError.NodeFailure] = [:]
     /// Nodes whose store holds every blob they need (checked on the node) after the last `stage()`.
     public private(set) var stagedNodes: Set<String> = []
@@ -76,8 +85,9 @@ public actor Stager {
 
     public init(
         bundle: VerifiedBundle, nodes: [StagingNode], pool: SSHPool, store: String = defaultStore,
-        bytesPerSecond: Int64? = nil, logger: Logger
+        bytesPerSecond: Int64? = nil, connecting: Task<Void, Never>? = nil, logger: Logger
     ) {
+        self.warming = connecting
         self.bundle = bundle
         self.nodes = nodes
         self.pool = pool
@@ -117,17 +127,47 @@ public actor Stager {
         return out.stdoutText
     }
 
-    /// Asks one node what it holds; with `sweep`, first removes relay files and keys that an earlier run
-    /// left behind (a crashed admin host, a node that was down at cleanup).
+    /// Opens the SSH connections to `nodes` in the background, so that logins (the slow part of the first
+    /// round trip) overlap whatever the caller does meanwhile, typically verifying the bundle. Read-only on
+    /// the nodes: nothing is asked or changed before the operation holds its locks. Failures are left for
+    /// the first real use of the connection to report. Pass the task to `init(connecting:)`, which waits
+    /// for it before the first inventory.
+    public static func connectAhead(_ nodes: [StagingNode], pool: SSHPool) -> Task<Void, Never> {
+        Task {
+            await withTaskGroup(of: Void.self) { group in
+                for node in nodes { group.addTask { _ = try? await pool.connection(for: node.endpoint) } }
+            }
+        }
+    }
+
+    /// What one node holds. Asked once per round whoever asks (the plan's node checks and the transfer run
+    /// at the same time and share the answer); the first time this stager asks a node, the same round trip
+    /// first removes relay files and keys that an earlier run left behind (a crashed admin host, a node that
+    /// was down at cleanup). `sweep` is kept for callers that want that said explicitly; it happens once per
+    /// node either way.
     public func inventory(_ node: StagingNode, sweep: Bool = false) async throws -> NodeInventory {
+        if let pending = asking[node.name] { return try await pending.value }
+        let body = (swept.contains(node.name) ? "" : Self.cleanupScript(node, run: nil)) + NodeScripts.inventory
+        swept.insert(node.name)
+        let warming = self.warming
+        let task = Task {
+            if let warming { await warming.value }
+            do {
+                return try NodeInventory.parse(try await self.script(node, body, label: "inventory"))
+            } catch let e as ClusterError {
+                if case .node(_, let reason) = e { throw ClusterError.node(node: node.name, reason: reason) }
+                throw e
+            }
+        }
+        asking[node.name] = task
         do {
-            let body = (sweep ? Self.cleanupScript(node, run: nil) : "") + NodeScripts.inventory
-            let inv = try NodeInventory.parse(try await script(node, body, label: "inventory"))
+            let inv = try await task.value
             inventories[node.name] = inv
             return inv
-        } catch let e as ClusterError {
-            if case .node(_, let reason) = e { throw ClusterError.node(node: node.name, reason: reason) }
-            throw e
+        } catch {
+            // A failed answer is not kept: the next ask tries again.
+            if asking[node.name] == task { asking[node.name] = nil }
+            throw error
         }
     }
 
@@ -143,7 +183,7 @@ public actor Stager {
             // The first round also sweeps relay leftovers of crashed runs, in the same round trip.
             let sweep = round == 1
             let results = await forEachNode(pending) { stager, node in try await stager.inventory(node, sweep: sweep) }
-            logger.debug("inventory of \(pending.count) nodes in \(Self.seconds(ContinuousClock.now - asked))")
+            logger.info("inventory of \(pending.count) nodes in \(Self.seconds(ContinuousClock.now - asked))")
             var needs: [String: [SHA256Digest: Int64]] = [:]
             var partials: [String: [SHA256Digest: Int64]] = [:]
             var candidates: [StagingNode] = []
@@ -186,14 +226,16 @@ public actor Stager {
                 for (name, total) in plan.wantedBytes { p.nodes[name, default: .init()].total += total }
             }
             let sent = try await transfer(plan, chainNodes)
+            asking = [:]
             let relayFailures = sent.failures
             // 2. Finalize every chain node: digests checked on the node, blobs made visible.
             let chainNeeds = needs
             let finalizing = ContinuousClock.now
             // The relay's files and keys are removed while the nodes check their blobs.
             async let cleaned: Void = cleanup(sent.setUp, run: sent.run)
+            // A node whose every blob checks out records the bundle's manifest in the same round trip.
             let finals = await forEachNode(chainNodes) { stager, node in
-                try await stager.finalize(node, chainNeeds[node.name] ?? [:])
+                try await stager.finalize(node, chainNeeds[node.name] ?? [:], record: true)
             }
             await cleaned
             logger.info(
@@ -205,6 +247,7 @@ public actor Stager {
                 case .success(let report)?:
                     if report.bad.isEmpty {
                         staged.append(node.name)
+                        if report.recorded { recordedNodes.insert(node.name) }
                     } else if report.bad.values.contains(where: { $0.hasPrefix("digest") }) {
                         fail(
                             node.name,
@@ -281,14 +324,28 @@ public actor Stager {
         }
     }
 
-    func finalize(_ node: StagingNode, _ need: [SHA256Digest: Int64]) async throws -> FinalizeReport {
-        let list = need.sorted { $0.key < $1.key }.map { "\($0.key.hex) \($0.value)\n" }.joined()
-        let text = try await script(node, NodeScripts.finalize, stdin: .bytes(Array(list.utf8)), label: "finalize")
+    /// Checks and makes visible the blobs `need` lists on a node. With `record`, when every one of them
+    /// checks out, the node also records the bundle's manifest and signature in the same round trip (the
+    /// blobs it already held were in the store before; the inventory said so).
+    func finalize(_ node: StagingNode, _ need: [SHA256Digest: Int64], record: Bool = false) async throws
+        -> FinalizeReport
+    {
+        var input = Array(need.sorted { $0.key < $1.key }.map { "\($0.key.hex) \($0.value)\n" }.joined().utf8)
+        var args: [String] = []
+        if record {
+            let manifest = Array(bundle.archive.manifestData)
+            let sig = bundle.archive.signatureData.map(Array.init) ?? []
+            input += Array("end\n".utf8) + manifest + sig
+            args = ["\(store(of: node))/bundles/\(bundle.manifest.version)", String(manifest.count), String(sig.count)]
+        }
+        let text = try await script(node, NodeScripts.finalize, args: args, stdin: .bytes(input), label: "finalize")
         return try FinalizeReport.parse(text)
     }
 
-    /// Records the bundle's manifest and signature on a node (after all its blobs are in the store).
+    /// Records the bundle's manifest and signature on a node (after all its blobs are in the store); a no-op
+    /// where this run already recorded it with the node's final check.
     public func record(_ node: StagingNode) async throws {
+        if recordedNodes.contains(node.name) { return }
         let dir = "\(store(of: node))/bundles/\(bundle.manifest.version)"
         var payload = Array(bundle.archive.manifestData)
         let sig = bundle.archive.signatureData.map(Array.init) ?? []

@@ -33,12 +33,13 @@ public enum Operations {
     /// The kinds `plan resume` can rebuild.
     public static let kinds = [StagingPlan.kind, InstallOperation.kind]
 
-    /// Builds the plan of an operation from its parameters.
+    /// Builds the plan of an operation from its parameters. A dry run connects to no node.
     public static func prepare(
-        _ params: OperationParameters, session: OperationSession, io: OperationIO
+        _ params: OperationParameters, session: OperationSession, io: OperationIO, dryRun: Bool = false
     ) async throws -> PreparedOperation {
         switch params.kind {
-        case StagingPlan.kind: return try await StageOperation.prepare(params, session: session, io: io)
+        case StagingPlan.kind:
+            return try await StageOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
         case InstallOperation.kind: return try await InstallOperation.prepare(params, session: session, io: io)
         default: throw OperationError.unknownKind(params.kind)
         }

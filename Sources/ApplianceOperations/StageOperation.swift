@@ -5,18 +5,23 @@ import Foundation
 
 /// `appliance stage`: the bundle verified, then staged onto every node's store (see `StagingPlan`).
 public enum StageOperation {
+    /// With `connectAhead`, the logins to the nodes overlap the bundle's verification (nothing is asked of a
+    /// node before the locks; a dry run logs in nowhere, so it records no new host key either).
     public static func prepare(
-        _ params: OperationParameters, session: OperationSession, io: OperationIO
+        _ params: OperationParameters, session: OperationSession, io: OperationIO, connectAhead: Bool = true
     ) async throws -> PreparedOperation {
         guard let bundlePath = params.bundle else {
             throw OperationError.invalid("the operation recorded no bundle", hint: nil)
         }
         let targets = try session.stagingNodes(only: params.nodes)
+        let connecting = connectAhead ? Stager.connectAhead(targets, pool: session.pool) : nil
+        let verifying = ContinuousClock.now
         let verified = try await BundleVerification.verify(
             bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned, io: io)
+        session.logger.info("bundle verified in \(ContinuousClock.now - verifying)")
         let stager = Stager(
             bundle: verified, nodes: targets, pool: session.pool, store: params.storePath,
-            bytesPerSecond: params.bytesPerSecond, logger: session.logger)
+            bytesPerSecond: params.bytesPerSecond, connecting: connecting, logger: session.logger)
         let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
         let names = targets.map(\.name)
         return PreparedOperation(

@@ -13,8 +13,9 @@ public struct SSHNodeShell: NodeShell {
 
     public func run(script: String, timeout: Duration) async throws -> NodeShellResult {
         let seconds = max(1, Int(timeout.components.seconds))
-        // The node kills the script at the limit; the channel gets two more seconds to report that.
-        let command = "timeout -s KILL \(seconds) sh -s || exit $?"
+        // The node kills the script at the limit; the channel gets two more seconds to report that. The
+        // login shell execs timeout (no shell process waiting beside the collector on every node).
+        let command = "exec timeout -s KILL \(seconds) sh -s"
         do {
             let out = try await pool.run(
                 endpoint, command, stdin: .bytes(Array(script.utf8)), timeout: timeout + .seconds(2),

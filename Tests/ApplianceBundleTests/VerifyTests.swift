@@ -164,3 +164,60 @@ import Testing
                 == "payload")
     }
 }
+
+@Suite struct OnePassBuildTests {
+    /// Equal content under two names is packed once (the later copy is cut out of the archive after the
+    /// fact), files of every size around the chunk and block boundaries round-trip, and GNU tar reads it.
+    @Test func equalContentIsPackedOnceAndEveryBlobChecksOut() throws {
+        let big = Data((0..<(1 << 20) + 777).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+        let s = try SampleBundle(blobs: [
+            "a-first": Data("same bytes\n".utf8), "b-chunky": big, "c-empty": Data(),
+            "d-again": Data("same bytes\n".utf8),
+            "e-block": Data(repeating: 7, count: 512), "f-after": Data(repeating: 3, count: 3_000),
+        ])
+        let path = try s.build()
+        let archive = try BundleArchive.open(path)
+        let verified = try archive.verify(trusted: [s.key], allowUnsigned: false)
+        #expect(archive.blobs.count == 5)
+        #expect(verified.manifest.allArtifacts.count == 6)
+        #expect(verified.bytesVerified == Int64(big.count + 11 + 512 + 3_000))
+        let same = verified.manifest.allArtifacts.filter {
+            $0.artifact.name == "a-first" || $0.artifact.name == "d-again"
+        }
+        #expect(Set(same.map(\.artifact.sha256)).count == 1)
+        #expect(same.first?.artifact.sha256 == SHA256Hasher.hash(Data("same bytes\n".utf8)))
+
+        // An independent reader agrees on the entries and their bytes.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/tar")
+        p.arguments = ["-tvf", path]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let listing = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        #expect(listing.split(separator: "\n").filter { $0.contains("blobs/sha256/") && !$0.hasSuffix("/") }.count == 5)
+        #expect(listing.contains("manifest.yaml.sig"))
+    }
+
+    /// The builder measures sizes when it prepares sources; a file that grew or shrank since is refused
+    /// rather than packed inconsistently with its header.
+    @Test(arguments: [Int64(9_999), 10_001])
+    func fileChangingSizeDuringTheBuildIsRefused(measured: Int64) throws {
+        let dir = TempDir()
+        try Data(repeating: 1, count: 10_000).write(to: URL(fileURLWithPath: dir.file("a")))
+        let writer = try BundleTarWriter(path: dir.file("out.tar"), mtime: 0)
+        let error = #expect(throws: BundleError.self) { _ = try writer.addBlobs([(dir.file("a"), measured)]) }
+        #expect("\(String(describing: error))".contains("changed size"))
+    }
+
+    @Test func paxSizeRecordCountsItsOwnLength() {
+        for value in ["9", "8589934592", String(repeating: "9", count: 95)] {
+            let r = BundleTarWriter.paxRecord("size", value)
+            let text = String(decoding: r, as: UTF8.self)
+            #expect(Int(text.prefix { $0 != " " }) == r.count)
+            #expect(text.hasSuffix(" size=\(value)\n"))
+        }
+    }
+}

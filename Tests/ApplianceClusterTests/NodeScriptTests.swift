@@ -126,6 +126,28 @@ import Testing
         // Hashed as it arrived: the digest of exactly the bytes of the piece.
         let sum = FileManager.default.contents(atPath: store + "/digests/\(da.hex).1000")
         #expect(sum.map { String(decoding: $0, as: UTF8.self) } == SHA256Hasher.hash(a.dropFirst(1000)).hex + "\n")
+        // Pieces are written in the background; the relay reports only once none is still being written.
+        let staging = try FileManager.default.contentsOfDirectory(atPath: store + "/.staging")
+        #expect(!staging.contains { $0.hasPrefix("keeping-") || $0.hasPrefix("keep-failed-") }, "\(staging)")
+
+        // A piece that cannot be written (here its file name is taken by a directory) fails the relay,
+        // with the reason, once the stream has been read to its end.
+        try FileManager.default.removeItem(atPath: store + "/incoming/\(da.hex).1000")
+        try FileManager.default.createDirectory(
+            atPath: store + "/incoming/\(da.hex).1000", withIntermediateDirectories: true)
+        let q = Process()
+        q.executableURL = URL(fileURLWithPath: "/bin/sh")
+        q.arguments = ["-c", NodeScripts.relay, "relay", "r1"]
+        q.environment = ["STORE": store, "PATH": "/usr/bin:/bin"]
+        q.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: dir + "/stream.tar"))
+        let err = Pipe()
+        q.standardError = err
+        try q.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        q.waitUntilExit()
+        #expect(q.terminationStatus != 0)
+        #expect(text.contains("relay-failed") && text.contains("cannot write"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: store + "/digests/\(da.hex).1000"))
     }
 
     /// A blob that arrived whole from byte 0 is renamed into place and its arrival digest decides; a digest
@@ -161,6 +183,37 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: store + "/digests/\(d.hex)"))
         let report = try FinalizeReport.parse(try sh(NodeScripts.finalize, stdin: "\(d.hex) 3000\n").out)
         #expect(report.ok == [d])
+    }
+}
+
+extension NodeScriptTests {
+    /// The final check records the bundle's manifest and signature in the same round trip, and only when
+    /// every blob it was given checks out; the signature may be empty (an unsigned bundle).
+    @Test(arguments: [true, false])
+    func finalizeRecordsTheManifestOnlyWhenEveryBlobIsOK(allGood: Bool) throws {
+        let blob = Data((0..<4000).map { UInt8($0 % 241) })
+        let d = SHA256Hasher.hash(blob)
+        try write("incoming/\(d.hex).0", allGood ? blob : blob.prefix(3999))
+        let manifest = "apiVersion: x\nend\nkind: Bundle\n"  // a line `end` inside must not stop anything
+        let sig = allGood ? "" : "signature bytes\n"
+        let dir = store + "/bundles/1.2.3"
+        let r = try sh(
+            NodeScripts.finalize, args: [dir, String(manifest.utf8.count), String(sig.utf8.count)],
+            stdin: "\(d.hex) 4000\nend\n" + manifest + sig)
+        #expect(r.status == 0, "\(r.err)")
+        let report = try FinalizeReport.parse(r.out)
+        #expect(report.recorded == allGood)
+        #expect(FileManager.default.fileExists(atPath: dir + "/manifest.yaml") == allGood)
+        if allGood {
+            #expect(report.ok == [d])
+            #expect(try String(contentsOfFile: dir + "/manifest.yaml", encoding: .utf8) == manifest)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/manifest.yaml.sig")).isEmpty)
+            let inv = try NodeInventory.parse(try sh(NodeScripts.inventory).out)
+            #expect(inv.staged == ["1.2.3"] && inv.have == [d])
+        } else {
+            #expect(report.bad[d]?.hasPrefix("short") == true)
+            #expect(!FileManager.default.fileExists(atPath: dir + "/manifest.yaml.tmp"))
+        }
     }
 }
 

@@ -45,7 +45,7 @@ struct StageCommand: AsyncParsableCommand {
             kind: StagingPlan.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
             allowUnsigned: trust.allowUnsigned, nodes: nodes, bytesPerSecond: try limitRate.map(parseRate),
             store: store, trustNewHosts: site.trustNewHosts)
-        let op = try await Operations.prepare(params, session: session, io: io)
+        let op = try await Operations.prepare(params, session: session, io: io, dryRun: dryRun)
         if dryRun {
             ctx.output.print(op.plan.render())
             await session.pool.closeAll()
