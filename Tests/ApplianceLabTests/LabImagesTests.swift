@@ -86,6 +86,31 @@ import Testing
         }
     }
 
+    @Test("what a node gets to act as a server: the unit enabled before sysinit, files under usr/lib (merged /usr)")
+    func serverParityFiles() throws {
+        let files = LabServerParity.files()
+        // Debian 12's /lib is a link to usr/lib: a lib/ directory in the node's upper layer would hide /lib/systemd
+        #expect(files.allSatisfy { !$0.0.hasPrefix("lib/") && !$0.0.hasPrefix("/") }, "\(files.map(\.0))")
+        let unit = try #require(files.first { $0.0 == "etc/systemd/system/appliance-lab-node.service" })
+        let text = String(decoding: unit.1, as: UTF8.self)
+        #expect(text.contains("Before=sysinit.target containerd.service") && text.contains("WantedBy=sysinit.target"))
+        #expect(LabServerParity.enableLink.path == "etc/systemd/system/sysinit.target.wants/appliance-lab-node.service")
+        let script = String(decoding: try #require(files.first { $0.0 == LabServerParity.scriptPath }).1, as: UTF8.self)
+        #expect(script.contains("remount,bind,rw") && script.contains("/proc/sys/net"))
+        if !LabServerParity.hostHasModules {
+            let builtin = try #require(files.first { $0.0.hasSuffix("/modules.builtin") })
+            #expect(builtin.0 == "usr/lib/modules/\(LabServerParity.kernelRelease)/modules.builtin")
+            let names = String(decoding: builtin.1, as: UTF8.self)
+            // this host's kernel: overlay in /proc/filesystems means it is built in, and it is listed
+            if (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8))?.contains("\toverlay") == true {
+                #expect(names.contains("kernel/fs/overlayfs/overlay.ko"))
+            }
+            #expect(LabServerParity.nspawnArguments().isEmpty)
+        } else {
+            #expect(LabServerParity.nspawnArguments() == ["--bind-ro=/lib/modules/\(LabServerParity.kernelRelease)"])
+        }
+    }
+
     @Test("the lab's site file names the free virtual IP with several control planes, and carries its waivers")
     func siteFile() throws {
         let config = try LabConfig(id: "e9", subnet: "10.77.139", directory: "/nonexistent/lab-e9")
