@@ -12,6 +12,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // System libraries (Debian: libarchive-dev, libssl-dev), each with a small shim.h.
@@ -74,9 +76,17 @@ let package = Package(
             exclude: ["README.md"]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
         // The lab's stand-ins for kubeadm, kubelet, kubectl, helm, nvidia-smi, dcgmi, fabric manager.
+        // Its API server and clients speak HTTPS with client certificates on SwiftNIO + swift-nio-ssl (BoringSSL,
+        // statically linked, so the binary still runs in nodes without a Swift runtime or libssl).
         .target(
             name: "ApplianceLabNode",
-            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "ApplianceModel", .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             exclude: ["README.md"]),
         .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),
         // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.

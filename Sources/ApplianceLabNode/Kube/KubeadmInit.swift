@@ -68,6 +68,11 @@ struct ControlPlaneSteps {
             argv: [
                 "kube-apiserver-standin", "--advertise-address", net.address, "--secure-port", "\(net.apiPort)",
                 "--etcd-servers", etcd.joined(separator: ","), "--kubernetes-version", version.description,
+                // On a node, all addresses (as kube-apiserver's default 0.0.0.0: the control-plane VIP too); in a
+                // test's state root, the node's own address, so that several "nodes" share one host.
+                "--bind-address", context.root == "/" ? "0.0.0.0" : net.address,
+                "--tls-cert-file", "/etc/kubernetes/pki/apiserver.crt", "--tls-private-key-file",
+                "/etc/kubernetes/pki/apiserver.key", "--client-ca-file", "/etc/kubernetes/pki/ca.crt",
             ] + (nodeGrace.map { ["--node-monitor-grace-period", "\(Int($0))s"] } ?? []))
     }
 
@@ -232,7 +237,7 @@ struct KubeadmInit {
                     "/etc/kubernetes/manifests/kube-apiserver.yaml already exists"
                 ))
         }
-        if (try? HTTPClient.request("GET", "http://\(address):\(net.apiPort)/livez", timeout: 1)) != nil {
+        if HTTPClient.listening(host: address, port: net.apiPort) {
             errors.append(("Port-\(net.apiPort)", "Port \(net.apiPort) is in use"))
         }
         let kubeletV = InstalledVersions.of("kubelet", context: context)
@@ -285,22 +290,24 @@ struct KubeadmInit {
             out +=
                 try pki.generate(
                     nodeName: nodeName, address: address, serviceIP: serviceIP, dnsDomain: cfg.dnsDomain,
-                    extraSANs: [endpoint.split(separator: ":").first.map(String.init) ?? ""]
+                    extraSANs: [endpoint.split(separator: ":").first.map(String.init) ?? ""] + cfg.apiServerCertSANs
                 ).joined(separator: "\n") + "\n"
             let caPEM = context.read(cfg.certificatesDir + "/ca.crt") ?? ""
             out += "[kubeconfig] Using kubeconfig folder \"/etc/kubernetes\"\n"
             let server = "https://\(endpoint)"
-            for (file, user) in [
-                ("admin.conf", "kubernetes-admin"), ("super-admin.conf", "kubernetes-super-admin"),
-                ("kubelet.conf", "system:node:\(nodeName)"),
-                ("controller-manager.conf", "system:kube-controller-manager"),
-                ("scheduler.conf", "system:kube-scheduler"),
+            for (file, user, group) in [
+                ("admin.conf", "kubernetes-admin", "kubeadm:cluster-admins"),
+                ("super-admin.conf", "kubernetes-super-admin", "system:masters"),
+                ("kubelet.conf", "system:node:\(nodeName)", "system:nodes"),
+                ("controller-manager.conf", "system:kube-controller-manager", ""),
+                ("scheduler.conf", "system:kube-scheduler", ""),
             ] {
+                let client = try pki.clientCertificate(subject: (group.isEmpty ? "" : "/O=\(group)") + "/CN=\(user)")
                 try context.write(
                     "/etc/kubernetes/\(file)",
                     Kubeconfig.render(
                         server: file == "admin.conf" || file == "super-admin.conf" || file == "kubelet.conf"
-                            ? server : "https://\(address):\(net.apiPort)", caPEM: caPEM, user: user))
+                            ? server : "https://\(address):\(net.apiPort)", caPEM: caPEM, user: user, client: client))
                 out += "[kubeconfig] Writing \"\(file)\" kubeconfig file\n"
             }
             out += "[etcd] Creating static Pod manifest for local etcd in \"/etc/kubernetes/manifests\"\n"
@@ -341,7 +348,8 @@ struct KubeadmInit {
                 net: net, etcd: [net.etcdClientURL], version: target,
                 nodeGrace: cfg.controllerManagerArgs["node-monitor-grace-period"].flatMap(
                     KubeadmConfigParser.parseDuration))
-            let client = KubeClient(server: "\(address):\(net.apiPort)")
+            let client = try KubeClient(
+                kubeconfig: context.read("/etc/kubernetes/admin.conf") ?? "", server: "\(address):\(net.apiPort)")
             out += "[control-plane-check] Waiting for healthy control plane components. This can take up to 4m0s\n"
             out += "[control-plane-check] Checking kube-apiserver at https://\(address):\(net.apiPort)/livez\n"
             guard steps.waitAPI(client) else {
@@ -366,8 +374,11 @@ struct KubeadmInit {
                     + cfg.controllerManagerArgs.sorted { $0.key < $1.key }.map {
                         "  - name: \($0.key)\n    value: \"\($0.value)\"\n"
                     }.joined().dropLast()
+            let apiServerYAML =
+                cfg.apiServerCertSANs.isEmpty
+                ? "{}" : "\n  certSANs:\n" + cfg.apiServerCertSANs.map { "  - \"\($0)\"" }.joined(separator: "\n")
             let clusterYAML = """
-                apiServer: {}
+                apiServer: \(apiServerYAML)
                 apiVersion: kubeadm.k8s.io/v1beta4
                 caCertificateValidityPeriod: 87600h0m0s
                 certificateValidityPeriod: 8760h0m0s
