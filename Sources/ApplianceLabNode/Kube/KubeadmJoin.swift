@@ -41,7 +41,9 @@ struct KubeadmJoin {
         }
         let endpoint = cfg.discoveryAPIServerEndpoint ?? ""
         let token = cfg.discoveryToken ?? ""
-        // Token discovery: the CA is not known yet, so the server is not verified until the pin is checked.
+        // Token discovery: cluster-info is read anonymously, and the CA is not known yet, so the server is not
+        // verified until the pin is checked; the token authenticates what follows (an expired one: 401).
+        let anonymous = KubeClient(server: endpoint, tls: .insecure)
         var client = KubeClient(server: endpoint, tls: .insecure, token: token)
         let cms = KResource.configmaps, secrets = KResource.secrets
         func preflight(_ m: String) -> ToolOutput {
@@ -54,7 +56,7 @@ struct KubeadmJoin {
         // Discovery: the cluster-info ConfigMap, its per-token signature and the pinned CA.
         let info: KObject?
         do {
-            info = try client.get(cms, "kube-public", "cluster-info")
+            info = try anonymous.get(cms, "kube-public", "cluster-info")
         } catch {
             return preflight(
                 "failed to request the cluster-info ConfigMap: Get \"https://\(endpoint)/api/v1/namespaces/kube-public/configmaps/cluster-info?timeout=10s\": \(error)"
