@@ -46,17 +46,26 @@ extension RealLabSuites {
             let version = try lab.ok("cp-1", "\(k) version")
             #expect(version.contains("Server Version: v1.34.3"), "\(version)")
             #expect(try lab.ok("cp-1", "\(k) get --raw /readyz") == "ok")
+            // Without credentials (raw HTTP over TLS, as kubectl would prompt for a password): system:anonymous.
             let anonymous = try lab.run(
-                "cp-1", "kubectl --server=https://\(vip):6443 --insecure-skip-tls-verify get nodes")
-            #expect(anonymous.status == 1 && anonymous.stderr.contains("Error from server (Forbidden)"), "\(anonymous.combined)")
+                "cp-1",
+                "printf 'GET /api/v1/nodes HTTP/1.1\\r\\nHost: \(vip)\\r\\nConnection: close\\r\\n\\r\\n' | openssl s_client -quiet -connect \(vip):6443 2>/dev/null"
+            )
+            #expect(
+                anonymous.stdout.contains("HTTP/1.1 403") && anonymous.stdout.contains("\"reason\":\"Forbidden\""),
+                "\(anonymous.combined)")
             let badToken = try lab.run(
                 "cp-1",
                 "kubectl --server=https://\(vip):6443 --insecure-skip-tls-verify --token=abcdef.0123456789abcdef get nodes")
             #expect(
-                badToken.status == 1 && badToken.stderr.contains("You must be logged in to the server"),
+                badToken.status == 1 && badToken.stderr.contains("You must be logged in to the server (Unauthorized)"),
                 "\(badToken.combined)")
-            let unknownCA = try lab.run("cp-1", "kubectl --server=https://\(vip):6443 get nodes")
-            #expect(unknownCA.status == 1 && unknownCA.stderr.contains("certificate"), "\(unknownCA.combined)")
+            // A CA that did not sign the serving certificate: the real client refuses the server.
+            let unknownCA = try lab.run(
+                "cp-1", "\(k) --certificate-authority=/etc/kubernetes/pki/front-proxy-ca.crt get nodes")
+            #expect(
+                unknownCA.status == 1 && unknownCA.stderr.contains("certificate signed by unknown authority"),
+                "\(unknownCA.combined)")
 
             // A worker joins through token discovery and TLS bootstrap.
             let join = try lab.ok("cp-1", "kubeadm token create --print-join-command")
@@ -140,11 +149,12 @@ extension RealLabSuites {
             #expect(again.status == 0 && again.stdout.contains("configmap/lab-net-config unchanged"), "\(again.combined)")
             let ssa = try lab.run("cp-1", "\(k) apply --server-side -f /root/cni.yaml")
             #expect(ssa.status == 0 && ssa.stdout.contains("daemonset.apps/lab-net serverside-applied"), "\(ssa.combined)")
-            let exists = try lab.run("cp-1", "\(k) create namespace lab-net")
+            // (kubectl create -f sends JSON; `create namespace` sends protobuf, which the lab's API does not read.)
+            try lab.write("cp-1", "/root/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lab-net")
+            let exists = try lab.run("cp-1", "\(k) create -f /root/ns.yaml")
             #expect(
-                exists.status == 1
-                    && exists.stderr.contains("Error from server (AlreadyExists): namespaces \"lab-net\" already exists"),
-                "\(exists.combined)")
+                exists.status == 1 && exists.stderr.contains("Error from server (AlreadyExists)")
+                    && exists.stderr.contains("namespaces \"lab-net\" already exists"), "\(exists.combined)")
             let rollout = try lab.run("cp-1", "\(k) -n default rollout status deployment/web --timeout=60s", timeout: 90)
             #expect(rollout.status == 0 && rollout.stdout.contains("successfully rolled out"), "\(rollout.combined)")
             let dsRollout = try lab.run("cp-1", "\(k) -n lab-net rollout status daemonset/lab-net --timeout=60s", timeout: 90)

@@ -94,10 +94,35 @@ public final class APIServerStandin: @unchecked Sendable {
         if m["generation"] == nil, r.kind == "Deployment" || r.kind == "DaemonSet" { m["generation"] = 1 }
         o["metadata"] = m
         if r.kind == "Pod" { Self.defaultPod(&o) }
+        Self.defaultWorkload(r, &o)
         if r.kind == "Namespace" { o["status"] = ["phase": "Active"] }
         let key = Self.key(r, r.namespaced ? K.namespace(o) : nil, K.name(o))
         guard try etcd.putIf(key, K.json(o), modRevision: 0) else { return nil }
         return o
+    }
+
+    /// The API's defaults for DaemonSets and Deployments (`kubectl rollout status` needs the update strategy).
+    static func defaultWorkload(_ r: KResource, _ o: inout KObject) {
+        var spec = K.spec(o)
+        switch r.kind {
+        case "DaemonSet":
+            if spec["updateStrategy"] == nil {
+                spec["updateStrategy"] =
+                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 1, "maxSurge": 0] as KObject] as KObject
+            }
+            if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
+        case "Deployment":
+            if spec["replicas"] == nil { spec["replicas"] = 1 }
+            if spec["strategy"] == nil {
+                spec["strategy"] =
+                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"] as KObject]
+                    as KObject
+            }
+            if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
+            if spec["progressDeadlineSeconds"] == nil { spec["progressDeadlineSeconds"] = 600 }
+        default: return
+        }
+        o["spec"] = spec
     }
 
     static func defaultPod(_ o: inout KObject) {
