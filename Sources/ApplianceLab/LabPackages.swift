@@ -361,7 +361,8 @@ public enum RealKubectl {
 
     /// Whether a client of `client` may talk to a cluster of `cluster` (one minor version either way).
     public static func withinSkew(client: String, cluster: String) -> Bool {
-        guard let c = minor(client), let k = minor(cluster), client.split(separator: ".").first == cluster.split(separator: ".").first
+        guard let c = minor(client), let k = minor(cluster),
+            client.split(separator: ".").first == cluster.split(separator: ".").first
         else { return false }
         return abs(c - k) <= 1
     }

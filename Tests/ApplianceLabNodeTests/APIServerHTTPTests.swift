@@ -53,13 +53,18 @@ struct APIServerHTTPTests {
         ]
         let patch: KObject = ["spec": ["template": ["spec": ["containers": [["name": "b", "image": "b:2"]]]]]]
         let smp = try PatchType.strategic.apply(patch, to: d)
-        #expect((K.get(smp, "spec.template.spec.containers") as? [KObject])?.map { $0["image"] as? String } == ["a:1", "b:2"])
+        #expect(
+            (K.get(smp, "spec.template.spec.containers") as? [KObject])?.map { $0["image"] as? String } == [
+                "a:1", "b:2",
+            ])
         let merge = try PatchType.merge.apply(patch, to: d)
         #expect((K.get(merge, "spec.template.spec.containers") as? [KObject])?.count == 1)
     }
 
     @Test func jsonPatchOperationsAndFailures() throws {
-        let o: KObject = ["metadata": ["name": "x", "labels": ["a": "1"]] as KObject, "spec": ["list": [1, 2]] as KObject]
+        let o: KObject = [
+            "metadata": ["name": "x", "labels": ["a": "1"]] as KObject, "spec": ["list": [1, 2]] as KObject,
+        ]
         let ops: [Any] = [
             ["op": "add", "path": "/metadata/labels/b~1c", "value": "2"],
             ["op": "replace", "path": "/metadata/labels/a", "value": "9"],
@@ -142,7 +147,10 @@ struct APIServerHTTPTests {
         let t = APIServerStandin.table(KResource.nodes, [node], resourceVersion: "42")
         #expect(t["kind"] as? String == "Table" && t["apiVersion"] as? String == "meta.k8s.io/v1")
         let columns = try #require(t["columnDefinitions"] as? [KObject])
-        #expect(columns.filter { $0["priority"] as? Int == 0 }.map { $0["name"] as? String } == ["Name", "Status", "Roles", "Age", "Version"])
+        #expect(
+            columns.filter { $0["priority"] as? Int == 0 }.map { $0["name"] as? String } == [
+                "Name", "Status", "Roles", "Age", "Version",
+            ])
         let row = try #require((t["rows"] as? [KObject])?.first)
         let cells = try #require(row["cells"] as? [Any])
         #expect(cells[1] as? String == "Ready,SchedulingDisabled")
@@ -186,7 +194,8 @@ struct APIServerHTTPTests {
                     for i in 0..<3 { _ = emit(Data("{\"n\":\(i)}\n".utf8)) }
                 }
             }
-            return .json(200, K.json(["user": req.clientCertificateSubject, "verified": req.clientCertificateVerified]))
+            return .json(
+                200, K.json(["user": req.clientCertificateSubject, "verified": req.clientCertificateVerified]))
         }
         defer { server.stop() }
         let url = "https://127.0.0.1:\(server.port)"
@@ -218,7 +227,13 @@ struct APIServerHTTPTests {
                 tls: TLSClientIdentity(caPEM: ca, certificatePEM: stranger.certificatePEM, keyPEM: stranger.keyPEM))
         }
         // Nothing listening: the connect error kubectl's message is built from.
-        let closed = #expect(throws: HTTPError.self) { try HTTPClient.request("GET", "https://127.0.0.1:1/x", tls: identity) }
-        if case .connect(_, _, let code)? = closed { #expect(code == ECONNREFUSED) } else { Issue.record("\(String(describing: closed))") }
+        let closed = #expect(throws: HTTPError.self) {
+            try HTTPClient.request("GET", "https://127.0.0.1:1/x", tls: identity)
+        }
+        if case .connect(_, _, let code)? = closed {
+            #expect(code == ECONNREFUSED)
+        } else {
+            Issue.record("\(String(describing: closed))")
+        }
     }
 }

@@ -15,13 +15,16 @@ extension RealLabSuites {
             }
             guard case .real(_, let clientVersion) = labKubectl(kubernetesVersion: LabPackages.defaultKubernetesVersion)
             else {
-                print("skipped: no real kubectl within one minor version of v\(LabPackages.defaultKubernetesVersion) here")
+                print(
+                    "skipped: no real kubectl within one minor version of v\(LabPackages.defaultKubernetesVersion) here"
+                )
                 return
             }
             let packages = try labPackages()
             let lab = try StandInLab(id: "k1", subnet: "10.77.120", profile: "lab", nodes: 2, controlPlanes: 1)
             defer { lab.down() }
-            try lab.install(["appliance-labnode", "kubeadm", "kubelet", "kubectl"], on: ["cp-1", "gpu-1"], from: packages)
+            try lab.install(
+                ["appliance-labnode", "kubeadm", "kubelet", "kubectl"], on: ["cp-1", "gpu-1"], from: packages)
             #expect(try lab.ok("cp-1", "cat /var/lib/appliance-lab/kubectl-kind") == "real")
             #expect(try lab.ok("cp-1", "kubectl version --client").contains("Client Version: v\(clientVersion)"))
 
@@ -36,7 +39,8 @@ extension RealLabSuites {
             let initOut = try lab.ok("cp-1", "kubeadm init --config /root/kubeadm.yaml --upload-certs")
             #expect(initOut.contains("kubeadm join \(vip):6443 --token "))
             #expect(try lab.ok("cp-1", "grep 'server:' /etc/kubernetes/admin.conf").contains("https://\(vip):6443"))
-            let sans = try lab.ok("cp-1", "openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -ext subjectAltName")
+            let sans = try lab.ok(
+                "cp-1", "openssl x509 -in /etc/kubernetes/pki/apiserver.crt -noout -ext subjectAltName")
             for san in ["IP Address:\(vip)", "IP Address:\(cp)", "IP Address:10.96.0.1", "DNS:api.lab.internal"] {
                 #expect(sans.contains(san), "\(san) missing from the serving certificate: \(sans)")
             }
@@ -56,7 +60,8 @@ extension RealLabSuites {
                 "\(anonymous.combined)")
             let badToken = try lab.run(
                 "cp-1",
-                "kubectl --server=https://\(vip):6443 --insecure-skip-tls-verify --token=abcdef.0123456789abcdef get nodes")
+                "kubectl --server=https://\(vip):6443 --insecure-skip-tls-verify --token=abcdef.0123456789abcdef get nodes"
+            )
             #expect(
                 badToken.status == 1 && badToken.stderr.contains("You must be logged in to the server (Unauthorized)"),
                 "\(badToken.combined)")
@@ -77,16 +82,27 @@ extension RealLabSuites {
 
             // Discovery and tables.
             let resources = try lab.ok("cp-1", "\(k) api-resources")
-            #expect(resources.split(separator: "\n").contains { $0.hasPrefix("pods ") && $0.contains(" po ") && $0.contains("Pod") })
+            #expect(
+                resources.split(separator: "\n").contains {
+                    $0.hasPrefix("pods ") && $0.contains(" po ") && $0.contains("Pod")
+                })
             #expect(resources.contains("poddisruptionbudgets"))
             let nodes = try lab.ok("cp-1", "\(k) get nodes")
             let header = nodes.split(separator: "\n").first.map(String.init) ?? ""
-            #expect(header.split(separator: " ", omittingEmptySubsequences: true) == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"])
-            #expect(nodes.split(separator: "\n").contains { $0.hasPrefix("cp-1") && $0.contains(" Ready ") && $0.contains("control-plane") && $0.hasSuffix("v1.34.3") }, "\(nodes)")
+            #expect(
+                header.split(separator: " ", omittingEmptySubsequences: true) == [
+                    "NAME", "STATUS", "ROLES", "AGE", "VERSION",
+                ])
+            #expect(
+                nodes.split(separator: "\n").contains {
+                    $0.hasPrefix("cp-1") && $0.contains(" Ready ") && $0.contains("control-plane")
+                        && $0.hasSuffix("v1.34.3")
+                }, "\(nodes)")
             let wide = try lab.ok("cp-1", "\(k) get nodes -o wide")
             #expect(wide.contains("INTERNAL-IP") && wide.contains(cp) && wide.contains("OS-IMAGE"), "\(wide)")
             let list = try #require(
-                try JSONSerialization.jsonObject(with: Data(try lab.ok("cp-1", "\(k) get nodes -o json").utf8)) as? [String: Any])
+                try JSONSerialization.jsonObject(with: Data(try lab.ok("cp-1", "\(k) get nodes -o json").utf8))
+                    as? [String: Any])
             #expect((list["items"] as? [Any])?.count == 2)
             #expect(try lab.ok("cp-1", "\(k) get nodes -o jsonpath='{.items[*].metadata.name}'") == "cp-1 gpu-1")
             #expect(try lab.ok("cp-1", "\(k) get node gpu-1 -o yaml").contains("kind: Node"))
@@ -105,7 +121,10 @@ extension RealLabSuites {
                     }
                 })
             #expect(
-                try lab.ok("cp-1", "\(k) get pods -n kube-system -l component=etcd -o jsonpath='{.items[0].metadata.annotations.kubernetes\\.io/config\\.source}'")
+                try lab.ok(
+                    "cp-1",
+                    "\(k) get pods -n kube-system -l component=etcd -o jsonpath='{.items[0].metadata.annotations.kubernetes\\.io/config\\.source}'"
+                )
                     == "file")
             // Server-side field selectors: only gpu-1's pods.
             let onWorker = try lab.ok("cp-1", "\(k) get pods -A --field-selector spec.nodeName=gpu-1 -o name")
@@ -133,7 +152,9 @@ extension RealLabSuites {
             // Errors in the real Status shape.
             let missing = try lab.run("cp-1", "\(k) get node nope")
             #expect(missing.status == 1)
-            #expect(missing.stderr.contains("Error from server (NotFound): nodes \"nope\" not found"), "\(missing.combined)")
+            #expect(
+                missing.stderr.contains("Error from server (NotFound): nodes \"nope\" not found"), "\(missing.combined)"
+            )
 
             // apply -f (client-side, then server-side) of a CNI-like manifest, and rollout status.
             try lab.write("cp-1", "/root/cni.yaml", Self.manifest)
@@ -141,24 +162,30 @@ extension RealLabSuites {
             #expect(applied.status == 0, "\(applied.combined)")
             for line in [
                 "namespace/lab-net created", "serviceaccount/lab-net created", "configmap/lab-net-config created",
-                "daemonset.apps/lab-net created", "deployment.apps/web created", "poddisruptionbudget.policy/web created",
+                "daemonset.apps/lab-net created", "deployment.apps/web created",
+                "poddisruptionbudget.policy/web created",
             ] {
                 #expect(applied.stdout.contains(line), "\(line): \(applied.combined)")
             }
             let again = try lab.run("cp-1", "\(k) apply -f /root/cni.yaml")
-            #expect(again.status == 0 && again.stdout.contains("configmap/lab-net-config unchanged"), "\(again.combined)")
+            #expect(
+                again.status == 0 && again.stdout.contains("configmap/lab-net-config unchanged"), "\(again.combined)")
             let ssa = try lab.run("cp-1", "\(k) apply --server-side -f /root/cni.yaml")
-            #expect(ssa.status == 0 && ssa.stdout.contains("daemonset.apps/lab-net serverside-applied"), "\(ssa.combined)")
+            #expect(
+                ssa.status == 0 && ssa.stdout.contains("daemonset.apps/lab-net serverside-applied"), "\(ssa.combined)")
             // (kubectl create -f sends JSON; `create namespace` sends protobuf, which the lab's API does not read.)
             try lab.write("cp-1", "/root/ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: lab-net")
             let exists = try lab.run("cp-1", "\(k) create -f /root/ns.yaml")
             #expect(
                 exists.status == 1 && exists.stderr.contains("Error from server (AlreadyExists)")
                     && exists.stderr.contains("namespaces \"lab-net\" already exists"), "\(exists.combined)")
-            let rollout = try lab.run("cp-1", "\(k) -n default rollout status deployment/web --timeout=60s", timeout: 90)
+            let rollout = try lab.run(
+                "cp-1", "\(k) -n default rollout status deployment/web --timeout=60s", timeout: 90)
             #expect(rollout.status == 0 && rollout.stdout.contains("successfully rolled out"), "\(rollout.combined)")
-            let dsRollout = try lab.run("cp-1", "\(k) -n lab-net rollout status daemonset/lab-net --timeout=60s", timeout: 90)
-            #expect(dsRollout.status == 0 && dsRollout.stdout.contains("successfully rolled out"), "\(dsRollout.combined)")
+            let dsRollout = try lab.run(
+                "cp-1", "\(k) -n lab-net rollout status daemonset/lab-net --timeout=60s", timeout: 90)
+            #expect(
+                dsRollout.status == 0 && dsRollout.stdout.contains("successfully rolled out"), "\(dsRollout.combined)")
 
             // A drain that the PodDisruptionBudget blocks fails at its timeout with the real messages...
             let started = Date()

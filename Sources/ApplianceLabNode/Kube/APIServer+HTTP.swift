@@ -45,14 +45,16 @@ extension APIServerStandin {
         if refused {
             return reply(Self.status(401, "Unauthorized", "Unauthorized"))
         }
-        let health = Self.publicPaths.contains(req.path) || req.path.hasPrefix("/livez/")
+        let health =
+            Self.publicPaths.contains(req.path) || req.path.hasPrefix("/livez/")
             || req.path.hasPrefix("/readyz/") || req.path.hasPrefix("/healthz/")
         let clusterInfo = req.method == "GET" && req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info"
         if user == nil && !health && !clusterInfo {
             // Anonymous requests are system:anonymous, whom RBAC lets read only health, version and cluster-info.
             return reply(
                 Self.status(
-                    403, "Forbidden", "forbidden: User \"system:anonymous\" cannot \(req.method.lowercased()) path \"\(req.path)\"",
+                    403, "Forbidden",
+                    "forbidden: User \"system:anonymous\" cannot \(req.method.lowercased()) path \"\(req.path)\"",
                     details: [:]))
         }
         if health {
@@ -133,7 +135,8 @@ extension APIServerStandin {
         guard let plural = rest.first,
             let r = KResource.all.first(where: { $0.plural == plural && $0.group == group && $0.version == version })
         else { return nil }
-        return Target(resource: r, namespace: r.namespaced ? ns : nil, name: rest.dropFirst().first, sub: rest.dropFirst(2).first)
+        return Target(
+            resource: r, namespace: r.namespaced ? ns : nil, name: rest.dropFirst().first, sub: rest.dropFirst(2).first)
     }
 
     // MARK: discovery (the legacy JSON form, which every kubectl version reads)
@@ -187,7 +190,8 @@ extension APIServerStandin {
             }
         }
         return [
-            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group.isEmpty ? version : "\(group)/\(version)",
+            "kind": "APIResourceList", "apiVersion": "v1",
+            "groupVersion": group.isEmpty ? version : "\(group)/\(version)",
             "resources": resources,
         ]
     }
@@ -217,7 +221,13 @@ extension APIServerStandin {
             if c.count == 2 {
                 guard let g = Self.groups.first(where: { $0.group == c[1] }) else { return nil }
                 let gv: KObject = ["groupVersion": "\(g.group)/\(g.version)", "version": g.version]
-                return (200, K.json(["kind": "APIGroup", "apiVersion": "v1", "name": g.group, "versions": [gv], "preferredVersion": gv]))
+                return (
+                    200,
+                    K.json([
+                        "kind": "APIGroup", "apiVersion": "v1", "name": g.group, "versions": [gv],
+                        "preferredVersion": gv,
+                    ])
+                )
             }
             if c.count == 3 {
                 guard Self.groups.contains(where: { $0 == (c[1], c[2]) }) else {
@@ -237,7 +247,9 @@ extension APIServerStandin {
         if req.path == "/openapi/v3" || req.path == "/openapi/v3/" {
             var paths: KObject = [:]
             for (g, v) in gvs {
-                paths[gvPath(g, v)] = ["serverRelativeURL": "/openapi/v3/\(gvPath(g, v))?hash=\(version.description)-lab"]
+                paths[gvPath(g, v)] = [
+                    "serverRelativeURL": "/openapi/v3/\(gvPath(g, v))?hash=\(version.description)-lab"
+                ]
             }
             return (200, K.json(["paths": paths]))
         }
@@ -246,14 +258,20 @@ extension APIServerStandin {
             for r in KResource.all where r.group == g && r.version == v {
                 let gvk: KObject = ["group": g, "version": v, "kind": r.kind]
                 let params: [KObject] = ["dryRun", "fieldManager", "fieldValidation", "force"].map {
-                    ["name": $0, "in": "query", "schema": ["type": $0 == "force" ? "boolean" : "string"], "uniqueItems": true]
+                    [
+                        "name": $0, "in": "query", "schema": ["type": $0 == "force" ? "boolean" : "string"],
+                        "uniqueItems": true,
+                    ]
                 }
                 let base = "/" + gvPath(g, v) + (r.namespaced ? "/namespaces/{namespace}" : "") + "/\(r.plural)"
                 let op: KObject = [
                     "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "patch", "parameters": params,
                     "operationId": "patch\(r.kind)", "responses": ["200": ["description": "OK"]],
                 ]
-                paths[base + "/{name}"] = ["patch": op, "parameters": [["name": "name", "in": "path", "required": true, "schema": ["type": "string"]]]]
+                paths[base + "/{name}"] = [
+                    "patch": op,
+                    "parameters": [["name": "name", "in": "path", "required": true, "schema": ["type": "string"]]],
+                ]
                 paths[base] = [
                     "post": [
                         "x-kubernetes-group-version-kind": gvk, "x-kubernetes-action": "post", "parameters": params,
@@ -386,7 +404,9 @@ extension APIServerStandin {
                 }
                 if let r = K.labels(n)["kubernetes.io/role"] { roles.append(r) }
                 let addrs = K.status(n)["addresses"] as? [KObject] ?? []
-                func addr(_ t: String) -> String { addrs.first { $0["type"] as? String == t }?["address"] as? String ?? "<none>" }
+                func addr(_ t: String) -> String {
+                    addrs.first { $0["type"] as? String == t }?["address"] as? String ?? "<none>"
+                }
                 let info = K.status(n)["nodeInfo"] as? KObject ?? [:]
                 return [
                     K.name(n), status, roles.isEmpty ? "<none>" : roles.sorted().joined(separator: ","), age(n),
@@ -454,7 +474,12 @@ extension APIServerStandin {
             }
         case "configmaps":
             columns = [column("Name", format: "name"), column("Data", "integer"), column("Age")]
-            cells = { [K.name($0), ($0["data"] as? KObject ?? [:]).count + ($0["binaryData"] as? KObject ?? [:]).count, age($0)] }
+            cells = {
+                [
+                    K.name($0), ($0["data"] as? KObject ?? [:]).count + ($0["binaryData"] as? KObject ?? [:]).count,
+                    age($0),
+                ]
+            }
         case "secrets":
             columns = [column("Name", format: "name"), column("Type"), column("Data", "integer"), column("Age")]
             cells = { [K.name($0), $0["type"] as? String ?? "Opaque", ($0["data"] as? KObject ?? [:]).count, age($0)] }
@@ -479,7 +504,8 @@ extension APIServerStandin {
             meta.removeValue(forKey: "managedFields")
             return [
                 "cells": cells(o),
-                "object": ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta] as KObject,
+                "object": ["kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta]
+                    as KObject,
             ]
         }
         return [

@@ -108,14 +108,18 @@ public final class APIServerStandin: @unchecked Sendable {
         case "DaemonSet":
             if spec["updateStrategy"] == nil {
                 spec["updateStrategy"] =
-                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 1, "maxSurge": 0] as KObject] as KObject
+                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 1, "maxSurge": 0] as KObject]
+                    as KObject
             }
             if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
         case "Deployment":
             if spec["replicas"] == nil { spec["replicas"] = 1 }
             if spec["strategy"] == nil {
                 spec["strategy"] =
-                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"] as KObject]
+                    [
+                        "type": "RollingUpdate",
+                        "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"] as KObject,
+                    ]
                     as KObject
             }
             if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
@@ -152,7 +156,6 @@ public final class APIServerStandin: @unchecked Sendable {
         if let details { s["details"] = details }
         return (code, K.json(s))
     }
-
 
     func route(_ req: HTTPRequest) throws -> (Int, Data) {
         let comps = req.path.split(separator: "/").map(String.init)
@@ -278,7 +281,8 @@ public final class APIServerStandin: @unchecked Sendable {
                 if dryRun { return (201, K.json(o)) }
                 guard let created = try create(r, o, namespace: effectiveNS) else {
                     return Self.status(
-                        409, "AlreadyExists", "\(r.plural) \"\(n)\" already exists", details: ["name": n, "kind": r.plural])
+                        409, "AlreadyExists", "\(r.plural) \"\(n)\" already exists",
+                        details: ["name": n, "kind": r.plural])
                 }
                 return (201, K.json(created))
             }

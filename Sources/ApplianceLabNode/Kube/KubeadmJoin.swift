@@ -244,7 +244,8 @@ struct KubeadmJoin {
             try context.write(
                 "/etc/kubernetes/kubelet.conf",
                 Kubeconfig.render(
-                    server: "https://\(endpoint)", caPEM: caPEM, user: "system:node:\(nodeName)", client: kubeletClient))
+                    server: "https://\(endpoint)", caPEM: caPEM, user: "system:node:\(nodeName)", client: kubeletClient)
+            )
             out += "[kubelet-start] Starting the kubelet\n"
             out +=
                 "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:10248/healthz. This can take up to 4m0s\n"
@@ -328,11 +329,14 @@ struct KubeadmJoin {
         let deadline = Date().addingTimeInterval(30)
         while cert == nil, Date() < deadline {
             Thread.sleep(forTimeInterval: 0.5)
-            cert = try client.get(KResource.csrs, nil, K.name(created)).flatMap { K.get($0, "status.certificate") as? String }
+            cert = try client.get(KResource.csrs, nil, K.name(created)).flatMap {
+                K.get($0, "status.certificate") as? String
+            }
         }
         guard let cert, let pem = Data(base64Encoded: cert) else {
             throw LabNodeError.usage(
-                "timed out waiting for the kubelet client certificate: certificatesigningrequest \"\(K.name(created))\" was not signed")
+                "timed out waiting for the kubelet client certificate: certificatesigningrequest \"\(K.name(created))\" was not signed"
+            )
         }
         try context.write("/var/lib/kubelet/pki/kubelet-client-current.pem", String(decoding: pem, as: UTF8.self) + key)
         return (String(decoding: pem, as: UTF8.self), key)

@@ -33,7 +33,8 @@ public struct Kubectl: Sendable {
     }
 
     func connectionError(_ e: Error, _ c: KubeClient) -> String {
-        if case HTTPError.connect(_, _, let code) = e, code == ECONNREFUSED || code == ETIMEDOUT || code == EHOSTUNREACH {
+        if case HTTPError.connect(_, _, let code) = e, code == ECONNREFUSED || code == ETIMEDOUT || code == EHOSTUNREACH
+        {
             return "The connection to the server \(c.server) was refused - did you specify the right host or port?"
         }
         if let f = e as? KubeClient.Failure {

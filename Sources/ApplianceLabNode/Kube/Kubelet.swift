@@ -234,7 +234,8 @@ extension Kubelet {
             return EtcdClient(endpoints: [NodeNetwork(context: context, address: o.nodeIP).etcdClientURL]).healthy()
         }
         // kube-controller-manager and kube-scheduler run inside the API server stand-in.
-        return (try? HTTPClient.request("GET", "https://\(o.nodeIP):6443/livez", timeout: 2, tls: .insecure).status) == 200
+        return (try? HTTPClient.request("GET", "https://\(o.nodeIP):6443/livez", timeout: 2, tls: .insecure).status)
+            == 200
     }
 
     /// Mirror pods of the static pods in /etc/kubernetes/manifests (kube-system/COMPONENT-NODE, with the
@@ -277,7 +278,9 @@ extension Kubelet {
                     _ = try client.patch(
                         KResource.pods, "kube-system", name,
                         [
-                            "metadata": ["annotations": ["kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash]],
+                            "metadata": [
+                                "annotations": ["kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash]
+                            ],
                             "status": status,
                         ])
                 }
@@ -345,7 +348,8 @@ extension APIServerStandin {
         let server: HTTPServer
         do {
             server = try HTTPServer(
-                host: f.value("bind-address") ?? addr, port: port, tls: TLSServerIdentity(certificatePEM: cert, keyPEM: key, clientCAPEM: ca)
+                host: f.value("bind-address") ?? addr, port: port,
+                tls: TLSServerIdentity(certificatePEM: cert, keyPEM: key, clientCAPEM: ca)
             ) { api.respond($0) }
         } catch {
             FileHandle.standardError.write(Data("E0000 run.go: \"command failed\" err=\"\(error)\"\n".utf8))

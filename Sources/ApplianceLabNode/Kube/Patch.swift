@@ -40,7 +40,9 @@ enum PatchType: Equatable {
     func apply(_ patch: Any, to o: KObject) throws -> KObject {
         switch self {
         case .merge:
-            guard let r = K.mergePatch(o, patch) as? KObject else { throw Failure(description: "patch is not an object") }
+            guard let r = K.mergePatch(o, patch) as? KObject else {
+                throw Failure(description: "patch is not an object")
+            }
             return r
         case .strategic, .apply:
             guard patch is KObject else { throw Failure(description: "patch is not an object") }
@@ -49,7 +51,9 @@ enum PatchType: Equatable {
             }
             return r
         case .json:
-            guard let ops = patch as? [Any] else { throw Failure(description: "json patch is not a list of operations") }
+            guard let ops = patch as? [Any] else {
+                throw Failure(description: "json patch is not a list of operations")
+            }
             return try JSONPatch.apply(ops, to: o)
         }
     }
@@ -148,7 +152,9 @@ enum StrategicMerge {
 /// RFC 6902 JSON patch on the JSON tree.
 enum JSONPatch {
     static func pointer(_ p: String) throws -> [String] {
-        guard p.isEmpty || p.hasPrefix("/") else { throw PatchType.Failure(description: "invalid JSON pointer \"\(p)\"") }
+        guard p.isEmpty || p.hasPrefix("/") else {
+            throw PatchType.Failure(description: "invalid JSON pointer \"\(p)\"")
+        }
         return p.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map {
             $0.replacingOccurrences(of: "~1", with: "/").replacingOccurrences(of: "~0", with: "~")
         }
@@ -157,7 +163,9 @@ enum JSONPatch {
     static func get(_ v: Any, _ path: [String]) throws -> Any {
         guard let first = path.first else { return v }
         if let o = v as? KObject, let c = o[first] { return try get(c, Array(path.dropFirst())) }
-        if let a = v as? [Any], let i = Int(first), a.indices.contains(i) { return try get(a[i], Array(path.dropFirst())) }
+        if let a = v as? [Any], let i = Int(first), a.indices.contains(i) {
+            return try get(a[i], Array(path.dropFirst()))
+        }
         throw PatchType.Failure(description: "doc is missing path: /\(path.joined(separator: "/"))")
     }
 
@@ -182,14 +190,20 @@ enum JSONPatch {
             if rest.isEmpty {
                 if let value {
                     if insert {
-                        guard i >= 0 && i <= a.count else { throw PatchType.Failure(description: "index out of range: \(first)") }
+                        guard i >= 0 && i <= a.count else {
+                            throw PatchType.Failure(description: "index out of range: \(first)")
+                        }
                         a.insert(value, at: i)
                     } else {
-                        guard a.indices.contains(i) else { throw PatchType.Failure(description: "index out of range: \(first)") }
+                        guard a.indices.contains(i) else {
+                            throw PatchType.Failure(description: "index out of range: \(first)")
+                        }
                         a[i] = value
                     }
                 } else {
-                    guard a.indices.contains(i) else { throw PatchType.Failure(description: "index out of range: \(first)") }
+                    guard a.indices.contains(i) else {
+                        throw PatchType.Failure(description: "index out of range: \(first)")
+                    }
                     a.remove(at: i)
                 }
                 return a
@@ -235,7 +249,8 @@ extension APIServerStandin {
     static func validate(_ r: KResource, _ o: KObject) -> (Int, Data)? {
         let name = K.name(o)
         var errors: [(String, String)] = []
-        let dns1123 = try? NSRegularExpression(pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+        let dns1123 = try? NSRegularExpression(
+            pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
         func matches(_ re: NSRegularExpression?, _ s: String) -> Bool {
             re?.firstMatch(in: s, range: NSRange(s.startIndex..., in: s)) != nil
         }
@@ -244,27 +259,30 @@ extension APIServerStandin {
                 errors.append(("metadata.name: Required value", "name or generateName is required"))
             }
         } else if name.count > 253 || !matches(dns1123, name) {
-            errors.append((
-                "metadata.name: Invalid value: \"\(name)\"",
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-            ))
+            errors.append(
+                (
+                    "metadata.name: Invalid value: \"\(name)\"",
+                    "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+                ))
         }
         let labelValue = try? NSRegularExpression(pattern: "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
         for (k, v) in K.labels(o) where v.count > 63 || !matches(labelValue, v) {
-            errors.append((
-                "metadata.labels: Invalid value: \"\(v)\"",
-                "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
-            ))
+            errors.append(
+                (
+                    "metadata.labels: Invalid value: \"\(v)\"",
+                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+                ))
             _ = k
         }
         if r.plural == "nodes" {
             for (i, t) in (K.spec(o)["taints"] as? [KObject] ?? []).enumerated() {
                 let effect = t["effect"] as? String ?? ""
                 if !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(effect) {
-                    errors.append((
-                        "spec.taints[\(i)].effect: Unsupported value: \"\(effect)\"",
-                        "supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\""
-                    ))
+                    errors.append(
+                        (
+                            "spec.taints[\(i)].effect: Unsupported value: \"\(effect)\"",
+                            "supported values: \"NoSchedule\", \"PreferNoSchedule\", \"NoExecute\""
+                        ))
                 }
             }
         }
@@ -277,7 +295,9 @@ extension APIServerStandin {
             422, "Invalid", message,
             details: [
                 "name": name, "group": r.group, "kind": r.kind,
-                "causes": errors.map { ["reason": "FieldValueInvalid", "message": $0.1, "field": String($0.0.split(separator: ":")[0])] },
+                "causes": errors.map {
+                    ["reason": "FieldValueInvalid", "message": $0.1, "field": String($0.0.split(separator: ":")[0])]
+                },
             ])
     }
 
@@ -291,22 +311,24 @@ extension APIServerStandin {
         do {
             let cert = try pki.signClientCSR(String(decoding: request, as: UTF8.self))
             let now = K.timestamp()
-            o["status"] = [
-                "certificate": Data(cert.utf8).base64EncodedString(),
-                "conditions": [
-                    [
-                        "type": "Approved", "status": "True", "reason": "AutoApproved",
-                        "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
-                        "lastUpdateTime": now, "lastTransitionTime": now,
-                    ]
-                ],
-            ] as KObject
+            o["status"] =
+                [
+                    "certificate": Data(cert.utf8).base64EncodedString(),
+                    "conditions": [
+                        [
+                            "type": "Approved", "status": "True", "reason": "AutoApproved",
+                            "message": "Auto approving kubelet client certificate after SubjectAccessReview.",
+                            "lastUpdateTime": now, "lastTransitionTime": now,
+                        ]
+                    ],
+                ] as KObject
         } catch {
-            o["status"] = [
-                "conditions": [
-                    ["type": "Failed", "status": "True", "reason": "SignerFailed", "message": "\(error)"]
-                ]
-            ] as KObject
+            o["status"] =
+                [
+                    "conditions": [
+                        ["type": "Failed", "status": "True", "reason": "SignerFailed", "message": "\(error)"]
+                    ]
+                ] as KObject
         }
         return o
     }

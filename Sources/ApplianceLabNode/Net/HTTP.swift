@@ -122,7 +122,8 @@ public struct TLSServerIdentity: Sendable {
             NIOSSLCertificateSource.certificate($0)
         }
         var c = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain, privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
+            certificateChain: chain,
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
         c.applicationProtocols = ["http/1.1"]
         if let ca = clientCAPEM {
             c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8)))
@@ -159,7 +160,8 @@ enum HTTPText {
             guard let first = p.first else { continue }
             let k = String(first).removingPercentEncoding ?? String(first)
             query[k] =
-                p.count == 2 ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                p.count == 2
+                ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
         }
         return query
     }
@@ -259,7 +261,9 @@ public enum HTTPClient {
     static func connectError(_ error: Error, host: String, port: Int) -> Error {
         if let e = error as? NIOConnectionError {
             for c in e.connectionErrors {
-                if let io = c.error as? IOError { return HTTPError.connect(host: host, port: port, errno: io.errnoCode) }
+                if let io = c.error as? IOError {
+                    return HTTPError.connect(host: host, port: port, errno: io.errnoCode)
+                }
             }
             if e.dnsAAAAError != nil || e.dnsAError != nil {
                 return HTTPError.io("dial tcp: lookup \(host): no such host")
