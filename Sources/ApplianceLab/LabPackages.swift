@@ -141,15 +141,13 @@ public struct LabPackages: Sendable {
                         description:
                             "kubectl v\(version), the real Kubernetes client (packed by the appliance lab from \(path))",
                         files: [("/usr/bin/kubectl", data, 0o755)],
-                        postinst: scripts.postinst.replacingOccurrences(
-                            of: "\n\n", with: "\necho real > /var/lib/appliance-lab/kubectl-kind\n\n"),
+                        postinst: scripts.postinst + "echo real > /var/lib/appliance-lab/kubectl-kind\n",
                         postrm: scripts.postrm))
                 continue
             }
             var scripts = Self.versionFileScript(tool, k8s)
             if tool == "kubectl" {
-                scripts.postinst = scripts.postinst.replacingOccurrences(
-                    of: "\n\n", with: "\necho stand-in > /var/lib/appliance-lab/kubectl-kind\n\n")
+                scripts.postinst += "echo stand-in > /var/lib/appliance-lab/kubectl-kind\n"
             }
             var spec = Spec(
                 name: tool, version: k8sPackage,
