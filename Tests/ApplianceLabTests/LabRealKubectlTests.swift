@@ -63,7 +63,7 @@ extension RealLabSuites {
                 "kubectl --server=https://\(vip):6443 --insecure-skip-tls-verify --token=abcdef.0123456789abcdef get nodes"
             )
             #expect(
-                badToken.status == 1 && badToken.stderr.contains("You must be logged in to the server (Unauthorized)"),
+                badToken.status == 1 && badToken.stderr.contains("error: You must be logged in to the server"),
                 "\(badToken.combined)")
             // A CA that did not sign the serving certificate: the real client refuses the server.
             let unknownCA = try lab.run(
