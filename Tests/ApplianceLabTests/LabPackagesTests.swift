@@ -117,7 +117,11 @@ struct LabPackagesTests {
         // The stand-in says so too.
         let standIn = try LabPackages(labnode: "/bin/true").build(into: out + "-s")
         let standInKubectl = try #require(standIn.first { $0.name == "kubectl" })
-        #expect(try dpkgDeb("-c", standInKubectl.path).contains("./usr/bin/kubectl -> /usr/lib/appliance-labnode/appliance-labnode"))
-        #expect(try dpkgDeb("--info", standInKubectl.path, "postinst").contains("echo stand-in > /var/lib/appliance-lab/kubectl-kind"))
+        #expect(
+            try dpkgDeb("-c", standInKubectl.path).contains(
+                "./usr/bin/kubectl -> /usr/lib/appliance-labnode/appliance-labnode"))
+        #expect(
+            try dpkgDeb("--info", standInKubectl.path, "postinst").contains(
+                "echo stand-in > /var/lib/appliance-lab/kubectl-kind"))
     }
 }
