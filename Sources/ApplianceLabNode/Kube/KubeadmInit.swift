@@ -176,7 +176,59 @@ struct KubeadmInit {
         "apiserver-cert-extra-sans",
     ]
 
+    /// The `kubeadm-certs` Secret that `--control-plane --certificate-key KEY` joins download (the shared CA,
+    /// service-account and etcd CA keys; the lab keeps a hash of the key instead of encrypting with it).
+    static func uploadCerts(_ client: KubeClient, context: LabNodeContext, certificatesDir: String, key: String) throws
+    {
+        var data: [String: String] = ["lab-certificate-key-sha": Data(Self.sha(key).utf8).base64EncodedString()]
+        for file in [
+            "ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt",
+            "etcd/ca.key",
+        ] {
+            data[file.replacingOccurrences(of: "/", with: "-")] = Data(
+                (context.read(certificatesDir + "/" + file) ?? "").utf8
+            ).base64EncodedString()
+        }
+        _ = try client.apply(
+            KResource.secrets, "kube-system",
+            [
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": ["name": "kubeadm-certs", "namespace": "kube-system"], "data": data,
+            ])
+    }
+
+    /// `kubeadm init phase upload-certs --upload-certs [--certificate-key K]`: re-uploads the certificates
+    /// with a new key (the Secret expires after two hours in real clusters), printing the key as kubeadm does.
+    func uploadCertsPhase(_ f: Flags) -> ToolOutput {
+        guard f.has("upload-certs") else {
+            return .ok("[upload-certs] Skipping phase. Please see --upload-certs\n")
+        }
+        guard let client = kubeadm.adminClient() else {
+            return kubeadm.fail(
+                "failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory")
+        }
+        let key =
+            f.value("certificate-key")
+            ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        do {
+            try Self.uploadCerts(client, context: context, certificatesDir: "/etc/kubernetes/pki", key: key)
+        } catch {
+            return kubeadm.fail("error execution phase upload-certs: error uploading certs: \(error)")
+        }
+        return .ok(
+            "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n\(key)\n"
+        )
+    }
+
     func run(_ args: [String]) -> ToolOutput {
+        if args.first == "phase" {
+            guard args.dropFirst().first == "upload-certs" else {
+                return kubeadm.fail(
+                    "unknown phase \"\(args.dropFirst().first ?? "")\": the lab's kubeadm runs only the upload-certs phase"
+                )
+            }
+            return uploadCertsPhase(Flags(Array(args.dropFirst(2))))
+        }
         let f = Flags(args)
         var cfg: KubeadmConfig
         var stderr = ""
@@ -426,21 +478,7 @@ struct KubeadmInit {
                     cfg.certificateKey
                     ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
                 certificateKey = key
-                var data: [String: String] = ["lab-certificate-key-sha": Data(Self.sha(key).utf8).base64EncodedString()]
-                for file in [
-                    "ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt",
-                    "etcd/ca.key",
-                ] {
-                    data[file.replacingOccurrences(of: "/", with: "-")] = Data(
-                        (context.read(cfg.certificatesDir + "/" + file) ?? "").utf8
-                    ).base64EncodedString()
-                }
-                _ = try client.apply(
-                    secrets, "kube-system",
-                    [
-                        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": ["name": "kubeadm-certs", "namespace": "kube-system"], "data": data,
-                    ])
+                try Self.uploadCerts(client, context: context, certificatesDir: cfg.certificatesDir, key: key)
                 out +=
                     "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n\(key)\n"
             } else {
