@@ -100,9 +100,17 @@ let package = Package(
             exclude: ["README.md"]),
         .executableTarget(name: "appliance", dependencies: ["ApplianceCommands"]),
         // The lab's stand-ins for kubeadm, kubelet, kubectl, helm, nvidia-smi, dcgmi, fabric manager.
+        // Its API server and clients speak HTTPS with client certificates on SwiftNIO + swift-nio-ssl (BoringSSL,
+        // statically linked, so the binary still runs in nodes without a Swift runtime or libssl).
         .target(
             name: "ApplianceLabNode",
-            dependencies: ["ApplianceModel", .product(name: "Yams", package: "Yams")],
+            dependencies: [
+                "ApplianceModel", .product(name: "Yams", package: "Yams"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             exclude: ["README.md"]),
         .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),
         // Test helper: runs a small plan with side-effect markers so tests can kill it at random points.

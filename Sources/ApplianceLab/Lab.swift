@@ -295,6 +295,21 @@ public struct Lab: Sendable {
         return ProcessTable.isAlive(pid) ? .running : .exited
     }
 
+    /// Which kubectl a running node has: "real v1.33.5", "stand-in v1.34.3", or nil (none installed, or the
+    /// node is not reachable). Reads what the lab's kubectl package's postinst wrote.
+    public func kubectlKind(_ state: LabState, _ node: LabState.Node) -> String? {
+        guard condition(node) == .running,
+            let r = try? ssh(state).run(
+                address: node.address,
+                "cat /var/lib/appliance-lab/kubectl-kind /var/lib/appliance-lab/versions/kubectl 2>/dev/null",
+                check: false, connectTimeout: 2),
+            r.status == 0
+        else { return nil }
+        let words = r.stdout.split(whereSeparator: \.isWhitespace).map(String.init)
+        guard words.count == 2 else { return nil }
+        return "\(words[0]) \(words[1])"
+    }
+
     // MARK: down
 
     public struct DownReport: Sendable {

@@ -21,6 +21,7 @@ public enum LabError: Error, Sendable {
     case stopTimedOut(node: String, pid: Int32)
     case io(path: String, detail: String)
     case labnodeUnusable(path: String, reason: String)
+    case kubectlUnusable(path: String, reason: String)
 }
 
 extension LabError: ApplianceFailure {
@@ -68,6 +69,8 @@ extension LabError: ApplianceFailure {
             "\(path): \(detail)"
         case .labnodeUnusable(let path, let reason):
             "the stand-in binary \(path) cannot be installed in lab nodes: \(reason)"
+        case .kubectlUnusable(let path, let reason):
+            "the kubectl \(path) cannot be packed for the lab: \(reason)"
         }
     }
 
@@ -90,6 +93,8 @@ extension LabError: ApplianceFailure {
         case .stopTimedOut: "the lab never SIGKILLs a container; look at the process and run `appliance lab down` again"
         case .labnodeUnusable:
             "build it with `swift build --static-swift-stdlib --product appliance-labnode` and pass that binary with --labnode"
+        case .kubectlUnusable:
+            "pass a real kubectl within one minor version of the lab's Kubernetes (`dpkg -L kubectl` lists kubectl.1.27 to kubectl.1.33), or --stand-in-kubectl"
         case .unknownProfile, .invalidArgument, .commandFailed, .io: nil
         }
     }
@@ -98,7 +103,7 @@ extension LabError: ApplianceFailure {
         switch self {
         case .alreadyRunning, .subnetInUse: .locked
         case .nodeNotReady, .nodeDown: .unreachable
-        case .unknownNode, .unknownProfile, .invalidArgument, .labnodeUnusable: .usage
+        case .unknownNode, .unknownProfile, .invalidArgument, .labnodeUnusable, .kubectlUnusable: .usage
         default: .failure
         }
     }

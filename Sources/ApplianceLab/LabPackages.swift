@@ -7,7 +7,8 @@ import Foundation
 /// | package | installs |
 /// |---|---|
 /// | `appliance-labnode` | `/usr/lib/appliance-labnode/appliance-labnode` (the multi-call binary), `/usr/bin/appliance-labnode`, `/usr/bin/lspci` (the lab's hardware) |
-/// | `kubeadm`, `kubelet`, `kubectl` | `/usr/bin/NAME` links; the version file `/var/lib/appliance-lab/versions/NAME`; kubelet also `kubelet.service` |
+/// | `kubeadm`, `kubelet` | `/usr/bin/NAME` links; the version file `/var/lib/appliance-lab/versions/NAME`; kubelet also `kubelet.service` |
+/// | `kubectl` | the **real** kubectl binary when the admin host has one within one minor version of the lab's Kubernetes (`RealKubectl`), else the stand-in link; the version file; `/var/lib/appliance-lab/kubectl-kind` (`real` or `stand-in`) |
 /// | `helm` | `/usr/bin/helm`; the version file `/var/lib/appliance-lab/versions/helm` |
 /// | `nvidia-driver` | `nvidia-smi`, `dcgmi`; its postinst "loads" the driver (`/var/lib/appliance-lab/driver-installed`) |
 /// | `nvidia-fabricmanager` | `nv-fabricmanager`, `nvidia-fabricmanager`, `nvidia-fabricmanager.service` |
@@ -22,6 +23,22 @@ public struct LabPackages: Sendable {
     /// Version of the stand-in NVIDIA driver and fabric manager ("535.54.03").
     public var driverVersion: String
     public var helmVersion: String
+    /// Which kubectl the `kubectl` package carries.
+    public var kubectl: KubectlChoice
+
+    public enum KubectlChoice: Sendable, Equatable {
+        /// The stand-in (`/usr/bin/kubectl` → appliance-labnode).
+        case standIn
+        /// A real kubectl binary and its version ("1.33.5").
+        case real(path: String, version: String)
+
+        public var label: String {
+            switch self {
+            case .standIn: "stand-in"
+            case .real(_, let v): "real v\(v)"
+            }
+        }
+    }
 
     public static let defaultKubernetesVersion = "1.34.3"
     /// The driver of the A100 profiles' declarations (the default `lab` profile included).
@@ -36,8 +53,10 @@ public struct LabPackages: Sendable {
 
     public init(
         labnode: String, kubernetesVersion: String = defaultKubernetesVersion,
-        driverVersion: String = defaultDriverVersion, helmVersion: String = defaultHelmVersion
+        driverVersion: String = defaultDriverVersion, helmVersion: String = defaultHelmVersion,
+        kubectl: KubectlChoice = .standIn
     ) {
+        self.kubectl = kubectl
         self.labnode = labnode
         self.kubernetesVersion = kubernetesVersion
         self.driverVersion = driverVersion
@@ -110,7 +129,26 @@ public struct LabPackages: Sendable {
                 files: [(Self.binary, binaryData, 0o755)])
         ]
         for tool in ["kubeadm", "kubelet", "kubectl"] {
-            let scripts = Self.versionFileScript(tool, k8s)
+            if tool == "kubectl", case .real(let path, let version) = kubectl {
+                let data: Data
+                do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+                    throw .io(path: path, detail: "\(error)")
+                }
+                let scripts = Self.versionFileScript(tool, version)
+                specs.append(
+                    Spec(
+                        name: "kubectl", version: "\(version)-1.1",
+                        description:
+                            "kubectl v\(version), the real Kubernetes client (packed by the appliance lab from \(path))",
+                        files: [("/usr/bin/kubectl", data, 0o755)],
+                        postinst: scripts.postinst + "echo real > /var/lib/appliance-lab/kubectl-kind\n",
+                        postrm: scripts.postrm))
+                continue
+            }
+            var scripts = Self.versionFileScript(tool, k8s)
+            if tool == "kubectl" {
+                scripts.postinst += "echo stand-in > /var/lib/appliance-lab/kubectl-kind\n"
+            }
             var spec = Spec(
                 name: tool, version: k8sPackage,
                 depends: [labnodeDep] + (tool == "kubeadm" ? ["openssl", "iproute2"] : []),
@@ -292,6 +330,80 @@ public struct LabPackages: Sendable {
                 try fm.createSymbolicLink(atPath: p, withDestinationPath: Self.binary)
             } catch { throw .io(path: p, detail: "\(error)") }
         }
+    }
+}
+
+/// The real kubectl binaries of the admin host: the Google Cloud CLI's `kubectl` package installs the official
+/// static builds as `kubectl.1.MINOR` (`dpkg -L kubectl`); a plain `kubectl` that is not that package's
+/// dispatcher counts too.
+public enum RealKubectl {
+    public static let searchDirectories = ["/usr/lib/google-cloud-sdk/bin", "/usr/local/bin", "/usr/bin"]
+
+    /// The client version a kubectl binary reports ("1.33.5"), from `kubectl version --client -o json`.
+    public static func version(of path: String) -> String? {
+        guard FileManager.default.isExecutableFile(atPath: path),
+            let r = try? HostCommand.run(path, ["version", "--client", "-o", "json"], check: false), r.status == 0,
+            let obj = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
+            let git = (obj["clientVersion"] as? [String: Any])?["gitVersion"] as? String
+        else { return nil }
+        let v = git.hasPrefix("v") ? String(git.dropFirst()) : git
+        // "1.33.5-dispatcher" or "+build" suffixes: keep MAJOR.MINOR.PATCH.
+        let core = v.prefix { $0.isNumber || $0 == "." }
+        return LabPackages.isVersion(String(core)) ? String(core) : nil
+    }
+
+    static func minor(_ v: String) -> Int? {
+        let p = v.split(separator: ".")
+        return p.count >= 2 ? Int(p[1]) : nil
+    }
+
+    /// Whether a client of `client` may talk to a cluster of `cluster` (one minor version either way).
+    public static func withinSkew(client: String, cluster: String) -> Bool {
+        guard let c = minor(client), let k = minor(cluster),
+            client.split(separator: ".").first == cluster.split(separator: ".").first
+        else { return false }
+        return abs(c - k) <= 1
+    }
+
+    /// The newest real kubectl within the supported skew of `kubernetesVersion`, if the host has one.
+    public static func find(for kubernetesVersion: String, in directories: [String] = searchDirectories)
+        -> (path: String, version: String)?
+    {
+        guard let k = minor(kubernetesVersion) else { return nil }
+        for m in [k + 1, k, k - 1] {
+            for d in directories {
+                let p = "\(d)/kubectl.1.\(m)"
+                if let v = version(of: p), withinSkew(client: v, cluster: kubernetesVersion) { return (p, v) }
+            }
+        }
+        for d in directories {
+            let p = "\(d)/kubectl"
+            // The gcloud dispatcher picks a binary at run time and needs the SDK: not packable.
+            if let v = version(of: p), withinSkew(client: v, cluster: kubernetesVersion),
+                (try? FileManager.default.destinationOfSymbolicLink(atPath: p))?.contains("google-cloud-sdk") != true,
+                let size = (try? FileManager.default.attributesOfItem(atPath: p))?[.size] as? Int, size > 20_000_000
+            {
+                return (p, v)
+            }
+        }
+        return nil
+    }
+
+    /// Checks an explicit `--kubectl PATH`: a real kubectl, within the skew.
+    public static func check(_ path: String, kubernetesVersion: String) throws(LabError) -> String {
+        guard FileManager.default.isExecutableFile(atPath: path) else {
+            throw .kubectlUnusable(path: path, reason: "it is not an executable file")
+        }
+        guard let v = version(of: path) else {
+            throw .kubectlUnusable(path: path, reason: "`\(path) version --client -o json` did not report a version")
+        }
+        guard withinSkew(client: v, cluster: kubernetesVersion) else {
+            throw .kubectlUnusable(
+                path: path,
+                reason:
+                    "it is v\(v), more than one minor version away from the lab's Kubernetes v\(kubernetesVersion)")
+        }
+        return v
     }
 }
 

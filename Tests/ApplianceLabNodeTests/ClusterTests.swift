@@ -176,10 +176,19 @@ struct ClusterTests {
                 "couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"\(shortToken.prefix(6))\""
             ))
 
+        // The certificates uploaded again under a new key, as the real phase prints it; the old key is void.
+        let phase = try cp1.run("kubeadm", "init", "phase", "upload-certs", "--upload-certs")
+        #expect(phase.code == 0, "\(phase.err)")
+        let phaseLines = phase.out.split(separator: "\n").map(String.init)
+        let keyIndex = try #require(phaseLines.firstIndex(of: "[upload-certs] Using certificate key:"))
+        let newKey = try #require(phaseLines.dropFirst(keyIndex + 1).first)
+        #expect(newKey.count == 64 && newKey != certKey)
+        #expect(try cp1.run("kubeadm", "init", "phase", "preflight").code == 1)
+
         // control-plane join adds a real etcd member
         let cpJoin = try cp2.run(
             "kubeadm", "join", endpoint, "--token", token, "--discovery-token-ca-cert-hash", hash, "--control-plane",
-            "--certificate-key", certKey)
+            "--certificate-key", newKey)
         #expect(cpJoin.code == 0, "\(cpJoin.err)")
         #expect(cpJoin.out.contains("A new etcd member was added to the local/stacked etcd cluster."))
         let members = try EtcdClient(endpoints: ["http://\(cp1.address):2379"]).memberList()

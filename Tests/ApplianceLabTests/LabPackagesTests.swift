@@ -72,4 +72,56 @@ struct LabPackagesTests {
             try LabPackages(labnode: "/bin/true", kubernetesVersion: "v1.35").build(into: dir)
         }
     }
+
+    @Test func theRealKubectlIsPackedWithinTheSkewAndRefusedOutsideIt() throws {
+        // A fake "real" kubectl: what `version --client -o json` prints is all the choice reads.
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-kubectl-\(getpid())").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        func fake(_ name: String, _ version: String) throws -> String {
+            let path = "\(dir)/\(name)"
+            try "#!/bin/sh\necho '{\"clientVersion\":{\"gitVersion\":\"v\(version)\"}}'\n".write(
+                toFile: path, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: path)
+            return path
+        }
+        _ = try fake("kubectl.1.31", "1.31.9")
+        let k33 = try fake("kubectl.1.33", "1.33.1")
+        let k35 = try fake("kubectl.1.35", "1.35.0")
+        // The newest within one minor of 1.34: 1.35, then 1.34, then 1.33.
+        #expect(RealKubectl.find(for: "1.34.3", in: [dir])?.path == k35)
+        try FileManager.default.removeItem(atPath: k35)
+        #expect(RealKubectl.find(for: "1.34.3", in: [dir])?.version == "1.33.1")
+        #expect(RealKubectl.find(for: "1.30.0", in: [dir])?.version == "1.31.9")
+        #expect(RealKubectl.find(for: "1.28.0", in: [dir]) == nil)
+        // An explicit one outside the skew is refused, with the flag to use instead.
+        let far = #expect(throws: LabError.self) { try RealKubectl.check(k33, kubernetesVersion: "1.31.0") }
+        #expect(far?.message.contains("more than one minor version away") == true)
+        #expect(far?.hint?.contains("--stand-in-kubectl") == true && far?.exitStatus == .usage)
+        #expect(throws: LabError.self) { try RealKubectl.check("/bin/true", kubernetesVersion: "1.34.3") }
+        #expect(try RealKubectl.check(k33, kubernetesVersion: "1.34.3") == "1.33.1")
+
+        // Packed: the binary itself at /usr/bin/kubectl, the package at the client's version.
+        let out = dir + "/debs"
+        let built = try LabPackages(labnode: "/bin/true", kubectl: .real(path: k33, version: "1.33.1")).build(into: out)
+        let kubectl = try #require(built.first { $0.name == "kubectl" })
+        #expect(kubectl.version == "1.33.1-1.1")
+        let files = try dpkgDeb("-c", kubectl.path)
+        #expect(
+            files.split(separator: "\n").contains {
+                $0.hasPrefix("-rwxr-xr-x root/root") && $0.hasSuffix(" ./usr/bin/kubectl")
+            } && !files.contains("->"), "\(files)")
+        let postinst = try dpkgDeb("--info", kubectl.path, "postinst")
+        #expect(postinst.contains("echo real > /var/lib/appliance-lab/kubectl-kind"))
+        #expect(postinst.contains("echo v1.33.1 > /var/lib/appliance-lab/versions/kubectl"))
+        // The stand-in says so too.
+        let standIn = try LabPackages(labnode: "/bin/true").build(into: out + "-s")
+        let standInKubectl = try #require(standIn.first { $0.name == "kubectl" })
+        #expect(
+            try dpkgDeb("-c", standInKubectl.path).contains(
+                "./usr/bin/kubectl -> /usr/lib/appliance-labnode/appliance-labnode"))
+        #expect(
+            try dpkgDeb("--info", standInKubectl.path, "postinst").contains(
+                "echo stand-in > /var/lib/appliance-lab/kubectl-kind"))
+    }
 }

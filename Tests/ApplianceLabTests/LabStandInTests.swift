@@ -30,7 +30,14 @@ extension RealLabSuites {
             try lab.install(Self.kubernetes, on: all, from: packages)
             #expect(try lab.ok("gpu-1", "dpkg-query -W -f '${Version}' kubeadm kubelet") == "1.34.3-1.11.34.3-1.1")
             #expect(try lab.ok("gpu-1", "cat /var/lib/appliance-lab/versions/kubelet") == "v1.34.3")
-            #expect(try lab.ok("gpu-1", "readlink -f /usr/bin/kubectl") == LabPackages.binary)
+            switch labKubectl(kubernetesVersion: LabPackages.defaultKubernetesVersion) {
+            case .standIn:
+                #expect(try lab.ok("gpu-1", "readlink -f /usr/bin/kubectl") == LabPackages.binary)
+                #expect(try lab.ok("gpu-1", "cat /var/lib/appliance-lab/kubectl-kind") == "stand-in")
+            case .real(_, let version):
+                #expect(try lab.ok("gpu-1", "kubectl version --client").contains("Client Version: v\(version)"))
+                #expect(try lab.ok("gpu-1", "cat /var/lib/appliance-lab/kubectl-kind") == "real")
+            }
             #expect(try lab.run("gpu-1", "nvidia-smi").status == 127)
             try lab.install(["helm"], on: ["cp-1"], from: packages)
             #expect(try lab.ok("cp-1", "helm version --short") == "v\(LabPackages.defaultHelmVersion)+glabstandin")

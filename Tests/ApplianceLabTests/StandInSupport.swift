@@ -41,10 +41,19 @@ let builtLabPackages: Result<[LabPackages.Package], StandInSetupFailure> = {
     } catch { return .failure(.init(description: "\(error)")) }
 }()
 
+/// The kubectl the lab tests put in nodes: the real one when this machine has one within the skew (CI's does:
+/// the Google Cloud CLI's kubectl package), else the stand-in.
+func labKubectl(kubernetesVersion: String) -> LabPackages.KubectlChoice {
+    RealKubectl.find(for: kubernetesVersion).map { .real(path: $0.path, version: $0.version) } ?? .standIn
+}
+
 func buildLabPackages(kubernetesVersion: String) throws -> [LabPackages.Package] {
     // Next to the binary's build (ignored by git, replaced by each run), not a new temporary directory per run.
     let dir = packageRoot + "/.build-labnode/lab-packages-\(kubernetesVersion)"
-    return try LabPackages(labnode: try staticLabnode.get(), kubernetesVersion: kubernetesVersion).build(into: dir)
+    return try LabPackages(
+        labnode: try staticLabnode.get(), kubernetesVersion: kubernetesVersion,
+        kubectl: labKubectl(kubernetesVersion: kubernetesVersion)
+    ).build(into: dir)
 }
 
 func labPackages() throws -> [String: LabPackages.Package] {

@@ -28,17 +28,18 @@ struct LabStatusCommand: ParsableCommand {
             "lab \(state.id): profile \(state.profile), \(state.nodes.count) nodes, \(state.phase.rawValue), admin \(state.adminAddress) (\(admin))"
                 + (state.linkRate.map { ", links \($0)" } ?? "")
                 + (state.adminLinkRate.map { ", admin uplink \($0)" } ?? ""))
-        var rows = [["NODE", "ADDRESS", "ROLES", "STATE", "FAULTS"]]
+        var rows = [["NODE", "ADDRESS", "ROLES", "STATE", "KUBECTL", "FAULTS"]]
         for n in state.nodes {
             rows.append([
                 n.name, n.address, n.roles.map(\.rawValue).joined(separator: ","), lab.condition(n).rawValue,
+                lab.kubectlKind(state, n) ?? "-",
                 n.faults.isEmpty ? "-" : n.faults.map(\.description).joined(separator: ", "),
             ])
         }
-        let widths = (0..<5).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
         for r in rows {
             ctx.output.print(
-                r.enumerated().map { i, v in i == 4 ? v : v.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                r.enumerated().map { i, v in i == 5 ? v : v.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
                     .joined(separator: "  "))
         }
         ctx.output.print("site file: \(lab.config.sitePath)")
@@ -51,6 +52,8 @@ struct LabStatusCommand: ParsableCommand {
         var identityFile: String
         var knownHosts: String
         var conditions: [String: Lab.NodeCondition]
+        /// Per node: "real v1.33.5" or "stand-in v1.34.3" (absent: no kubectl package, or not running).
+        var kubectl: [String: String]
     }
 
     static func printJSON(lab: Lab, state: LabState, ctx: CommandContext) throws {
@@ -60,7 +63,9 @@ struct LabStatusCommand: ParsableCommand {
         let status = JSONStatus(
             lab: state, siteFile: lab.config.sitePath, identityFile: lab.config.keyPath,
             knownHosts: lab.config.knownHostsPath,
-            conditions: Dictionary(uniqueKeysWithValues: state.nodes.map { ($0.name, lab.condition($0)) }))
+            conditions: Dictionary(uniqueKeysWithValues: state.nodes.map { ($0.name, lab.condition($0)) }),
+            kubectl: Dictionary(
+                uniqueKeysWithValues: state.nodes.compactMap { n in lab.kubectlKind(state, n).map { (n.name, $0) } }))
         ctx.output.print(String(decoding: try e.encode(status), as: UTF8.self))
     }
 }

@@ -11,10 +11,14 @@ public final class APIServerStandin: @unchecked Sendable {
     public let version: KubeVersion
     public let nodeGraceSeconds: Double
     public let identity: String
+    /// The cluster CA, to sign kubelet client certificate requests (nil: requests stay unsigned).
+    public let pki: LabPKI?
 
     public init(
-        etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString
+        etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString,
+        pki: LabPKI? = nil
     ) {
+        self.pki = pki
         self.etcd = etcd
         self.version = version
         self.nodeGraceSeconds = nodeGraceSeconds
@@ -31,11 +35,18 @@ public final class APIServerStandin: @unchecked Sendable {
     }
 
     public func list(_ r: KResource, namespace: String? = nil) throws -> [KObject] {
-        try etcd.range(Self.key(r, namespace, nil)).compactMap { kv in
+        try listAt(r, namespace: namespace).items
+    }
+
+    /// The objects and the store revision they were read at (the list's resourceVersion).
+    public func listAt(_ r: KResource, namespace: String? = nil) throws -> (items: [KObject], revision: Int) {
+        let (kvs, revision) = try etcd.rangeAt(Self.key(r, namespace, nil))
+        let items: [KObject] = kvs.compactMap { kv in
             guard var o = K.parse(kv.value) else { return nil }
             K.set(&o, ["metadata", "resourceVersion"], "\(kv.modRevision)")
             return o
         }
+        return (items, revision)
     }
 
     public func get(_ r: KResource, _ ns: String?, _ name: String) throws -> (KObject, Int)? {
@@ -83,10 +94,39 @@ public final class APIServerStandin: @unchecked Sendable {
         if m["generation"] == nil, r.kind == "Deployment" || r.kind == "DaemonSet" { m["generation"] = 1 }
         o["metadata"] = m
         if r.kind == "Pod" { Self.defaultPod(&o) }
+        Self.defaultWorkload(r, &o)
         if r.kind == "Namespace" { o["status"] = ["phase": "Active"] }
         let key = Self.key(r, r.namespaced ? K.namespace(o) : nil, K.name(o))
         guard try etcd.putIf(key, K.json(o), modRevision: 0) else { return nil }
         return o
+    }
+
+    /// The API's defaults for DaemonSets and Deployments (`kubectl rollout status` needs the update strategy).
+    static func defaultWorkload(_ r: KResource, _ o: inout KObject) {
+        var spec = K.spec(o)
+        switch r.kind {
+        case "DaemonSet":
+            if spec["updateStrategy"] == nil {
+                spec["updateStrategy"] =
+                    ["type": "RollingUpdate", "rollingUpdate": ["maxUnavailable": 1, "maxSurge": 0] as KObject]
+                    as KObject
+            }
+            if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
+        case "Deployment":
+            if spec["replicas"] == nil { spec["replicas"] = 1 }
+            if spec["strategy"] == nil {
+                spec["strategy"] =
+                    [
+                        "type": "RollingUpdate",
+                        "rollingUpdate": ["maxUnavailable": "25%", "maxSurge": "25%"] as KObject,
+                    ]
+                    as KObject
+            }
+            if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
+            if spec["progressDeadlineSeconds"] == nil { spec["progressDeadlineSeconds"] = 600 }
+        default: return
+        }
+        o["spec"] = spec
     }
 
     static func defaultPod(_ o: inout KObject) {
@@ -115,14 +155,6 @@ public final class APIServerStandin: @unchecked Sendable {
         ]
         if let details { s["details"] = details }
         return (code, K.json(s))
-    }
-
-    public func handle(_ req: HTTPRequest) -> (Int, Data) {
-        do {
-            return try route(req)
-        } catch {
-            return Self.status(500, "InternalError", "Internal error occurred: \(error)")
-        }
     }
 
     func route(_ req: HTTPRequest) throws -> (Int, Data) {
@@ -170,24 +202,13 @@ public final class APIServerStandin: @unchecked Sendable {
 
         switch (req.method, name, sub) {
         case ("GET", nil, _):
-            var items = try list(r, namespace: effectiveNS)
-            if let sel = req.query["labelSelector"], !sel.isEmpty {
-                items = items.filter { K.matches(selectorString: sel, labels: K.labels($0)) }
-            }
-            if let fs = req.query["fieldSelector"], !fs.isEmpty {
-                for term in fs.split(separator: ",") {
-                    let p = term.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard p.count == 2 else { continue }
-                    let neg = p[0].hasSuffix("!")
-                    let field = neg ? String(p[0].dropLast()) : p[0]
-                    items = items.filter { ((K.get($0, field) as? String ?? "") == p[1]) != neg }
-                }
-            }
+            let (all, revision) = try listAt(r, namespace: effectiveNS)
+            let items = all.filter { Self.selected($0, query: req.query) }
             return (
                 200,
                 K.json([
-                    "kind": r.kind + "List", "apiVersion": r.apiVersion, "metadata": ["resourceVersion": ""],
-                    "items": items,
+                    "kind": r.kind + "List", "apiVersion": r.apiVersion,
+                    "metadata": ["resourceVersion": "\(revision)"], "items": items,
                 ])
             )
         case ("GET", let n?, nil):
@@ -204,6 +225,8 @@ public final class APIServerStandin: @unchecked Sendable {
                 o["kind"] = r.kind
                 return (201, K.json(o))
             }
+            if let invalid = Self.validate(r, o) { return invalid }
+            if r.plural == "certificatesigningrequests" { o = signCSR(o) }
             guard let created = try create(r, o, namespace: effectiveNS) else {
                 let n = K.name(o)
                 return Self.status(
@@ -235,20 +258,70 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             return (200, K.json(o))
         case ("PATCH", let n?, let s):
-            guard let patch = try? JSONSerialization.jsonObject(with: req.body) else {
-                return Self.status(400, "BadRequest", "invalid JSON patch")
+            let type = PatchType(contentType: req.headers["content-type"] ?? "")
+            guard let type else {
+                return Self.status(
+                    415, "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
+                )
+            }
+            let patch: Any
+            do { patch = try type.decode(req.body) } catch {
+                return Self.status(400, "BadRequest", "error decoding patch: \(error)")
+            }
+            if try get(r, effectiveNS, n) == nil {
+                // Server-side apply creates what does not exist.
+                guard type == .apply, var o = patch as? KObject else { return notFound(r, n) }
+                if r.namespaced, let ns, try get(KResource.namespaces, nil, ns) == nil {
+                    return Self.status(
+                        404, "NotFound", "namespaces \"\(ns)\" not found", details: ["name": ns, "kind": "namespaces"])
+                }
+                K.set(&o, ["metadata", "name"], n)
+                if let invalid = Self.validate(r, o) { return invalid }
+                if dryRun { return (201, K.json(o)) }
+                guard let created = try create(r, o, namespace: effectiveNS) else {
+                    return Self.status(
+                        409, "AlreadyExists", "\(r.plural) \"\(n)\" already exists",
+                        details: ["name": n, "kind": r.plural])
+                }
+                return (201, K.json(created))
+            }
+            var failure: (Int, Data)?
+            func apply(_ o: KObject) -> KObject {
+                do {
+                    var n = try type.apply(patch, to: o)
+                    // Identity is the server's.
+                    for k in ["uid", "creationTimestamp", "name", "namespace"] {
+                        K.set(&n, ["metadata", k], K.meta(o)[k])
+                    }
+                    n["apiVersion"] = o["apiVersion"]
+                    n["kind"] = o["kind"]
+                    return n
+                } catch {
+                    failure = Self.status(422, "Invalid", "\(error)")
+                    return o
+                }
             }
             if dryRun {
                 guard let (o, _) = try get(r, effectiveNS, n) else { return notFound(r, n) }
-                return (200, K.json(K.mergePatch(o, patch) ?? o))
+                let patched = apply(o)
+                return failure ?? (200, K.json(patched))
             }
-            let specChanged = (patch as? KObject)?["spec"] != nil && s == nil
+            // Checked on the current object first, so that a patch that fails or yields an invalid object
+            // changes nothing.
+            if let (current, _) = try get(r, effectiveNS, n) {
+                let trial = apply(current)
+                if let failure { return failure }
+                if let invalid = Self.validate(r, trial) { return invalid }
+            }
+            let specPatched = s == nil
             guard
                 let updated = try update(
                     r, effectiveNS, n,
                     { o in
-                        o = K.mergePatch(o, patch) as? KObject ?? o
-                        if specChanged, r.kind == "Deployment" || r.kind == "DaemonSet" {
+                        let before = K.json(K.spec(o))
+                        o = apply(o)
+                        if specPatched, r.kind == "Deployment" || r.kind == "DaemonSet", K.json(K.spec(o)) != before {
                             K.set(&o, ["metadata", "generation"], (K.meta(o)["generation"] as? Int ?? 1) + 1)
                         }
                     })
@@ -266,7 +339,10 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             return (200, K.json(o))
         case ("POST", let n?, "eviction") where r.plural == "pods":
-            return try evict(ns ?? "default", n, dryRun: dryRun)
+            // kubectl sends dry-run in the Eviction's deleteOptions, not in the query.
+            let options = K.parse(req.body)?["deleteOptions"] as? KObject
+            let bodyDryRun = (options?["dryRun"] as? [String] ?? []).contains("All")
+            return try evict(ns ?? "default", n, dryRun: dryRun || bodyDryRun)
         default:
             return Self.status(
                 405, "MethodNotAllowed", "the server does not allow this method on the requested resource")

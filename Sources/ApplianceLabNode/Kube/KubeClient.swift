@@ -1,14 +1,32 @@
 import Foundation
 
-/// The stand-ins' client of the apiserver stand-in (plain HTTP to the host:port of the kubeconfig's server).
+/// The stand-ins' client of the API server (HTTPS to the host:port of the kubeconfig's server, verifying it
+/// against the kubeconfig's CA and presenting its client certificate or bearer token, as client-go does).
 public struct KubeClient: Sendable {
     public var server: String  // "10.0.0.1:6443"
+    public var tls: TLSClientIdentity
+    public var token: String?
 
-    public init(server: String) {
+    /// `tls` nil: no server verification and no client certificate (anonymous, or `token` only).
+    public init(server: String, tls: TLSClientIdentity = .insecure, token: String? = nil) {
         var s = server
         for p in ["https://", "http://"] where s.hasPrefix(p) { s = String(s.dropFirst(p.count)) }
         while s.hasSuffix("/") { s.removeLast() }
         self.server = s
+        self.tls = tls
+        self.token = token
+    }
+
+    /// The client a kubeconfig describes (current context); `server` overrides its server's host:port.
+    public init(kubeconfig text: String, server override: String? = nil) throws {
+        guard let cred = Kubeconfig.credentials(text) else {
+            throw KubeClient.Failure(
+                status: 0, message: "invalid configuration: no configuration has been provided", reason: "")
+        }
+        self.init(
+            server: override ?? cred.server,
+            tls: TLSClientIdentity(caPEM: cred.caPEM, certificatePEM: cred.certificatePEM, keyPEM: cred.keyPEM),
+            token: cred.token)
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -22,8 +40,9 @@ public struct KubeClient: Sendable {
     {
         let data = body.map { K.json($0) }
         let r = try HTTPClient.request(
-            method, "http://\(server)\(path)", body: data,
-            contentType: method == "PATCH" ? "application/merge-patch+json" : "application/json", timeout: timeout)
+            method, "https://\(server)\(path)", body: data,
+            contentType: method == "PATCH" ? "application/merge-patch+json" : "application/json",
+            headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [], timeout: timeout, tls: tls)
         return (r.status, K.parse(r.body) ?? [:])
     }
 
@@ -78,6 +97,6 @@ public struct KubeClient: Sendable {
     }
 
     public func healthy() -> Bool {
-        (try? HTTPClient.request("GET", "http://\(server)/livez", timeout: 3).status) == 200
+        (try? HTTPClient.request("GET", "https://\(server)/livez", timeout: 3, tls: .insecure).status) == 200
     }
 }

@@ -207,7 +207,45 @@ public struct KResource: Sendable {
         .init(
             plural: "leases", kind: "Lease", group: "coordination.k8s.io", version: "v1", namespaced: true,
             shortNames: ["lease"]),
+        // Stored and served, no controller: what CNI and operator manifests create.
+        .init(
+            plural: "serviceaccounts", kind: "ServiceAccount", group: "", version: "v1", namespaced: true,
+            shortNames: ["sa", "serviceaccount"]),
+        .init(
+            plural: "clusterroles", kind: "ClusterRole", group: "rbac.authorization.k8s.io", version: "v1",
+            namespaced: false, shortNames: ["clusterrole"]),
+        .init(
+            plural: "clusterrolebindings", kind: "ClusterRoleBinding", group: "rbac.authorization.k8s.io",
+            version: "v1", namespaced: false, shortNames: ["clusterrolebinding"]),
+        .init(
+            plural: "roles", kind: "Role", group: "rbac.authorization.k8s.io", version: "v1", namespaced: true,
+            shortNames: ["role"]),
+        .init(
+            plural: "rolebindings", kind: "RoleBinding", group: "rbac.authorization.k8s.io", version: "v1",
+            namespaced: true, shortNames: ["rolebinding"]),
+        csrs,
+        .init(
+            plural: "customresourcedefinitions", kind: "CustomResourceDefinition", group: "apiextensions.k8s.io",
+            version: "v1", namespaced: false, shortNames: ["crd", "crds", "customresourcedefinition"]),
+        .init(
+            plural: "statefulsets", kind: "StatefulSet", group: "apps", version: "v1", namespaced: true,
+            shortNames: ["sts", "statefulset"]),
     ]
+
+    public static let csrs = KResource(
+        plural: "certificatesigningrequests", kind: "CertificateSigningRequest", group: "certificates.k8s.io",
+        version: "v1", namespaced: false, shortNames: ["csr", "certificatesigningrequest"])
+
+    /// The subresources the API serves for this resource (discovery lists them).
+    public var subresources: [String] {
+        switch plural {
+        case "pods": return ["status", "eviction", "binding"]
+        case "nodes", "namespaces", "daemonsets", "poddisruptionbudgets", "jobs", "statefulsets": return ["status"]
+        case "deployments": return ["status", "scale"]
+        case "certificatesigningrequests": return ["status", "approval"]
+        default: return []
+        }
+    }
 
     public static func named(_ s: String) -> KResource? {
         let n = s.lowercased().split(separator: ".").first.map(String.init) ?? s

@@ -100,10 +100,8 @@ public struct Kubeadm: Sendable {
     // MARK: shared
 
     func adminClient() -> KubeClient? {
-        guard let conf = context.read("/etc/kubernetes/admin.conf"), let server = Kubeconfig.server(conf) else {
-            return nil
-        }
-        return KubeClient(server: server)
+        guard let conf = context.read("/etc/kubernetes/admin.conf") else { return nil }
+        return try? KubeClient(kubeconfig: conf)
     }
 
     static func newToken() -> String {

@@ -42,6 +42,8 @@ public struct KubeadmConfig: Sendable {
     /// `controllerManager.extraArgs` (v1beta4 `[{name, value}]`, v1beta3 a map). The stand-in's controllers run
     /// in its API server and honour `node-monitor-grace-period`.
     public var controllerManagerArgs: [String: String] = [:]
+    /// `apiServer.certSANs`: extra names and addresses of the serving certificate.
+    public var apiServerCertSANs: [String] = []
     // Join
     public var discoveryAPIServerEndpoint: String?
     public var discoveryToken: String?
@@ -529,6 +531,7 @@ public enum KubeadmConfigParser {
             if let s = str("networking", "dnsDomain") { cfg.dnsDomain = s }
             if let s = str("clusterName") { cfg.clusterName = s }
             if let s = str("certificatesDir") { cfg.certificatesDir = s }
+            cfg.apiServerCertSANs = map["apiServer"]?.mapping?["certSANs"]?.sequence?.compactMap(\.string) ?? []
             let extra = map["controllerManager"]?.mapping?["extraArgs"]
             for item in extra?.sequence ?? [] {
                 if let n = item.mapping?["name"]?.string, let v = item.mapping?["value"]?.string {

@@ -68,6 +68,11 @@ struct ControlPlaneSteps {
             argv: [
                 "kube-apiserver-standin", "--advertise-address", net.address, "--secure-port", "\(net.apiPort)",
                 "--etcd-servers", etcd.joined(separator: ","), "--kubernetes-version", version.description,
+                // On a node, all addresses (as kube-apiserver's default 0.0.0.0: the control-plane VIP too); in a
+                // test's state root, the node's own address, so that several "nodes" share one host.
+                "--bind-address", context.root == "/" ? "0.0.0.0" : net.address,
+                "--tls-cert-file", "/etc/kubernetes/pki/apiserver.crt", "--tls-private-key-file",
+                "/etc/kubernetes/pki/apiserver.key", "--client-ca-file", "/etc/kubernetes/pki/ca.crt",
             ] + (nodeGrace.map { ["--node-monitor-grace-period", "\(Int($0))s"] } ?? []))
     }
 
@@ -171,7 +176,59 @@ struct KubeadmInit {
         "apiserver-cert-extra-sans",
     ]
 
+    /// The `kubeadm-certs` Secret that `--control-plane --certificate-key KEY` joins download (the shared CA,
+    /// service-account and etcd CA keys; the lab keeps a hash of the key instead of encrypting with it).
+    static func uploadCerts(_ client: KubeClient, context: LabNodeContext, certificatesDir: String, key: String) throws
+    {
+        var data: [String: String] = ["lab-certificate-key-sha": Data(Self.sha(key).utf8).base64EncodedString()]
+        for file in [
+            "ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt",
+            "etcd/ca.key",
+        ] {
+            data[file.replacingOccurrences(of: "/", with: "-")] = Data(
+                (context.read(certificatesDir + "/" + file) ?? "").utf8
+            ).base64EncodedString()
+        }
+        _ = try client.apply(
+            KResource.secrets, "kube-system",
+            [
+                "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": ["name": "kubeadm-certs", "namespace": "kube-system"], "data": data,
+            ])
+    }
+
+    /// `kubeadm init phase upload-certs --upload-certs [--certificate-key K]`: re-uploads the certificates
+    /// with a new key (the Secret expires after two hours in real clusters), printing the key as kubeadm does.
+    func uploadCertsPhase(_ f: Flags) -> ToolOutput {
+        guard f.has("upload-certs") else {
+            return .ok("[upload-certs] Skipping phase. Please see --upload-certs\n")
+        }
+        guard let client = kubeadm.adminClient() else {
+            return kubeadm.fail(
+                "failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory")
+        }
+        let key =
+            f.value("certificate-key")
+            ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        do {
+            try Self.uploadCerts(client, context: context, certificatesDir: "/etc/kubernetes/pki", key: key)
+        } catch {
+            return kubeadm.fail("error execution phase upload-certs: error uploading certs: \(error)")
+        }
+        return .ok(
+            "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n\(key)\n"
+        )
+    }
+
     func run(_ args: [String]) -> ToolOutput {
+        if args.first == "phase" {
+            guard args.dropFirst().first == "upload-certs" else {
+                return kubeadm.fail(
+                    "unknown phase \"\(args.dropFirst().first ?? "")\": the lab's kubeadm runs only the upload-certs phase"
+                )
+            }
+            return uploadCertsPhase(Flags(Array(args.dropFirst(2))))
+        }
         let f = Flags(args)
         var cfg: KubeadmConfig
         var stderr = ""
@@ -232,7 +289,7 @@ struct KubeadmInit {
                     "/etc/kubernetes/manifests/kube-apiserver.yaml already exists"
                 ))
         }
-        if (try? HTTPClient.request("GET", "http://\(address):\(net.apiPort)/livez", timeout: 1)) != nil {
+        if HTTPClient.listening(host: address, port: net.apiPort) {
             errors.append(("Port-\(net.apiPort)", "Port \(net.apiPort) is in use"))
         }
         let kubeletV = InstalledVersions.of("kubelet", context: context)
@@ -285,22 +342,24 @@ struct KubeadmInit {
             out +=
                 try pki.generate(
                     nodeName: nodeName, address: address, serviceIP: serviceIP, dnsDomain: cfg.dnsDomain,
-                    extraSANs: [endpoint.split(separator: ":").first.map(String.init) ?? ""]
+                    extraSANs: [endpoint.split(separator: ":").first.map(String.init) ?? ""] + cfg.apiServerCertSANs
                 ).joined(separator: "\n") + "\n"
             let caPEM = context.read(cfg.certificatesDir + "/ca.crt") ?? ""
             out += "[kubeconfig] Using kubeconfig folder \"/etc/kubernetes\"\n"
             let server = "https://\(endpoint)"
-            for (file, user) in [
-                ("admin.conf", "kubernetes-admin"), ("super-admin.conf", "kubernetes-super-admin"),
-                ("kubelet.conf", "system:node:\(nodeName)"),
-                ("controller-manager.conf", "system:kube-controller-manager"),
-                ("scheduler.conf", "system:kube-scheduler"),
+            for (file, user, group) in [
+                ("admin.conf", "kubernetes-admin", "kubeadm:cluster-admins"),
+                ("super-admin.conf", "kubernetes-super-admin", "system:masters"),
+                ("kubelet.conf", "system:node:\(nodeName)", "system:nodes"),
+                ("controller-manager.conf", "system:kube-controller-manager", ""),
+                ("scheduler.conf", "system:kube-scheduler", ""),
             ] {
+                let client = try pki.clientCertificate(subject: (group.isEmpty ? "" : "/O=\(group)") + "/CN=\(user)")
                 try context.write(
                     "/etc/kubernetes/\(file)",
                     Kubeconfig.render(
                         server: file == "admin.conf" || file == "super-admin.conf" || file == "kubelet.conf"
-                            ? server : "https://\(address):\(net.apiPort)", caPEM: caPEM, user: user))
+                            ? server : "https://\(address):\(net.apiPort)", caPEM: caPEM, user: user, client: client))
                 out += "[kubeconfig] Writing \"\(file)\" kubeconfig file\n"
             }
             out += "[etcd] Creating static Pod manifest for local etcd in \"/etc/kubernetes/manifests\"\n"
@@ -341,7 +400,8 @@ struct KubeadmInit {
                 net: net, etcd: [net.etcdClientURL], version: target,
                 nodeGrace: cfg.controllerManagerArgs["node-monitor-grace-period"].flatMap(
                     KubeadmConfigParser.parseDuration))
-            let client = KubeClient(server: "\(address):\(net.apiPort)")
+            let client = try KubeClient(
+                kubeconfig: context.read("/etc/kubernetes/admin.conf") ?? "", server: "\(address):\(net.apiPort)")
             out += "[control-plane-check] Waiting for healthy control plane components. This can take up to 4m0s\n"
             out += "[control-plane-check] Checking kube-apiserver at https://\(address):\(net.apiPort)/livez\n"
             guard steps.waitAPI(client) else {
@@ -366,8 +426,11 @@ struct KubeadmInit {
                     + cfg.controllerManagerArgs.sorted { $0.key < $1.key }.map {
                         "  - name: \($0.key)\n    value: \"\($0.value)\"\n"
                     }.joined().dropLast()
+            let apiServerYAML =
+                cfg.apiServerCertSANs.isEmpty
+                ? "{}" : "\n  certSANs:\n" + cfg.apiServerCertSANs.map { "  - \"\($0)\"" }.joined(separator: "\n")
             let clusterYAML = """
-                apiServer: {}
+                apiServer: \(apiServerYAML)
                 apiVersion: kubeadm.k8s.io/v1beta4
                 caCertificateValidityPeriod: 87600h0m0s
                 certificateValidityPeriod: 8760h0m0s
@@ -415,21 +478,7 @@ struct KubeadmInit {
                     cfg.certificateKey
                     ?? (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
                 certificateKey = key
-                var data: [String: String] = ["lab-certificate-key-sha": Data(Self.sha(key).utf8).base64EncodedString()]
-                for file in [
-                    "ca.crt", "ca.key", "sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt",
-                    "etcd/ca.key",
-                ] {
-                    data[file.replacingOccurrences(of: "/", with: "-")] = Data(
-                        (context.read(cfg.certificatesDir + "/" + file) ?? "").utf8
-                    ).base64EncodedString()
-                }
-                _ = try client.apply(
-                    secrets, "kube-system",
-                    [
-                        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-                        "metadata": ["name": "kubeadm-certs", "namespace": "kube-system"], "data": data,
-                    ])
+                try Self.uploadCerts(client, context: context, certificatesDir: cfg.certificatesDir, key: key)
                 out +=
                     "[upload-certs] Storing the certificates in Secret \"kubeadm-certs\" in the \"kube-system\" Namespace\n[upload-certs] Using certificate key:\n\(key)\n"
             } else {

@@ -41,7 +41,10 @@ struct KubeadmJoin {
         }
         let endpoint = cfg.discoveryAPIServerEndpoint ?? ""
         let token = cfg.discoveryToken ?? ""
-        let client = KubeClient(server: endpoint)
+        // Token discovery: cluster-info is read anonymously, and the CA is not known yet, so the server is not
+        // verified until the pin is checked; the token authenticates what follows (an expired one: 401).
+        let anonymous = KubeClient(server: endpoint, tls: .insecure)
+        var client = KubeClient(server: endpoint, tls: .insecure, token: token)
         let cms = KResource.configmaps, secrets = KResource.secrets
         func preflight(_ m: String) -> ToolOutput {
             ToolOutput(
@@ -53,7 +56,7 @@ struct KubeadmJoin {
         // Discovery: the cluster-info ConfigMap, its per-token signature and the pinned CA.
         let info: KObject?
         do {
-            info = try client.get(cms, "kube-public", "cluster-info")
+            info = try anonymous.get(cms, "kube-public", "cluster-info")
         } catch {
             return preflight(
                 "failed to request the cluster-info ConfigMap: Get \"https://\(endpoint)/api/v1/namespaces/kube-public/configmaps/cluster-info?timeout=10s\": \(error)"
@@ -90,6 +93,8 @@ struct KubeadmJoin {
                 )
             }
         }
+        // From here on the API server must prove it holds the pinned CA's certificate.
+        client = KubeClient(server: endpoint, tls: TLSClientIdentity(caPEM: caPEM), token: token)
         let nodeName = cfg.nodeName ?? context.hostname
         let address = NodeNetwork.detect(context: context, explicit: cfg.advertiseAddress)
         let steps = ControlPlaneSteps(context: context)
@@ -136,6 +141,26 @@ struct KubeadmJoin {
                     )
                 }
                 out += "[certs] Using certificateDir folder \"/etc/kubernetes/pki\"\n"
+                // This node's own serving certificate (the same SANs as the first one's, with this address) and
+                // the admin kubeconfig's client certificate, from the downloaded CA.
+                let joinedCluster = (try? Yams.load(yaml: cluster.clusterConfigYAML)) as? [String: Any] ?? [:]
+                let networking = joinedCluster["networking"] as? [String: Any] ?? [:]
+                let serviceNet = IPNet(
+                    (networking["serviceSubnet"] as? String ?? "10.96.0.0/12").split(separator: ",").first.map(
+                        String.init) ?? "")
+                let pki = LabPKI(context: context)
+                out += "[certs] Generating \"apiserver\" certificate and key\n"
+                out +=
+                    try pki.apiserverCertificate(
+                        nodeName: nodeName, address: address, serviceIP: serviceNet?.address(1) ?? "10.96.0.1",
+                        dnsDomain: networking["dnsDomain"] as? String ?? "cluster.local",
+                        extraSANs: [cluster.endpoint.split(separator: ":").first.map(String.init) ?? ""]
+                            + ((joinedCluster["apiServer"] as? [String: Any])?["certSANs"] as? [String] ?? [])) + "\n"
+                try context.write(
+                    "/etc/kubernetes/admin.conf",
+                    Kubeconfig.render(
+                        server: "https://\(cluster.endpoint)", caPEM: caPEM, user: "kubernetes-admin",
+                        client: try pki.clientCertificate(subject: "/O=kubeadm:cluster-admins/CN=kubernetes-admin")))
                 let net = NodeNetwork(context: context, address: address, apiPort: 6443)
                 // A real etcd member joins the existing cluster. etcd refuses a new member while a recent one is
                 // not yet fully connected ("unhealthy cluster"); kubeadm retries the add with a backoff, as here.
@@ -196,7 +221,8 @@ struct KubeadmJoin {
                 try steps.startAPIServer(
                     net: net, etcd: [net.etcdClientURL] + cluster.etcdEndpoints, version: cluster.version,
                     nodeGrace: KubeadmConfigParser.nodeMonitorGrace(clusterConfiguration: clusterAny))
-                let local = KubeClient(server: "\(address):\(net.apiPort)")
+                let local = try KubeClient(
+                    kubeconfig: context.read("/etc/kubernetes/admin.conf") ?? "", server: "\(address):\(net.apiPort)")
                 guard steps.waitAPI(local) else {
                     return ToolOutput(
                         stdout: out,
@@ -207,19 +233,19 @@ struct KubeadmJoin {
                 _ = try client.patch(
                     cms, "kube-system", "kubeadm-config",
                     ["data": ["etcdEndpoints": (cluster.etcdEndpoints + [net.etcdClientURL]).joined(separator: ",")]])
-                let caText = caPEM
-                try context.write(
-                    "/etc/kubernetes/admin.conf",
-                    Kubeconfig.render(server: "https://\(cluster.endpoint)", caPEM: caText, user: "kubernetes-admin"))
             }
             out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/instance-config.yaml\"\n"
             out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"\n"
             out +=
                 "[kubelet-start] Writing kubelet environment file with flags to file \"/var/lib/kubelet/kubeadm-flags.env\"\n"
             try steps.writeKubeletFiles(address: address, clusterDNS: "10.96.0.10", podCIDR: nil)
+            // TLS bootstrap: a certificate request signed through the API, as the kubelet's bootstrap does.
+            let kubeletClient = try bootstrapKubeletCertificate(client, nodeName: nodeName)
             try context.write(
                 "/etc/kubernetes/kubelet.conf",
-                Kubeconfig.render(server: "https://\(endpoint)", caPEM: caPEM, user: "system:node:\(nodeName)"))
+                Kubeconfig.render(
+                    server: "https://\(endpoint)", caPEM: caPEM, user: "system:node:\(nodeName)", client: kubeletClient)
+            )
             out += "[kubelet-start] Starting the kubelet\n"
             out +=
                 "[kubelet-check] Waiting for a healthy kubelet at http://127.0.0.1:10248/healthz. This can take up to 4m0s\n"
@@ -279,6 +305,42 @@ struct KubeadmJoin {
                 exitCode: 1)
         }
     }
+
+    /// The kubelet's client certificate through a CertificateSigningRequest (signer
+    /// `kubernetes.io/kube-apiserver-client-kubelet`), created with the bootstrap token; the API approves and
+    /// signs it, as kube-controller-manager does.
+    func bootstrapKubeletCertificate(_ client: KubeClient, nodeName: String) throws -> (
+        certificatePEM: String, keyPEM: String
+    ) {
+        let pki = LabPKI(context: context, dir: "/var/lib/kubelet/pki")
+        let (csr, key) = try pki.clientRequest(subject: "/O=system:nodes/CN=system:node:\(nodeName)")
+        let created = try client.create(
+            KResource.csrs, nil,
+            [
+                "apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+                "metadata": ["generateName": "csr-"],
+                "spec": [
+                    "request": Data(csr.utf8).base64EncodedString(),
+                    "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                    "usages": ["digital signature", "client auth"],
+                ] as KObject,
+            ])
+        var cert = K.get(created, "status.certificate") as? String
+        let deadline = Date().addingTimeInterval(30)
+        while cert == nil, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.5)
+            cert = try client.get(KResource.csrs, nil, K.name(created)).flatMap {
+                K.get($0, "status.certificate") as? String
+            }
+        }
+        guard let cert, let pem = Data(base64Encoded: cert) else {
+            throw LabNodeError.usage(
+                "timed out waiting for the kubelet client certificate: certificatesigningrequest \"\(K.name(created))\" was not signed"
+            )
+        }
+        try context.write("/var/lib/kubelet/pki/kubelet-client-current.pem", String(decoding: pem, as: UTF8.self) + key)
+        return (String(decoding: pem, as: UTF8.self), key)
+    }
 }
 
 /// `kubeadm upgrade plan|apply VERSION|node` with kubeadm's version policy.
@@ -317,9 +379,7 @@ struct KubeadmUpgrade {
         let f = Flags(Array(args.dropFirst()))
         guard
             let client = kubeadm.adminClient()
-                ?? (context.read("/etc/kubernetes/kubelet.conf").flatMap(Kubeconfig.server).map {
-                    KubeClient(server: $0)
-                })
+                ?? (context.read("/etc/kubernetes/kubelet.conf").flatMap { try? KubeClient(kubeconfig: $0) })
         else {
             return kubeadm.fail(
                 "couldn't create a Kubernetes client from file \"/etc/kubernetes/admin.conf\": failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory"
@@ -421,6 +481,6 @@ struct KubeadmUpgrade {
             "kube-apiserver-standin", description: "Kubernetes API server stand-in", executable: executable, argv: argv)
         let addr = argv.firstIndex(of: "--advertise-address").map { argv[$0 + 1] } ?? "127.0.0.1"
         let port = argv.firstIndex(of: "--secure-port").map { argv[$0 + 1] } ?? "6443"
-        _ = ControlPlaneSteps(context: context).waitAPI(KubeClient(server: "\(addr):\(port)"))
+        _ = ControlPlaneSteps(context: context).waitAPI(KubeClient(server: "\(addr):\(port)", tls: .insecure))
     }
 }

@@ -22,9 +22,9 @@ public struct Kubectl: Sendable {
         for c in candidates {
             if let text = context.read(c)
                 ?? FileManager.default.contents(atPath: c).map({ String(decoding: $0, as: UTF8.self) }),
-                let s = Kubeconfig.server(text)
+                let c = try? KubeClient(kubeconfig: text)
             {
-                return KubeClient(server: s)
+                return c
             }
             if f.value("kubeconfig") != nil { throw Err(text: "error: stat \(c): no such file or directory") }
         }
@@ -33,7 +33,8 @@ public struct Kubectl: Sendable {
     }
 
     func connectionError(_ e: Error, _ c: KubeClient) -> String {
-        if case HTTPError.connect(_, _, let code) = e, code == ECONNREFUSED {
+        if case HTTPError.connect(_, _, let code) = e, code == ECONNREFUSED || code == ETIMEDOUT || code == EHOSTUNREACH
+        {
             return "The connection to the server \(c.server) was refused - did you specify the right host or port?"
         }
         if let f = e as? KubeClient.Failure {
@@ -42,11 +43,30 @@ public struct Kubectl: Sendable {
         return "Unable to connect to the server: \(e)"
     }
 
+    /// Global flags that take a value, which kubectl accepts before the verb too.
+    static let globalValued: Set<String> = [
+        "kubeconfig", "namespace", "n", "context", "cluster", "user", "request-timeout", "server", "s", "token",
+        "cache-dir",
+    ]
+
     public func run(_ args: [String]) -> ToolOutput {
-        guard let verb = args.first else {
+        // `kubectl --kubeconfig=F get nodes` and `kubectl -n NS get pods`: flags before the verb are global.
+        var globals: [String] = []
+        var i = 0
+        while i < args.count, args[i].hasPrefix("-"), args[i].count > 1 {
+            let name = String(args[i].drop { $0 == "-" })
+            globals.append(args[i])
+            if !name.contains("="), Self.globalValued.contains(name), i + 1 < args.count {
+                globals.append(args[i + 1])
+                i += 1
+            }
+            i += 1
+        }
+        guard i < args.count else {
             return .fail(1, stderr: "kubectl controls the Kubernetes cluster manager (lab stand-in).")
         }
-        let f = Flags(Array(args.dropFirst()))
+        let verb = args[i]
+        let f = Flags(globals + Array(args[(i + 1)...]))
         if verb == "version" && f.has("client") {
             return .ok(
                 "Client Version: \(InstalledVersions.of("kubectl", context: context))\nKustomize Version: v5.7.1\n")

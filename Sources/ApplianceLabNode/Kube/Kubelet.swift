@@ -1,4 +1,5 @@
 import Foundation
+import Yams
 
 /// The `kubelet` stand-in: registers its Node (capacity from the hardware declaration, `nvidia.com/gpu` when
 /// the lab NVIDIA driver is loaded, counting only GPUs that answer), renews its Lease and posts Ready every
@@ -141,13 +142,14 @@ public struct Kubelet: Sendable {
                 "spec": ["holderIdentity": o.nodeName, "leaseDurationSeconds": 40, "renewTime": K.timestamp(now)],
             ]
             _ = try client.apply(leases, "kube-node-lease", lease)
-            for p in try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
-            where K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True" {
-                let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map { c -> KObject in
-                    [
-                        "name": c["name"] as? String ?? "", "image": c["image"] as? String ?? "", "ready": true,
-                        "started": true, "restartCount": 0, "state": ["running": ["startedAt": K.timestamp(now)]],
-                    ]
+            let mine = try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
+            try syncMirrorPods(o, client: client, existing: mine, now: now)
+            for p in mine
+            where K.annotations(p)["kubernetes.io/config.mirror"] == nil
+                && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True")
+            {
+                let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map {
+                    Self.containerStatus($0, ready: true, now: now)
                 }
                 let ts = K.timestamp(now)
                 _ = try? client.patch(
@@ -155,6 +157,7 @@ public struct Kubelet: Sendable {
                     [
                         "status": [
                             "phase": "Running", "hostIP": o.nodeIP, "podIP": o.nodeIP, "startTime": ts,
+                            "hostIPs": [["ip": o.nodeIP]], "podIPs": [["ip": o.nodeIP]],
                             "containerStatuses": containers,
                             "conditions": [
                                 ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
@@ -174,12 +177,11 @@ public struct Kubelet: Sendable {
     /// Runs until SIGTERM (called by the dispatcher with signals blocked).
     public func serve(_ args: [String]) -> Int32 {
         let o = options(args)
-        guard let conf = context.read(o.kubeconfig), let server = Kubeconfig.server(conf) else {
+        guard let conf = context.read(o.kubeconfig), let client = try? KubeClient(kubeconfig: conf) else {
             FileHandle.standardError.write(
                 Data("E0000 kubelet: failed to load kubeconfig \(o.kubeconfig): no such file or directory\n".utf8))
             return 1
         }
-        let client = KubeClient(server: server)
         let period = o.heartbeat
         let t = Thread {
             while true {
@@ -198,6 +200,124 @@ public struct Kubelet: Sendable {
     }
 }
 
+extension Kubelet {
+    /// 64 hex digits derived from `text` (stable image and container ids; not a real digest).
+    static func digest(_ text: String) -> String {
+        var out = ""
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for round in 0..<4 {
+            for b in (text + "#\(round)").utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+            out += String(format: "%016llx", h)
+        }
+        return out
+    }
+
+    /// A container's status as the kubelet reports it (`imageID` and `containerID` are required by the API).
+    static func containerStatus(_ c: KObject, ready: Bool, now: Date) -> KObject {
+        let image = c["image"] as? String ?? ""
+        let repo = image.split(separator: ":").first.map(String.init) ?? image
+        var st: KObject = [
+            "name": c["name"] as? String ?? "", "image": image, "imageID": "\(repo)@sha256:\(digest(image))",
+            "containerID": "containerd://\(digest(image + (c["name"] as? String ?? "")))", "ready": ready,
+            "started": ready, "restartCount": 0,
+        ]
+        st["state"] =
+            ready
+            ? ["running": ["startedAt": K.timestamp(now)]] as KObject
+            : ["waiting": ["reason": "ContainerCreating"]] as KObject
+        return st
+    }
+
+    /// Whether a control-plane component of this node answers (what its static pod's probes check).
+    func componentRunning(_ component: String, _ o: Options) -> Bool {
+        if component == "etcd" {
+            return EtcdClient(endpoints: [NodeNetwork(context: context, address: o.nodeIP).etcdClientURL]).healthy()
+        }
+        // kube-controller-manager and kube-scheduler run inside the API server stand-in.
+        return (try? HTTPClient.request("GET", "https://\(o.nodeIP):6443/livez", timeout: 2, tls: .insecure).status)
+            == 200
+    }
+
+    /// Mirror pods of the static pods in /etc/kubernetes/manifests (kube-system/COMPONENT-NODE, with the
+    /// `kubernetes.io/config.mirror` annotation and the manifest's labels), Ready while the component answers;
+    /// removed when their manifest is.
+    func syncMirrorPods(_ o: Options, client: KubeClient, existing: [KObject], now: Date) throws {
+        let dir = "/etc/kubernetes/manifests"
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: context.path(dir))) ?? []
+        var wanted: Set<String> = []
+        let node = try client.get(KResource.nodes, nil, o.nodeName)
+        for file in files.sorted() where file.hasSuffix(".yaml") {
+            guard let text = context.read(dir + "/" + file), let y = try? Yams.load(yaml: text),
+                let data = try? JSONSerialization.data(withJSONObject: y), let manifest = K.parse(data)
+            else { continue }
+            let component = K.name(manifest)
+            let name = "\(component)-\(o.nodeName)"
+            wanted.insert(name)
+            let ready = componentRunning(component, o)
+            let hash = String(Self.digest(text).prefix(32))
+            let current = existing.first { K.name($0) == name && K.namespace($0) == "kube-system" }
+            let ts = K.timestamp(now)
+            let containers = (K.spec(manifest)["containers"] as? [KObject] ?? []).map {
+                Self.containerStatus($0, ready: ready, now: now)
+            }
+            let condition = ready ? "True" : "False"
+            let status: KObject = [
+                "phase": ready ? "Running" : "Pending", "hostIP": o.nodeIP, "podIP": o.nodeIP,
+                "hostIPs": [["ip": o.nodeIP]], "podIPs": [["ip": o.nodeIP]], "startTime": ts, "qosClass": "Burstable",
+                "containerStatuses": containers,
+                "conditions": [
+                    ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
+                    ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
+                    ["type": "ContainersReady", "status": condition, "lastTransitionTime": ts],
+                    ["type": "Ready", "status": condition, "lastTransitionTime": ts],
+                ],
+            ]
+            if let current {
+                let wasReady = K.conditionStatus(current, "Ready") == "True"
+                if wasReady != ready || K.annotations(current)["kubernetes.io/config.hash"] != hash {
+                    _ = try client.patch(
+                        KResource.pods, "kube-system", name,
+                        [
+                            "metadata": [
+                                "annotations": ["kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash]
+                            ],
+                            "status": status,
+                        ])
+                }
+                continue
+            }
+            var meta = K.meta(manifest)
+            meta["name"] = name
+            meta["namespace"] = "kube-system"
+            meta["annotations"] = [
+                "kubernetes.io/config.hash": hash, "kubernetes.io/config.mirror": hash,
+                "kubernetes.io/config.seen": ts, "kubernetes.io/config.source": "file",
+            ]
+            if let uid = node.flatMap({ K.meta($0)["uid"] as? String }) {
+                meta["ownerReferences"] = [
+                    ["apiVersion": "v1", "kind": "Node", "name": o.nodeName, "uid": uid, "controller": true]
+                ]
+            }
+            var spec = K.spec(manifest)
+            spec["nodeName"] = o.nodeName
+            spec["tolerations"] = [["operator": "Exists", "effect": "NoExecute"]]
+            spec["priority"] = 2_000_001_000
+            spec["enableServiceLinks"] = true
+            spec["dnsPolicy"] = "ClusterFirst"
+            spec["terminationGracePeriodSeconds"] = 30
+            var pod: KObject = ["apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec]
+            pod["status"] = status
+            _ = try? client.create(KResource.pods, "kube-system", pod)
+        }
+        for p in existing
+        where K.namespace(p) == "kube-system" && K.annotations(p)["kubernetes.io/config.mirror"] != nil
+            && !wanted.contains(K.name(p))
+        {
+            _ = try? client.delete(KResource.pods, "kube-system", K.name(p))
+        }
+    }
+}
+
 extension APIServerStandin {
     /// `kube-apiserver-standin --advertise-address A --secure-port P --etcd-servers URLS --kubernetes-version V
     /// [--node-monitor-grace-period D]`
@@ -212,11 +332,25 @@ extension APIServerStandin {
         let grace =
             f.value("node-monitor-grace-period").flatMap(KubeadmConfigParser.parseDuration)
             ?? Double(context.environment["APPLIANCE_LAB_NODE_GRACE"] ?? "") ?? 20
+        let certFile = f.value("tls-cert-file") ?? "/etc/kubernetes/pki/apiserver.crt"
+        let keyFile = f.value("tls-private-key-file") ?? "/etc/kubernetes/pki/apiserver.key"
+        let caFile = f.value("client-ca-file") ?? "/etc/kubernetes/pki/ca.crt"
+        guard let cert = context.read(certFile), let key = context.read(keyFile), let ca = context.read(caFile) else {
+            FileHandle.standardError.write(
+                Data(
+                    "E0000 run.go: \"command failed\" err=\"unable to load server certificate: open \(certFile), \(keyFile) or \(caFile): no such file or directory\"\n"
+                        .utf8))
+            return 1
+        }
         let api = APIServerStandin(
-            etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)")
+            etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)",
+            pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent))
         let server: HTTPServer
         do {
-            server = try HTTPServer(host: addr, port: port) { api.handle($0) }
+            server = try HTTPServer(
+                host: f.value("bind-address") ?? addr, port: port,
+                tls: TLSServerIdentity(certificatePEM: cert, keyPEM: key, clientCAPEM: ca)
+            ) { api.respond($0) }
         } catch {
             FileHandle.standardError.write(Data("E0000 run.go: \"command failed\" err=\"\(error)\"\n".utf8))
             return 1
@@ -226,7 +360,7 @@ extension APIServerStandin {
         t.start()
         FileHandle.standardError.write(
             Data(
-                "I0000 kube-apiserver-standin serving on http://\(addr):\(port) (etcd \(etcd.joined(separator: ",")), \(v))\n"
+                "I0000 kube-apiserver-standin serving on https://\(addr):\(port) (etcd \(etcd.joined(separator: ",")), \(v))\n"
                     .utf8))
         _ = LabNodeDispatcher.waitForTermination()
         server.stop()

@@ -59,15 +59,22 @@ public struct EtcdClient: Sendable {
     }
 
     public func range(_ key: String, prefix: Bool = true) throws -> [KV] {
+        try rangeAt(key, prefix: prefix).kvs
+    }
+
+    /// The keys and the store's revision when they were read (a list's resourceVersion).
+    public func rangeAt(_ key: String, prefix: Bool = true) throws -> (kvs: [KV], revision: Int) {
         var body: [String: Any] = ["key": Self.b64(key)]
         if prefix { body["range_end"] = Self.b64(Self.prefixEnd(key)) }
         let r = try call("/v3/kv/range", body)
-        return ((r["kvs"] as? [[String: Any]]) ?? []).compactMap { kv in
+        let revision = Int((r["header"] as? [String: Any])?["revision"] as? String ?? "") ?? 0
+        let kvs: [KV] = ((r["kvs"] as? [[String: Any]]) ?? []).compactMap { kv in
             guard let k = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }) else { return nil }
             let v = (kv["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
             let rev = Int(kv["mod_revision"] as? String ?? "") ?? 0
             return KV(key: String(decoding: k, as: UTF8.self), value: v, modRevision: rev)
         }
+        return (kvs, revision)
     }
 
     public func put(_ key: String, _ value: Data) throws {

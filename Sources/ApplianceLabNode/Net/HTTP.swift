@@ -1,11 +1,13 @@
 import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
-/// A tiny HTTP/1.1 client and server on POSIX sockets (plain HTTP, `Connection: close`), enough for the lab's
-/// apiserver stand-in, its clients, and the etcd v3 JSON gateway. Blocking; every call has a deadline.
+/// HTTP/1.1 (keep-alive, chunked streams) with optional TLS and client certificates, on SwiftNIO and
+/// swift-nio-ssl: the lab's API server stand-in serves with it, and the stand-ins' clients (and the etcd v3
+/// JSON gateway client) call with it. Client calls block the calling thread (the stand-ins are CLI tools and
+/// threads), never an event loop, and every call has a deadline.
 public struct HTTPResponse: Sendable {
     public var status: Int
     public var body: Data
@@ -19,6 +21,32 @@ public struct HTTPRequest: Sendable {
     public var query: [String: String]
     public var headers: [String: String]
     public var body: Data
+    /// The peer presented a client certificate that chains to the server's client CA (checked in the handshake).
+    public var clientCertificateVerified: Bool = false
+    /// The verified client certificate's subject, as `CN=...` (empty without one).
+    public var clientCertificateSubject: String = ""
+
+    public init(
+        method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
+        body: Data = Data()
+    ) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
+}
+
+/// What a server handler answers: a whole body, or a stream of chunks (watches) that ends when `produce`
+/// returns or when `emit` reports that the peer is gone.
+public enum HTTPReply: Sendable {
+    case full(status: Int, contentType: String, body: Data)
+    case stream(status: Int, contentType: String, produce: @Sendable (_ emit: @Sendable (Data) -> Bool) -> Void)
+
+    public static func json(_ status: Int, _ body: Data) -> HTTPReply {
+        .full(status: status, contentType: "application/json", body: body)
+    }
 }
 
 public enum HTTPError: Error, CustomStringConvertible, Sendable {
@@ -27,6 +55,9 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
     /// Nothing came back before the read timeout (or the peer reset the connection).
     case noAnswer(String)
     case badResponse
+    /// The TLS handshake failed (unknown authority, wrong name, refused client certificate).
+    case tls(hostPort: String, reason: String)
+    case badCredentials(String)
 
     public var description: String {
         switch self {
@@ -35,221 +66,390 @@ public enum HTTPError: Error, CustomStringConvertible, Sendable {
         case .io(let s): return s
         case .noAnswer(let hostPort): return "read from \(hostPort): connection reset or timed out"
         case .badResponse: return "malformed HTTP response"
+        case .tls(let hp, let reason): return "tls: handshake with \(hp) failed: \(reason)"
+        case .badCredentials(let s): return s
         }
     }
 }
 
-enum Sock {
-    static func address(_ host: String, _ port: Int) -> sockaddr_in? {
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_port = in_port_t(UInt16(port).bigEndian)
-        let h = host == "localhost" ? "127.0.0.1" : host
-        guard inet_pton(AF_INET, h, &a.sin_addr) == 1 else { return nil }
-        return a
+/// PEM material of a TLS client: the CA that must have signed the server (nil: do not verify the server,
+/// as kubeadm's token discovery does before it checks the CA pin), and an optional client certificate.
+public struct TLSClientIdentity: Sendable, Equatable {
+    public var caPEM: String?
+    public var certificatePEM: String?
+    public var keyPEM: String?
+
+    public init(caPEM: String?, certificatePEM: String? = nil, keyPEM: String? = nil) {
+        self.caPEM = caPEM
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
     }
 
-    static func setTimeout(_ fd: Int32, seconds: Double) {
-        var tv = timeval(tv_sec: Int(seconds), tv_usec: Int((seconds - Double(Int(seconds))) * 1_000_000))
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-    }
+    public static let insecure = TLSClientIdentity(caPEM: nil)
 
-    static func writeAll(_ fd: Int32, _ data: Data) -> Bool {
-        var off = 0
-        return data.withUnsafeBytes { buf -> Bool in
-            guard let base = buf.baseAddress else { return true }
-            while off < buf.count {
-                let n = send(fd, base + off, buf.count - off, Int32(MSG_NOSIGNAL))
-                if n <= 0 { return false }
-                off += n
-            }
-            return true
+    func sslContext() throws -> NIOSSLContext {
+        var c = TLSConfiguration.makeClientConfiguration()
+        c.applicationProtocols = ["http/1.1"]
+        if let ca = caPEM {
+            c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8)))
+            c.certificateVerification = .fullVerification
+        } else {
+            c.certificateVerification = .none
         }
-    }
-
-    static func readAll(_ fd: Int32, until complete: (Data) -> Bool) -> Data {
-        var out = Data()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            out.append(contentsOf: buf[0..<n])
-            if complete(out) { break }
+        if let cert = certificatePEM, let key = keyPEM {
+            c.certificateChain = try NIOSSLCertificate.fromPEMBytes(Array(cert.utf8)).map { .certificate($0) }
+            c.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.utf8), format: .pem))
         }
-        return out
-    }
-
-    /// Splits a raw message into head lines and body once the head is complete and Content-Length bytes follow.
-    static func split(_ d: Data) -> (head: [String], body: Data)? {
-        guard let r = d.range(of: Data("\r\n\r\n".utf8)) else { return nil }
-        let head = String(decoding: d[d.startIndex..<r.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
-        let body = d[r.upperBound...]
-        var length: Int?
-        for l in head.dropFirst() {
-            let p = l.split(separator: ":", maxSplits: 1)
-            if p.count == 2, p[0].lowercased() == "content-length" {
-                length = Int(p[1].trimmingCharacters(in: .whitespaces))
-            }
-        }
-        if let length {
-            guard body.count >= length else { return nil }
-            return (head, Data(body.prefix(length)))
-        }
-        return (head, Data(body))
+        return try NIOSSLContext(configuration: c)
     }
 }
+
+/// PEM material of a TLS server: its chain and key, and the CA its clients' certificates must chain to (nil:
+/// no client certificates asked for).
+public struct TLSServerIdentity: Sendable {
+    public var certificatePEM: String
+    public var keyPEM: String
+    public var clientCAPEM: String?
+
+    public init(certificatePEM: String, keyPEM: String, clientCAPEM: String?) {
+        self.certificatePEM = certificatePEM
+        self.keyPEM = keyPEM
+        self.clientCAPEM = clientCAPEM
+    }
+
+    func sslContext() throws -> NIOSSLContext {
+        let chain = try NIOSSLCertificate.fromPEMBytes(Array(certificatePEM.utf8)).map {
+            NIOSSLCertificateSource.certificate($0)
+        }
+        var c = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain,
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
+        c.applicationProtocols = ["http/1.1"]
+        if let ca = clientCAPEM {
+            c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8)))
+            // A client may come without a certificate (anonymous, or a bearer token); one that presents a
+            // certificate not signed by the CA is refused in the handshake, as Go's VerifyClientCertIfGiven does.
+            c.certificateVerification = .optionalVerification
+        }
+        return try NIOSSLContext(configuration: c)
+    }
+}
+
+enum HTTPText {
+    static func date(_ d: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "GMT")
+        f.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return f.string(from: d)
+    }
+
+    static func reason(_ status: Int) -> String {
+        [
+            200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
+            415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
+            500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
+        ][status] ?? "Status"
+    }
+
+    static func query(_ q: Substring) -> [String: String] {
+        var query: [String: String] = [:]
+        for kv in q.split(separator: "&") {
+            let p = kv.split(separator: "=", maxSplits: 1)
+            guard let first = p.first else { continue }
+            let k = String(first).removingPercentEncoding ?? String(first)
+            query[k] =
+                p.count == 2
+                ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+        }
+        return query
+    }
+}
+
+// MARK: client
 
 public enum HTTPClient {
-    /// One request on a fresh connection. `url` is "http://host:port/path?query".
+    /// One request on a fresh connection. `url` is "http[s]://host:port/path?query"; `https` needs `tls`.
     public static func request(
         _ method: String, _ url: String, body: Data? = nil, contentType: String = "application/json",
-        timeout: Double = 10, connectTimeout: Double? = nil
+        headers extra: [(String, String)] = [], timeout: Double = 10, connectTimeout: Double? = nil,
+        tls: TLSClientIdentity? = nil
     ) throws -> HTTPResponse {
         var rest = Substring(url)
+        var secure = false
         if rest.hasPrefix("http://") {
             rest = rest.dropFirst(7)
         } else if rest.hasPrefix("https://") {
             rest = rest.dropFirst(8)
+            secure = true
         }
         let slash = rest.firstIndex(of: "/") ?? rest.endIndex
-        let hostPort = rest[..<slash]
+        let hostPort = String(rest[..<slash])
         let path = slash == rest.endIndex ? "/" : String(rest[slash...])
         let hp = hostPort.split(separator: ":")
-        let host = String(hp.first ?? "127.0.0.1")
-        let port = hp.count > 1 ? Int(hp[1]) ?? 80 : 80
-        guard var addr = Sock.address(host, port) else { throw HTTPError.io("bad host \(host)") }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HTTPError.io("socket: \(errno)") }
-        defer { close(fd) }
-        // Linux bounds a blocking connect by SO_SNDTIMEO: a host that is gone costs `connectTimeout`.
-        Sock.setTimeout(fd, seconds: connectTimeout ?? timeout)
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        let host = String(hp.first ?? "127.0.0.1") == "localhost" ? "127.0.0.1" : String(hp.first ?? "127.0.0.1")
+        let port = hp.count > 1 ? Int(hp[1]) ?? (secure ? 443 : 80) : (secure ? 443 : 80)
+        let ssl: NIOSSLContext?
+        if secure {
+            do { ssl = try (tls ?? .insecure).sslContext() } catch {
+                throw HTTPError.badCredentials("invalid TLS credentials for \(hostPort): \(error)")
             }
+        } else {
+            ssl = nil
         }
-        guard rc == 0 else { throw HTTPError.connect(host: host, port: port, errno: errno) }
-        Sock.setTimeout(fd, seconds: timeout)
-        var req =
-            "\(method) \(path) HTTP/1.1\r\nHost: \(hostPort)\r\nConnection: close\r\nUser-Agent: appliance-labnode\r\n"
+        let group = MultiThreadedEventLoopGroup.singleton
+        let promise = group.next().makePromise(of: HTTPResponse.self)
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.milliseconds(Int64((connectTimeout ?? timeout) * 1000)))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    if let ssl {
+                        // No SNI for an IP; the certificate is checked against the connected address.
+                        let isIP = host.allSatisfy { $0.isNumber || $0 == "." || $0 == ":" }
+                        try ops.addHandler(NIOSSLClientHandler(context: ssl, serverHostname: isIP ? nil : host))
+                    }
+                    try ops.addHTTPClientHandlers()
+                    try ops.addHandler(ResponseCollector(promise: promise))
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try bootstrap.connect(host: host, port: port).wait()
+        } catch {
+            let e = Self.connectError(error, host: host, port: port)
+            promise.fail(e)  // never left pending (NIO traps on leaked promises)
+            throw e
+        }
+        let deadline = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) {
+            promise.fail(HTTPError.noAnswer(hostPort))
+            channel.close(promise: nil)
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
+        head.headers.add(name: "Host", value: hostPort)
+        head.headers.add(name: "Connection", value: "close")
+        head.headers.add(name: "User-Agent", value: "appliance-labnode")
+        for (k, v) in extra { head.headers.add(name: k, value: v) }
         let b = body ?? Data()
         if body != nil || method == "POST" || method == "PUT" || method == "PATCH" {
-            req += "Content-Type: \(contentType)\r\nContent-Length: \(b.count)\r\n"
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: "\(b.count)")
         }
-        req += "\r\n"
-        guard Sock.writeAll(fd, Data(req.utf8) + b) else { throw HTTPError.io("write to \(hostPort) failed") }
-        let raw = Sock.readAll(fd) { Sock.split($0) != nil && $0.range(of: Data("Content-Length".utf8)) != nil }
-        guard let (head, data) = Sock.split(raw),
-            let status = head.first?.split(separator: " ").dropFirst().first.flatMap({ Int($0) })
-        else {
-            if raw.isEmpty { throw HTTPError.noAnswer(String(hostPort)) }
-            throw HTTPError.badResponse
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if !b.isEmpty {
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: b))), promise: nil)
         }
-        var headers: [String: String] = [:]
-        for l in head.dropFirst() {
-            let p = l.split(separator: ":", maxSplits: 1)
-            if p.count == 2 { headers[p[0].lowercased()] = p[1].trimmingCharacters(in: .whitespaces) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        defer {
+            deadline.cancel()
+            channel.close(promise: nil)
         }
-        let body = headers["transfer-encoding"]?.lowercased() == "chunked" ? dechunk(data) : data
-        return HTTPResponse(status: status, body: body, headers: headers)
+        do {
+            return try promise.futureResult.wait()
+        } catch let e as HTTPError {
+            throw e
+        } catch let e as NIOSSLError {
+            throw HTTPError.tls(hostPort: hostPort, reason: "\(e)")
+        } catch let e as BoringSSLError {
+            throw HTTPError.tls(hostPort: hostPort, reason: "\(e)")
+        } catch {
+            throw HTTPError.noAnswer(hostPort)
+        }
     }
 
-    static func dechunk(_ d: Data) -> Data {
-        var out = Data()
-        var i = d.startIndex
-        let crlf = Data("\r\n".utf8)
-        while i < d.endIndex, let r = d.range(of: crlf, in: i..<d.endIndex) {
-            let sizeText = String(decoding: d[i..<r.lowerBound], as: UTF8.self).split(separator: ";").first ?? ""
-            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
-            let start = r.upperBound
-            let end = min(d.endIndex, start + size)
-            out.append(d[start..<end])
-            i = min(d.endIndex, end + 2)
+    static func connectError(_ error: Error, host: String, port: Int) -> Error {
+        if let e = error as? NIOConnectionError {
+            for c in e.connectionErrors {
+                if let io = c.error as? IOError {
+                    return HTTPError.connect(host: host, port: port, errno: io.errnoCode)
+                }
+            }
+            if e.dnsAAAAError != nil || e.dnsAError != nil {
+                return HTTPError.io("dial tcp: lookup \(host): no such host")
+            }
         }
-        return out
+        if let io = error as? IOError { return HTTPError.connect(host: host, port: port, errno: io.errnoCode) }
+        if let ce = error as? ChannelError, case .connectTimeout = ce {
+            return HTTPError.connect(host: host, port: port, errno: ETIMEDOUT)
+        }
+        return HTTPError.io("dial tcp \(host):\(port): \(error)")
+    }
+
+    /// Whether anything accepts TCP connections on host:port.
+    public static func listening(host: String, port: Int, timeout: Double = 1) -> Bool {
+        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(Int64(timeout * 1000)))
+        guard let ch = try? bootstrap.connect(host: host, port: port).wait() else { return false }
+        ch.close(promise: nil)
+        return true
     }
 }
 
-/// A blocking HTTP server: one thread accepts, one thread per connection runs `handler`.
-public final class HTTPServer: @unchecked Sendable {
-    // @unchecked: `fd` is set once in init and only read afterwards; `handler` is immutable.
-    public let fd: Int32
-    let handler: @Sendable (HTTPRequest) -> (Int, Data)
+/// Collects one response; fails the promise if the connection ends first. Lives on one event loop.
+final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    let promise: EventLoopPromise<HTTPResponse>
+    // Only touched on the channel's event loop.
+    private var head: HTTPResponseHead?
+    private var body = Data()
 
-    public init(host: String, port: Int, handler: @escaping @Sendable (HTTPRequest) -> (Int, Data)) throws {
-        guard var addr = Sock.address(host, port) else { throw HTTPError.io("bad listen address \(host)") }
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard s >= 0 else { throw HTTPError.io("socket: \(errno)") }
-        var one: Int32 = 1
-        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+    init(promise: EventLoopPromise<HTTPResponse>) { self.promise = promise }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let h): head = h
+        case .body(let b): body.append(contentsOf: b.readableBytesView)
+        case .end:
+            guard let head else {
+                promise.fail(HTTPError.badResponse)
+                return
             }
+            var headers: [String: String] = [:]
+            for (k, v) in head.headers { headers[k.lowercased()] = v }
+            promise.succeed(HTTPResponse(status: Int(head.status.code), body: body, headers: headers))
+            context.close(promise: nil)
         }
-        guard rc == 0, listen(s, 128) == 0 else {
-            let e = errno
-            close(s)
-            throw HTTPError.io("listen tcp \(host):\(port): bind: \(String(cString: strerror(e)))")
-        }
-        fd = s
-        self.handler = handler
     }
 
-    public func start() {
-        let t = Thread { [self] in
-            while true {
-                let c = accept(fd, nil, nil)
-                if c < 0 {
-                    if errno == EINTR { continue }
-                    return
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(HTTPError.noAnswer("\(context.remoteAddress.map { "\($0)" } ?? "peer")"))
+        context.fireChannelInactive()
+    }
+}
+
+// MARK: server
+
+/// An HTTP/1.1 server (keep-alive, pipelining-safe) with optional TLS. Each request runs `handler` on a
+/// thread of its own, off the event loops, because handlers block (etcd calls, watch streams).
+public final class HTTPServer: Sendable {
+    let channel: Channel
+    public let port: Int
+
+    public init(
+        host: String, port: Int, tls: TLSServerIdentity? = nil,
+        handler: @escaping @Sendable (HTTPRequest) -> HTTPReply
+    ) throws {
+        let ssl: NIOSSLContext?
+        do { ssl = try tls?.sslContext() } catch {
+            throw HTTPError.badCredentials("invalid serving certificate or key: \(error)")
+        }
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let ops = channel.pipeline.syncOperations
+                    if let ssl { try ops.addHandler(NIOSSLServerHandler(context: ssl)) }
+                    try ops.configureHTTPServerPipeline(withErrorHandling: true)
+                    try ops.addHandler(RequestHandler(handler: handler, tls: ssl != nil))
                 }
-                let conn = Thread { [self] in serve(c) }
-                conn.start()
             }
+        do {
+            channel = try bootstrap.bind(host: host, port: port).wait()
+        } catch {
+            throw HTTPError.io("listen tcp \(host):\(port): bind: \(error)")
         }
-        t.start()
+        self.port = channel.localAddress?.port ?? port
     }
 
-    func serve(_ c: Int32) {
-        defer { close(c) }
-        Sock.setTimeout(c, seconds: 30)
-        let raw = Sock.readAll(c) { Sock.split($0) != nil }
-        guard let (head, body) = Sock.split(raw), let first = head.first else { return }
-        let parts = first.split(separator: " ")
-        guard parts.count >= 2 else { return }
-        let target = String(parts[1])
-        let q = target.split(separator: "?", maxSplits: 1)
-        var query: [String: String] = [:]
-        if q.count == 2 {
-            for kv in q[1].split(separator: "&") {
-                let p = kv.split(separator: "=", maxSplits: 1)
-                let k = String(p[0]).removingPercentEncoding ?? String(p[0])
-                query[k] =
-                    p.count == 2
-                    ? (String(p[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
-            }
-        }
-        var headers: [String: String] = [:]
-        for l in head.dropFirst() {
-            let p = l.split(separator: ":", maxSplits: 1)
-            if p.count == 2 { headers[p[0].lowercased()] = p[1].trimmingCharacters(in: .whitespaces) }
-        }
-        let req = HTTPRequest(method: String(parts[0]), path: String(q[0]), query: query, headers: headers, body: body)
-        let (status, data) = handler(req)
-        let reason =
-            [
-                200: "OK", 201: "Created", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Entity",
-                429: "Too Many Requests", 400: "Bad Request", 500: "Internal Server Error", 405: "Method Not Allowed",
-            ][status] ?? "Status"
-        let head2 =
-            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: application/json\r\nContent-Length: \(data.count)\r\nConnection: close\r\n\r\n"
-        _ = Sock.writeAll(c, Data(head2.utf8) + data)
-    }
+    /// Kept for the callers of the former socket server: binding already serves.
+    public func start() {}
 
     public func stop() {
-        shutdown(fd, Int32(SHUT_RDWR))
-        close(fd)
+        try? channel.close().wait()
+    }
+}
+
+final class RequestHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    let handler: @Sendable (HTTPRequest) -> HTTPReply
+    let tls: Bool
+    // Only touched on the channel's event loop.
+    private var head: HTTPRequestHead?
+    private var body = Data()
+
+    init(handler: @escaping @Sendable (HTTPRequest) -> HTTPReply, tls: Bool) {
+        self.handler = handler
+        self.tls = tls
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch Self.unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            body = Data()
+        case .body(let b): body.append(contentsOf: b.readableBytesView)
+        case .end:
+            guard let head else { return }
+            let target = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            var headers: [String: String] = [:]
+            for (k, v) in head.headers {
+                let key = k.lowercased()
+                headers[key] = headers[key].map { $0 + "," + v } ?? v
+            }
+            var req = HTTPRequest(
+                method: head.method.rawValue, path: String(target.first ?? "/"),
+                query: target.count == 2 ? HTTPText.query(target[1]) : [:], headers: headers, body: body)
+            if tls, let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
+                let cert = ssl.peerCertificate
+            {
+                // The handshake verified the chain against the client CA (optionalVerification).
+                req.clientCertificateVerified = true
+                req.clientCertificateSubject = Self.commonName(cert)
+            }
+            let keepAlive = head.isKeepAlive
+            let version = head.version
+            let channel = context.channel
+            let handler = self.handler
+            let request = req
+            let worker = Thread {
+                Self.respond(handler(request), channel: channel, keepAlive: keepAlive, version: version)
+            }
+            worker.stackSize = 1 << 20
+            worker.start()
+        }
+    }
+
+    static func commonName(_ cert: NIOSSLCertificate) -> String {
+        let d = cert.description
+        guard let r = d.range(of: ";common_name=") else { return "" }
+        return String(d[r.upperBound...].prefix { $0 != ";" && $0 != ">" })
+    }
+
+    static func respond(_ reply: HTTPReply, channel: Channel, keepAlive: Bool, version: HTTPVersion) {
+        var head = HTTPResponseHead(version: version, status: .ok)
+        head.headers.add(name: "Cache-Control", value: "no-cache, private")
+        head.headers.add(name: "Date", value: HTTPText.date())
+        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
+        switch reply {
+        case .full(let status, let contentType, let body):
+            head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: "\(body.count)")
+            channel.write(HTTPServerResponsePart.head(head), promise: nil)
+            channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+        case .stream(let status, let contentType, let produce):
+            head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            channel.writeAndFlush(HTTPServerResponsePart.head(head), promise: nil)
+            produce { chunk in
+                // An empty chunk asks only whether the peer is still there (an empty write would end the stream).
+                guard channel.isActive else { return false }
+                if chunk.isEmpty { return true }
+                let f = channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: chunk))))
+                return (try? f.wait()) != nil
+            }
+        }
+        let end = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
+        if !keepAlive { end.whenComplete { _ in channel.close(promise: nil) } }
     }
 }
