@@ -106,19 +106,20 @@ final class RegistryClient: Sendable {
         let partial = path + ".partial"
         var lastError: RegistryError?
         for attempt in 0...retries {
-            if attempt > 0 {
-                logger.info("resuming blob \(digest.short) of \(image) (attempt \(attempt + 1))")
-                try? await Task.sleep(for: .milliseconds(200 * attempt))
-            }
+            if attempt > 0 { try? await Task.sleep(for: .milliseconds(200 * attempt)) }
             try Task.checkCancellation()
             var have = fileSize(partial) ?? 0
             if have > size {
                 truncateFile(partial, 0)
                 have = 0
             }
+            if attempt > 0 || have > 0 {
+                logger.info(
+                    "resuming blob \(digest.short) of \(image) from byte \(have) of \(size) (attempt \(attempt + 1))")
+            }
             if have == size, size > 0 {
                 // A previous run got every byte but stopped before the rename: check and keep.
-                if try finish(partial: partial, path: path, digest: digest, image: image) { return }
+                if try await finish(partial: partial, path: path, digest: digest, image: image) { return }
                 have = 0
             }
             var headers = HTTPHeaders()
@@ -200,7 +201,7 @@ final class RegistryClient: Sendable {
                     image: image, reason: "blob \(digest.short): the transfer ended after \(received) of \(size) bytes")
                 continue
             }
-            if try finish(partial: partial, path: path, digest: digest, image: image) { return }
+            if try await finish(partial: partial, path: path, digest: digest, image: image) { return }
             throw RegistryError.badContent(
                 image: image,
                 reason:
@@ -211,8 +212,9 @@ final class RegistryClient: Sendable {
     }
 
     /// Hashes the complete partial file; renames it into place when it matches, deletes it when not.
-    private func finish(partial: String, path: String, digest: SHA256Digest, image: String) throws -> Bool {
-        let (actual, _) = try SHA256Hasher.hash(file: partial)
+    /// The hashing runs on a `BlockingWork` thread, off the cooperative pool.
+    private func finish(partial: String, path: String, digest: SHA256Digest, image: String) async throws -> Bool {
+        let (actual, _) = try await BlockingWork.run { try SHA256Hasher.hash(file: partial) }
         guard actual == digest else {
             unlink(partial)
             logger.warning("blob \(digest.short) of \(image) hashed to \(actual.short); deleted")

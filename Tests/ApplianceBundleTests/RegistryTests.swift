@@ -258,10 +258,17 @@ struct RegistryTests {
         let (result, _) = try await f.build(spec, "big.tar", creds: false)
         #expect(result.manifest.images.first?.blobs.last?.digest == SHA256Hasher.hash(img.layers[0]))
         _ = try BundleArchive.open(result.path).verify(trusted: [], allowUnsigned: true)
-        #expect(f.log.text.contains("resuming blob"))
-        // Resumed, not restarted: the proxy carried about one copy of the layer, not 1.5.
+        // Resumed, not restarted: the second request asked for the bytes after those kept (bytes still in
+        // flight when the connection was reset are lost, so the offset is somewhat below the cut), and the
+        // proxy carried less than a whole layer after the cut.
+        let offsets = f.log.text.split(separator: "\n").filter { $0.contains("resuming blob") }.compactMap {
+            line -> Int? in
+            guard let r = line.range(of: "from byte ") else { return nil }
+            return Int(line[r.upperBound...].prefix { $0.isNumber })
+        }
+        #expect(offsets.contains { $0 > 0 && $0 < size }, "\(offsets)")
         let carried = Int(try String(contentsOfFile: stats, encoding: .utf8)) ?? 0
-        #expect(carried < size + (size / 4), "the proxy carried \(carried) bytes for a \(size)-byte layer")
+        #expect(carried - (3 << 20) < size, "the proxy carried \(carried) bytes for a \(size)-byte layer")
     }
 
     @Test func aRegistryServingWrongBytesIsRefusedAndNamed() async throws {

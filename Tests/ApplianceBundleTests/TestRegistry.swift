@@ -266,7 +266,19 @@ enum TestHelpers {
                 async with srv: await srv.serve_forever()
             asyncio.run(main())
 
+        def static_server(port, cert, key, root):
+            import functools
+            from http.server import SimpleHTTPRequestHandler
+            class S(SimpleHTTPRequestHandler):
+                def log_message(self, *a): pass
+            srv = ThreadingHTTPServer(("127.0.0.1", port), functools.partial(S, directory=root))
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+            srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+            print("static server ready", flush=True)
+            srv.serve_forever()
+
         if sys.argv[1] == "token": token_server(int(sys.argv[2]), *sys.argv[3:9], sys.argv[9])
+        elif sys.argv[1] == "static": static_server(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
         else: proxy(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), sys.argv[6])
         """#
 
