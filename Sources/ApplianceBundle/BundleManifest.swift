@@ -180,7 +180,9 @@ extension BundleManifest {
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
                 guard
-                    let am = av.mapping(allowing: ["name", "kind", "sha256", "size", "roles", "provenance", "image", "os"]),
+                    let am = av.mapping(allowing: [
+                        "name", "kind", "sha256", "size", "roles", "provenance", "image", "os",
+                    ]),
                     let aname = am.require("name")?.nonEmptyString(),
                     let kind = am.require("kind")?.oneOf(ArtifactKind.allCases.map(\.rawValue)).flatMap(
                         ArtifactKind.init(rawValue:)),

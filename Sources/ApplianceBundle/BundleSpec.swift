@@ -130,7 +130,9 @@ public struct BundleSpec: Sendable, Equatable {
             var artifacts: [Artifact] = []
             var names = Set<String>()
             for av in cm.require("artifacts")?.sequence() ?? [] {
-                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source", "images", "os"]) else { continue }
+                guard let am = av.mapping(allowing: ["name", "kind", "roles", "source", "images", "os"]) else {
+                    continue
+                }
                 let nameValue = am.require("name")
                 let aname = nameValue?.nonEmptyString()
                 if let aname, !names.insert(aname).inserted {

@@ -19,6 +19,13 @@ public enum StagingPlan {
     public static let transferStep = "transfer"
 
     public static func make(stager: Stager, nodes: [StagingNode], maxParallelism: Int) throws -> Plan {
+        try Plan(
+            steps: steps(stager: stager, nodes: nodes), failurePolicy: .continueOtherNodes,
+            maxParallelism: maxParallelism)
+    }
+
+    /// The steps alone, for operations that stage as part of a larger plan (install).
+    public static func steps(stager: Stager, nodes: [StagingNode]) -> [Step] {
         let version = stager.bundle.manifest.version
         let shared = SharedTransfer(stager: stager)
         var steps: [Step] = []
@@ -61,7 +68,7 @@ public enum StagingPlan {
                         try await stager.record(node)
                     }))
         }
-        return try Plan(steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: maxParallelism)
+        return steps
     }
 }
 

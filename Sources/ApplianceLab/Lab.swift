@@ -277,7 +277,8 @@ public struct Lab: Sendable {
     func apiEndpoint(_ state: LabState) -> SiteInventory.APIEndpoint {
         let cps = state.nodes.filter { $0.roles.contains(.controlPlane) }
         if cps.count > 1 { return .init(address: config.virtualIP, mode: .virtualIP) }
-        return .init(address: cps.first?.address ?? state.nodes.first?.address ?? config.nodeAddress(1), mode: .loadBalancer)
+        return .init(
+            address: cps.first?.address ?? state.nodes.first?.address ?? config.nodeAddress(1), mode: .loadBalancer)
     }
 
     func write(_ text: String, to path: String) throws(LabError) {

@@ -77,7 +77,24 @@ public struct LabBundle: Sendable {
             scratch: "\(inputs)/.catatonit-\(getpid())")
         let imagesDone = Date()
         logger.notice("lab bundle: building the stand-in packages (Kubernetes \(k8s)) in \(inputs)/packages")
-        let packages = try LabPackages(labnode: labnode, kubernetesVersion: k8s).build(into: "\(inputs)/packages")
+        // The real kubectl when this host has one within the skew policy (as `lab packages` chooses), else the stand-in.
+        let kubectl = RealKubectl.find(for: k8s).map {
+            LabPackages.KubectlChoice.real(path: $0.path, version: $0.version)
+        }
+        // Built afresh, then each also named `NAME.deb`, which is how the spec names them: the real kubectl
+        // carries its own version, so the file name of a package cannot be known when the spec is written.
+        let packagesDirectory = "\(inputs)/packages"
+        try? FileManager.default.removeItem(atPath: packagesDirectory)
+        let packages = try LabPackages(labnode: labnode, kubernetesVersion: k8s, kubectl: kubectl ?? .standIn)
+            .build(into: packagesDirectory)
+        for p in packages {
+            let stable = "\(packagesDirectory)/\(p.name).deb"
+            do {
+                try FileManager.default.copyItem(atPath: p.path, toPath: stable)
+            } catch {
+                throw LabError.io(path: stable, detail: "\(error)")
+            }
+        }
         let packagesDone = Date()
         logger.notice("lab bundle: bundle build of \(specPath)")
         let result = try BundleBuilder(

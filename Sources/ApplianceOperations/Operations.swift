@@ -40,7 +40,8 @@ public enum Operations {
         switch params.kind {
         case StagingPlan.kind:
             return try await StageOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
-        case InstallOperation.kind: return try await InstallOperation.prepare(params, session: session, io: io)
+        case InstallOperation.kind:
+            return try await InstallOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
         default: throw OperationError.unknownKind(params.kind)
         }
     }

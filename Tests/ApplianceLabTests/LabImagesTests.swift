@@ -139,7 +139,8 @@ import Testing
         let site = lab.siteInventory(state(3))
         try site.yaml().write(toFile: dir + "/site.yaml", atomically: true, encoding: .utf8)
         let back = try SiteInventory.load(path: dir + "/site.yaml")
-        #expect(back.preflight.waivers.map(\.check) == ["hw.cpu", "hw.memory", "hw.disk", "os.release", "dns.wildcard"])
+        #expect(
+            back.preflight.waivers.map(\.check) == ["hw.cpu", "hw.memory", "hw.disk", "os.release", "dns.wildcard"])
         #expect(back.preflight.waivers.allSatisfy { $0.node == nil && $0.reason.hasPrefix("lab") })
         #expect(back.network?.podCIDR == "10.244.0.0/16")
     }

@@ -5,19 +5,28 @@ import ArgumentParser
 struct SiteValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Validate a site file; every problem is reported at once with file:line:column.")
+        abstract: "Validate a site file; every problem is reported at once with file:line:column.",
+        discussion: """
+            With a profile (--profile or spec.profile) the site is also checked the way install checks it before
+            touching a node: control-plane count (etcd quorum), CIDR overlaps, the API endpoint, duplicates.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("i"), .long], help: "The site file.") var inventory: String
+    @Option(help: "The hardware profile to check the site against (default: the site's spec.profile).")
+    var profile: String?
 
     func run() async throws {
         let ctx = CommandContext.make(global, command: "site validate")
         let site = try SiteInventory.load(path: inventory)
-        if let p = site.profile {
-            _ = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(p)
+        let name = profile ?? site.profile
+        if let name {
+            let p = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(name)
+            let problems = InstallValidation.validate(site: site, profile: p)
+            if !problems.isEmpty { throw DiagnosticsError(subject: "site", diagnostics: problems) }
         }
         ctx.output.print(
-            "\(inventory): valid site '\(site.name)', \(site.hosts.count) hosts\(site.profile.map { ", profile \($0)" } ?? "")"
+            "\(inventory): valid site '\(site.name)', \(site.hosts.count) hosts\(name.map { ", installable with profile \($0)" } ?? "")"
         )
     }
 }

@@ -1,0 +1,79 @@
+import ApplianceBundle
+import ApplianceCluster
+import ApplianceModel
+import Foundation
+
+/// Whether a verified bundle can install this site with this profile: it is an install bundle of the
+/// profile's Kubernetes version, and it carries what each node's roles need (the Kubernetes packages and the
+/// container runtime on every node, the registry on registry nodes, keepalived and HAProxy on control planes
+/// behind a virtual IP, the CNI manifest and the images the registry nodes seed).
+public enum InstallBundleCheck {
+    public static let kubernetesPackages = ["kubeadm", "kubelet", "kubectl"]
+    public static let runtimePackages = ["containerd", "runc"]
+
+    /// Every problem, one line each (empty: the bundle fits).
+    public static func problems(
+        _ manifest: BundleManifest, profile: HardwareProfile, site: SiteInventory
+    ) -> [String] {
+        var out: [String] = []
+        let bundleK8s = normalized(manifest.kubernetesVersion)
+        let profileK8s = normalized(profile.kubernetes.version)
+        if bundleK8s != profileK8s {
+            out.append(
+                "bundle \(manifest.name) \(manifest.version) installs Kubernetes \(bundleK8s), profile \(profile.name) runs \(profileK8s)"
+            )
+        }
+        for host in site.hosts {
+            let debs = Set(
+                manifest.allArtifacts.filter { $0.artifact.kind == .deb && $0.artifact.applies(to: host.roles) }
+                    .compactMap { $0.artifact.provenance("package") })
+            var needed = kubernetesPackages + runtimePackages
+            if site.registryHosts.contains(where: { $0.name == host.name }) { needed += ["docker-registry", "curl"] }
+            if host.roles.contains(.controlPlane), site.effectiveAPIEndpoint?.mode == .virtualIP {
+                needed += ["keepalived", "haproxy"]
+            }
+            let missing = needed.filter { !debs.contains($0) }
+            if !missing.isEmpty {
+                out.append(
+                    "\(host.name) (\(host.roles.map(\.rawValue).joined(separator: ", "))) needs packages the bundle lacks for it: \(missing.joined(separator: ", "))"
+                )
+            }
+            // kubeadm and the kubelet are the cluster's version; kubectl may be one minor apart (skew policy).
+            for pkg in ["kubeadm", "kubelet"] {
+                if let v = packageVersion(manifest, pkg, roles: host.roles),
+                    !v.hasPrefix(String(profileK8s.dropFirst()))
+                {
+                    out.append("\(pkg) \(v) in the bundle does not match Kubernetes \(profileK8s)")
+                    break
+                }
+            }
+        }
+        if cniManifest(manifest) == nil {
+            out.append("the bundle has no CNI manifest (a file artifact of component 'cni')")
+        }
+        for host in site.registryHosts {
+            let images = manifest.allArtifacts.filter { $0.artifact.kind == .image }
+            let unstaged = images.filter { !$0.artifact.applies(to: host.roles) }.map(\.artifact.name)
+            if !unstaged.isEmpty {
+                out.append(
+                    "registry node \(host.name) would not receive the images \(unstaged.joined(separator: ", ")) (their roles do not include \(host.roles.map(\.rawValue).joined(separator: "/")))"
+                )
+            }
+        }
+        return Array(Set(out)).sorted()
+    }
+
+    /// The bundle's version of a Debian package for these roles.
+    public static func packageVersion(_ manifest: BundleManifest, _ name: String, roles: [NodeRole]) -> String? {
+        manifest.allArtifacts.first {
+            $0.artifact.kind == .deb && $0.artifact.provenance("package") == name && $0.artifact.applies(to: roles)
+        }?.artifact.provenance("version")
+    }
+
+    /// The CNI manifest: a `file` artifact of the component named `cni`.
+    public static func cniManifest(_ manifest: BundleManifest) -> BundleManifest.Artifact? {
+        manifest.components.first { $0.name == "cni" }?.artifacts.first { $0.kind == .file }
+    }
+
+    static func normalized(_ v: String) -> String { v.hasPrefix("v") ? v : "v" + v }
+}
