@@ -178,9 +178,11 @@ import Testing
         let path = try s.build()
         let archive = try BundleArchive.open(path)
         let verified = try archive.verify(trusted: [s.key], allowUnsigned: false)
-        #expect(archive.blobs.count == 5)
-        #expect(verified.manifest.allArtifacts.count == 6)
-        #expect(verified.bytesVerified == Int64(big.count + 11 + 512 + 3_000))
+        // Five distinct contents, and the bill of materials every bundle carries (issue 15).
+        let sbom = try #require(verified.manifest.components.first { $0.name == "sbom" }?.artifacts.first)
+        #expect(archive.blobs.count == 6)
+        #expect(verified.manifest.allArtifacts.count == 7)
+        #expect(verified.bytesVerified == Int64(big.count + 11 + 512 + 3_000) + sbom.size)
         let same = verified.manifest.allArtifacts.filter {
             $0.artifact.name == "a-first" || $0.artifact.name == "d-again"
         }
@@ -197,7 +199,7 @@ import Testing
         let listing = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
-        #expect(listing.split(separator: "\n").filter { $0.contains("blobs/sha256/") && !$0.hasSuffix("/") }.count == 5)
+        #expect(listing.split(separator: "\n").filter { $0.contains("blobs/sha256/") && !$0.hasSuffix("/") }.count == 6)
         #expect(listing.contains("manifest.yaml.sig"))
     }
 

@@ -133,15 +133,15 @@ extension RealLabSuites {
                     (try? HostCommand.run("curl", ["-sf", "http://\(registry):5000/v2/"], check: false))?.status == 0
                 }, "the registry answers on the lab bridge")
 
-            // 5. The pause image from the bundle, pushed with skopeo from the admin side.
-            let imageTar = try part.extract(component: "images", into: "\(scratch)/images")[0]
-            let layout = "\(scratch)/pause-layout"
-            try FileManager.default.createDirectory(atPath: layout, withIntermediateDirectories: true)
-            try HostCommand.run("tar", ["-xf", imageTar, "-C", layout])
+            // 5. The pause image the bundle was built from (the bundle stores its blobs under the same digests),
+            // pushed with skopeo from the admin side.
+            let layout = packageRoot + "/bundles/lab/generated/images/pause"
+            let pause = try #require(part.manifest.images.first { $0.reference == "registry.k8s.io/pause:3.10.1" })
             let index = try #require(
                 try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: layout + "/index.json")))
                     as? [String: Any])
             let digest = try #require((index["manifests"] as? [[String: Any]])?.first?["digest"] as? String)
+            #expect(digest == "sha256:\(pause.manifestDigest.hex)")
             try HostCommand.run(
                 "skopeo",
                 [

@@ -147,7 +147,8 @@ struct CrashHarnessTests {
         defer { dir.cleanup() }
         let state = dir.url.appendingPathComponent("state")
         let work = dir.url.appendingPathComponent("work")
-        let run = try await Self.runHarness(state: state, work: work, sleepMilliseconds: 300) { process in
+        // Steps slow enough that a loaded machine cannot finish the run before the signal lands.
+        let run = try await Self.runHarness(state: state, work: work, sleepMilliseconds: 1500) { process in
             let deadline = ContinuousClock.now + .seconds(30)
             while Self.appliedLines(work).isEmpty && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(5))
