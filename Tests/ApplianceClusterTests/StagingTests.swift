@@ -179,7 +179,8 @@ struct StagingTests {
             let sent = await resumed.bytesSent
             // What the node had received before it died is not sent again.
             #expect(sent <= f.manifest.totalBlobBytes - (3 << 20), "resumed run re-sent \(sent) bytes")
-            #expect(sent > 0)
+            // (It may send nothing: pieces are written in the background, so a node can hold every byte when it
+            // dies during its final check; what it lacks is then nothing.)
             try expectStaged(nodes[1], f.manifest, server: servers[1])
         }
     }
