@@ -27,10 +27,11 @@ public struct StagedPackage: Sendable, Equatable {
 /// `apt-get` installs from it alone (no other source is consulted: the node may have no network), so apt
 /// resolves dependencies and order. The Kubernetes packages are then held, and installed versions checked.
 public struct LocalRepository: Sendable {
-    public static let directory = "/var/lib/appliance/repo"
-    public static let sourceList = "/etc/apt/sources.list.d/appliance.list"
+    /// Where the repository and its source line live: the paths `AptRepository` documents.
+    public static let directory = AptRepository.root
+    public static let sourceList = AptRepository.sourcesPath
     /// Packages held after install so an unattended upgrade cannot move the cluster's versions.
-    public static let heldNames: Set<String> = ["kubeadm", "kubelet", "kubectl", "cri-tools", "kubernetes-cni"]
+    public static let heldNames = Set(AptRepository.kubernetesPackages + ["cri-tools", "kubernetes-cni"])
 
     public let runner: NodeRunner
     public let store: String
@@ -107,7 +108,8 @@ public struct LocalRepository: Sendable {
             done
             rm -rf "$repo/pool" "$repo/Packages"
             mv "$new/pool" "$repo/pool" && mv "$new/Packages" "$repo/Packages" || exit 3
-            echo 'deb [trusted=yes] file:\(Self.directory) ./' > \(Self.sourceList).new && mv \(Self.sourceList).new \(Self.sourceList)
+            printf '%s' \(shellQuote(AptRepository.sourcesFile().content)) > \(Self.sourceList).new \
+              && mv \(Self.sourceList).new \(Self.sourceList) || exit 3
             export DEBIAN_FRONTEND=noninteractive
             apt-get \(aptOptions) update -q >/dev/null || { echo "apt-get update of the local repository failed" >&2; exit 5; }
             \(holds.isEmpty ? "" : "apt-mark unhold \(holds) >/dev/null 2>&1 || true")
