@@ -216,8 +216,17 @@ extension Stager {
             }
             ?? "*"
         let sockets = run.map { "ctl-\($0)" } ?? "ctl-*"
+        // First the run's own processes: a relay whose upstream node died may still be reading (its node
+        // learns of the dead peer only when the connection times out) and would write its failure marks
+        // after the files were removed. Found by their command lines, which name this store's scripts.
+        let id = run ?? ""
         return """
             dir="$STORE/.staging"; \
+            pids=$(printf '%s\\n' "$dir/relay-\(id)" "$dir/keep-\(id)" | grep -lsF -f - /proc/[0-9]*/cmdline \
+            | sed -n 's|^/proc/\\([0-9]*\\)/cmdline$|\\1|p' | grep -vx "$$"); \
+            if [ -n "$pids" ]; then kill $pids 2>/dev/null; i=0; \
+            while [ $i -lt 30 ]; do alive=; for q in $pids; do [ -d /proc/$q ] && alive=1; done; \
+            [ -z "$alive" ] && break; sleep 0.1; i=$((i + 1)); done; kill -9 $pids 2>/dev/null; fi; \
             for s in "$dir"/\(sockets); do [ -S "$s" ] && ssh -S "$s" -O exit appliance-peer >/dev/null 2>&1; done; \
             ( cd "$dir" 2>/dev/null && rm -f \(files) ); \
             \(node.authorizedKeysAssignment); if [ -f "$f" ] && grep -q \(shellQuote(tag)) "$f"; then \

@@ -86,7 +86,8 @@ struct StagingTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/partial").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/incoming").isEmpty)
         // Temporary peer credentials are gone: no key files, no authorized_keys lines.
-        #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/.staging").isEmpty, "\(node.name)")
+        let left = try FileManager.default.contentsOfDirectory(atPath: store + "/.staging")
+        #expect(left.isEmpty, "\(node.name) still has \(left.sorted())")
         let auth = try String(contentsOfFile: server.directory + "/authorized_keys", encoding: .utf8)
         #expect(!auth.contains("appliance-staging-"))
         #expect(try FileManager.default.contentsOfDirectory(atPath: store + "/digests").isEmpty)
