@@ -156,10 +156,10 @@ let package = Package(
         .testTarget(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
-            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle"]),
+            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle", "AppliancePlan"]),
         .testTarget(
             name: "ApplianceCommandsTests",
-            dependencies: ["ApplianceCommands", "ApplianceTestSupport"]),
+            dependencies: ["ApplianceCommands", "ApplianceOperations", "ApplianceTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

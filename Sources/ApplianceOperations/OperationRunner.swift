@@ -1,6 +1,7 @@
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import ApplianceSSH
 import Foundation
 
 /// Runs a plan with the cluster lock held (this admin host's and the cluster-side one), events rendered
@@ -31,8 +32,12 @@ public enum OperationRunner {
             let marked = steps != nil ? "; its operation is marked interrupted" : ""
             session.logger.notice("took over the cluster lock left by \(dead), which is no longer running\(marked)")
         }
+        var deadOwners: [String] = []
+        if let dead = lock.tookOverFrom { deadOwners.append(CommandOwner.mark(host: dead.host, pid: dead.pid)) }
         let nodeLock = try await acquireNodeLock(
-            session: session, directory: lockDirectory, operation: resuming)
+            session: session, directory: lockDirectory, operation: resuming, deadOwners: &deadOwners)
+        // What the dead run started on the nodes ends (or is killed) before anything new starts there.
+        for owner in Set(deadOwners).sorted() { await LeftoverCommands.settle(owner: owner, session: session) }
         do {
             let outcome = try await runLocked(
                 plan, request: request, session: session, io: io, journalMirrorDirectory: journalMirrorDirectory,
@@ -50,7 +55,7 @@ public enum OperationRunner {
     /// host holds it. When that node cannot be reached (or answers with an error), the operation goes on
     /// under this admin host's lock alone, with a warning: staging must still work while nodes are down.
     private static func acquireNodeLock(
-        session: OperationSession, directory: String, operation: String?
+        session: OperationSession, directory: String, operation: String?, deadOwners: inout [String]
     ) async throws -> NodeClusterLock? {
         guard let nodeLock = session.nodeLock(directory: directory) else { return nil }
         let holder = NodeLockHolder(
@@ -58,6 +63,7 @@ public enum OperationRunner {
             startedAt: Date(), token: UUID().uuidString.lowercased())
         do {
             if case .tookOverOwn(let previous) = try await nodeLock.acquire(holder) {
+                deadOwners.append(CommandOwner.mark(host: previous.host, pid: previous.pid))
                 session.logger.notice(
                     "took over this admin host's cluster lock on \(nodeLock.node), left by \(previous), which is no longer running"
                 )

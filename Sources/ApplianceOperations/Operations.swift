@@ -80,16 +80,44 @@ public enum Operations {
 
     /// The per-node failures of an outcome: one line per node whose steps failed or were skipped.
     public static func nodeFailures(_ outcome: OperationOutcome, plan: Plan) -> [ClusterError.NodeFailure] {
-        var byNode: [String: ClusterError.NodeFailure] = [:]
+        // A step skipped because a step of another node failed is that node's failure, not its own: a
+        // worker that lost power is one failure, not one per step (or cluster step) waiting on it.
+        func root(_ step: String) -> String {
+            var current = step
+            var seen: Set<String> = [step]
+            while case .dependencyFailed(_, _, let d)? = outcome.errors[current], outcome.errors[d] != nil,
+                seen.insert(d).inserted
+            {
+                current = d
+            }
+            return current
+        }
+        var own: [String: (step: String, error: PlanError)] = [:]
+        var order: [String] = []
+        var blocked: [String: [String]] = [:]
         for step in plan.steps {
             guard let error = outcome.errors[step.name] else { continue }
-            let node = step.target.node ?? "cluster"
-            if byNode[node] == nil {
-                byNode[node] = .init(
-                    node: node, reason: "\(step.name): \(error.description)", status: .remoteCommandFailed)
+            let cause = root(step.name)
+            let node = plan[cause]?.target.node ?? "cluster"
+            if cause == step.name {
+                if own[node] == nil {
+                    own[node] = (step.name, error)
+                    order.append(node)
+                }
+            } else {
+                blocked[node, default: []].append(step.name)
             }
         }
-        return byNode.values.sorted { $0.node < $1.node }
+        return order.sorted().compactMap { node in
+            guard let f = own[node] else { return nil }
+            var reason = "\(f.step): \(f.error.description)"
+            if let waiting = blocked[node], !waiting.isEmpty {
+                let shown = waiting.prefix(6).joined(separator: ", ")
+                reason +=
+                    "\n    not run because of it: \(shown)\(waiting.count > 6 ? " and \(waiting.count - 6) more" : "")"
+            }
+            return .init(node: node, reason: reason, status: .remoteCommandFailed)
+        }
     }
 }
 

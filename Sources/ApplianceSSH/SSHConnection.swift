@@ -286,6 +286,10 @@ public actor SSHConnection {
     /// The environment variable that marks every process of one command on the host.
     static let markerVariable = "APPLIANCE_EXEC"
 
+    /// The environment variable that marks every process a command of this admin process started on a
+    /// host (`CommandOwner.current`), so a later run can find what a killed run left running there.
+    public static let ownerVariable = "APPLIANCE_OWNER"
+
     /// Runs the command marked (an environment variable that its processes and their children inherit);
     /// on timeout or cancellation, kills what still runs under that mark over a second channel of this
     /// connection. libssh2 1.10 cannot send a channel `signal` request, and sshd does not end a command
@@ -297,7 +301,8 @@ public actor SSHConnection {
         let marker = "appliance-" + String(UInt64.random(in: 0..<UInt64.max), radix: 36)
         do {
             return try await startChannel(
-                "export \(Self.markerVariable)=\(marker); " + command, stdin: stdin, stdoutFile: stdoutFile,
+                "export \(Self.markerVariable)=\(marker) \(Self.ownerVariable)=\(CommandOwner.current); " + command,
+                stdin: stdin, stdoutFile: stdoutFile,
                 timeout: timeout, label: label ?? Self.defaultLabel(command), onStdout: onStdout, onStderr: onStderr)
         } catch let error as SSHError {
             switch error {

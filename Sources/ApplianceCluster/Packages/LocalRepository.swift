@@ -44,7 +44,7 @@ public struct LocalRepository: Sendable {
     }
 
     var aptOptions: String {
-        "-o Dir::Etc::SourceList=\(Self.sourceList) -o Dir::Etc::SourceParts=/dev/null -o APT::Get::List-Cleanup=0"
+        "-o Dir::Etc::SourceList=\(Self.sourceList) -o Dir::Etc::SourceParts=/dev/null -o APT::Get::List-Cleanup=0 -o DPkg::Lock::Timeout=300"
     }
 
     var held: [StagedPackage] { packages.filter { Self.heldNames.contains($0.name) } }
