@@ -85,6 +85,7 @@ let package = Package(
                 "ApplianceModel", .product(name: "Yams", package: "Yams"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ],
             exclude: ["README.md"]),
         // Every operation (stage, install, ...) as one plan; the only place that knows an operation's order.

@@ -107,7 +107,9 @@ extension SiteInventory {
         var settings = PlatformSettings(location: v.location)
         if let sv = m["tlsSecretName"], let s = sv.nonEmptyString() {
             if !isValidResourceName(s) {
-                r.error("'spec.platform.tlsSecretName' must be a Kubernetes name (lower case, digits, '-', '.'), not '\(s)'", at: sv)
+                r.error(
+                    "'spec.platform.tlsSecretName' must be a Kubernetes name (lower case, digits, '-', '.'), not '\(s)'",
+                    at: sv)
             }
             settings.tlsSecretName = s
         }
@@ -163,7 +165,9 @@ extension SiteInventory {
             let byName = Dictionary(settings.queues.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
             for q in settings.queues {
                 if let p = q.parent, byName[p] == nil {
-                    r.error("queue '\(q.name)' names parent '\(p)', which is not in spec.platform.queues", location: q.location)
+                    r.error(
+                        "queue '\(q.name)' names parent '\(p)', which is not in spec.platform.queues",
+                        location: q.location)
                 }
                 var seen: Set<String> = [q.name]
                 var cur = q.parent
@@ -233,7 +237,9 @@ extension SiteInventory {
                             qp.append(("gpuLimit", .int(q.gpuLimit)))
                             qp.append(("overQuotaWeight", .int(q.overQuotaWeight)))
                             qp.append(("priority", .int(q.priority)))
-                            if !q.namespaces.isEmpty { qp.append(("namespaces", .list(q.namespaces.map { .string($0) }))) }
+                            if !q.namespaces.isEmpty {
+                                qp.append(("namespaces", .list(q.namespaces.map { .string($0) })))
+                            }
                             return .map(qp)
                         })
                 ))

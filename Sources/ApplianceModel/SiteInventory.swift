@@ -245,13 +245,17 @@ extension SiteInventory {
         let auth = spec["auth"].flatMap { decodeAuth($0, baseDirectory: baseDirectory) }
         let platform = spec["platform"].flatMap { decodePlatform($0) }
         if platform != nil, spec["storage"] == nil, let pv = spec["platform"] {
-            r.error("'spec.platform' needs 'spec.storage.nfs' (server and path): the dataset cache is a StorageClass on that export", at: pv)
+            r.error(
+                "'spec.platform' needs 'spec.storage.nfs' (server and path): the dataset cache is a StorageClass on that export",
+                at: pv)
         }
         if platform != nil, spec["network"] == nil, let pv = spec["platform"] {
             r.error("'spec.platform' needs 'spec.network.domain': the ingress serves it and *.domain", at: pv)
         }
         if platform != nil, spec["tls"] == nil, let pv = spec["platform"] {
-            r.error("'spec.platform' needs 'spec.tls' (certificate, key, ca): the ingress serves the site's certificate", at: pv)
+            r.error(
+                "'spec.platform' needs 'spec.tls' (certificate, key, ca): the ingress serves the site's certificate",
+                at: pv)
         }
         guard let name else { return nil }
         return SiteInventory(

@@ -46,11 +46,13 @@ public enum CapacityCheck {
         var out: [CapacityFinding] = []
         let pods = releases.flatMap(\.pods)
         let systemHosts = site.hosts(withRole: .system)
-        let roleFix = "give 'spec.hosts' nodes with the role 'system', or lower the requests in the profile's controlPlane.components"
+        let roleFix =
+            "give 'spec.hosts' nodes with the role 'system', or lower the requests in the profile's controlPlane.components"
         if systemHosts.isEmpty {
             out.append(
                 CapacityFinding(
-                    code: "CAP-NODES", message: "the site has no system node; the platform's pods run only on system nodes",
+                    code: "CAP-NODES",
+                    message: "the site has no system node; the platform's pods run only on system nodes",
                     remedy: "add the role 'system' to at least one host in spec.hosts"))
         }
         // Residual capacity of each system node after reservations, the control plane and DaemonSets.
@@ -104,7 +106,8 @@ public enum CapacityCheck {
                         code: "CAP-POD",
                         message:
                             "pod \(p.release)/\(p.name) requests \(Quantity.cpuText(p.milliCPU)) CPU / \(Quantity.memoryText(p.memoryBytes)) but the largest system node has \(Quantity.cpuText(max(0, largestCPU))) CPU / \(Quantity.memoryText(max(0, largestMemory))) allocatable left",
-                        remedy: "use larger system nodes, or lower '\(p.name)' in the profile's controlPlane.components"))
+                        remedy: "use larger system nodes, or lower '\(p.name)' in the profile's controlPlane.components"
+                    ))
             }
             if out.allSatisfy({ $0.code != "CAP-CPU" && $0.code != "CAP-MEMORY" }) && unfit.isEmpty {
                 var free = nodes
@@ -112,7 +115,8 @@ public enum CapacityCheck {
                     ($0.memoryBytes, $0.milliCPU, $0.name) > ($1.memoryBytes, $1.milliCPU, $1.name)
                 }
                 for p in items {
-                    if let i = free.firstIndex(where: { $0.milliCPU >= p.milliCPU && $0.memoryBytes >= p.memoryBytes }) {
+                    if let i = free.firstIndex(where: { $0.milliCPU >= p.milliCPU && $0.memoryBytes >= p.memoryBytes })
+                    {
                         free[i].milliCPU -= p.milliCPU
                         free[i].memoryBytes -= p.memoryBytes
                     } else {

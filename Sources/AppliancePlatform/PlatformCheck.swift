@@ -22,7 +22,8 @@ public struct PlatformCheckResult: Sendable, Equatable {
             let tls = certificateProblems.map {
                 CapacityFinding(
                     code: "TLS", message: "the site certificate: \($0)",
-                    remedy: "issue a certificate for the domain and *.domain from the site CA, valid for at least 30 days")
+                    remedy:
+                        "issue a certificate for the domain and *.domain from the site CA, valid for at least 30 days")
             }
             return .capacity(findings + tls)
         }
@@ -48,6 +49,7 @@ public enum PlatformCheck {
                 certificateFile: tls.certificateFile, keyFile: tls.keyFile, caFile: tls.caFile, domain: config.domain,
                 now: now)
         }
-        return PlatformCheckResult(findings: findings, certificateProblems: tlsProblems, certificateFile: site.tls?.certificateFile)
+        return PlatformCheckResult(
+            findings: findings, certificateProblems: tlsProblems, certificateFile: site.tls?.certificateFile)
     }
 }

@@ -1,4 +1,5 @@
 import ApplianceModel
+import Foundation
 
 /// Everything the platform's renderers read, resolved once from profile + site: where images come from,
 /// where the platform runs, the domain and TLS secret, the NFS export, storage sizes, queues and the
@@ -109,7 +110,8 @@ public struct PlatformConfiguration: Sendable, Equatable {
             platform.queues.isEmpty
             ? profile.queues.map {
                 SiteInventory.Queue(
-                    name: $0.name, gpuQuota: $0.gpuQuota, gpuLimit: $0.overQuota ? SiteInventory.Queue.noLimit : $0.gpuQuota,
+                    name: $0.name, gpuQuota: $0.gpuQuota,
+                    gpuLimit: $0.overQuota ? SiteInventory.Queue.noLimit : $0.gpuQuota,
                     overQuotaWeight: 1, priority: $0.priority)
             } : platform.queues
         let options = (nfs.mountOptions ?? "nfsvers=4.1").split(separator: ",").map {
@@ -139,5 +141,3 @@ public struct PlatformConfiguration: Sendable, Equatable {
         sizing[name] ?? Resources(cpuRequest: "100m", memoryRequest: "128Mi")
     }
 }
-
-import Foundation

@@ -24,8 +24,10 @@ public enum PlatformError: Error, Sendable, ApplianceFailure {
         switch self {
         case .incompleteSite:
             "add spec.platform, spec.network.domain, spec.storage.nfs and spec.tls to the site (schemas/site.schema.json)"
-        case .capacity: "each line names a remedy; the check runs again with `appliance preflight` or `install --dry-run`"
-        case .certificate: "issue a certificate for the domain and *.domain from the site CA, valid for at least 30 days"
+        case .capacity:
+            "each line names a remedy; the check runs again with `appliance preflight` or `install --dry-run`"
+        case .certificate:
+            "issue a certificate for the domain and *.domain from the site CA, valid for at least 30 days"
         }
     }
 

@@ -49,7 +49,9 @@ public enum PlatformObjects {
         var placed: Set<String> = []
         var rest = queues
         while !rest.isEmpty {
-            let ready = rest.filter { q in q.parent.map { placed.contains($0) || !queues.contains { $0.name == q.parent } } ?? true }
+            let ready = rest.filter { q in
+                q.parent.map { placed.contains($0) || !queues.contains { $0.name == q.parent } } ?? true
+            }
             guard !ready.isEmpty else {
                 out += rest
                 break
@@ -74,7 +76,8 @@ public enum PlatformObjects {
                             (
                                 "labels",
                                 .map([
-                                    ("app.kubernetes.io/managed-by", .string("appliance")), (queueLabel, .string(q.name)),
+                                    ("app.kubernetes.io/managed-by", .string("appliance")),
+                                    (queueLabel, .string(q.name)),
                                 ])
                             ),
                         ])

@@ -46,9 +46,10 @@ public struct PodFootprint: Sendable, Equatable {
     public var memoryBytes: Int
     public var placement: Placement
 
-    public init(release: String, name: String, replicas: Int = 1, resources: PlatformConfiguration.Resources,
-        placement: Placement = .system)
-    {
+    public init(
+        release: String, name: String, replicas: Int = 1, resources: PlatformConfiguration.Resources,
+        placement: Placement = .system
+    ) {
         self.release = release
         self.name = name
         self.replicas = replicas
@@ -58,9 +59,10 @@ public struct PodFootprint: Sendable, Equatable {
     }
 
     /// Sums the requests of several containers of one pod.
-    public init(release: String, name: String, replicas: Int = 1, containers: [PlatformConfiguration.Resources],
-        placement: Placement = .system)
-    {
+    public init(
+        release: String, name: String, replicas: Int = 1, containers: [PlatformConfiguration.Resources],
+        placement: Placement = .system
+    ) {
         self.release = release
         self.name = name
         self.replicas = replicas

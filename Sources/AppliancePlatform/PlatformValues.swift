@@ -56,7 +56,9 @@ public enum PlatformValues {
     }
 
     static func toleration(_ c: PlatformConfiguration) -> YAMLTree {
-        .map([("key", .string(c.placement.labelKey)), ("operator", .string("Exists")), ("effect", .string("NoSchedule"))])
+        .map([
+            ("key", .string(c.placement.labelKey)), ("operator", .string("Exists")), ("effect", .string("NoSchedule")),
+        ])
     }
 
     static func tolerations(_ c: PlatformConfiguration) -> YAMLTree { .list([toleration(c)]) }
@@ -94,7 +96,9 @@ public enum PlatformValues {
     }
 
     /// The placement of a pod spec part: nodeSelector + tolerations (+ resources).
-    static func placed(_ c: PlatformConfiguration, _ r: PlatformConfiguration.Resources?, extra: [(String, YAMLTree)] = [])
+    static func placed(
+        _ c: PlatformConfiguration, _ r: PlatformConfiguration.Resources?, extra: [(String, YAMLTree)] = []
+    )
         -> [(String, YAMLTree)]
     {
         var p = extra
@@ -106,7 +110,9 @@ public enum PlatformValues {
 
     /// `{registry, repository}` image values where the chart splits them.
     static func splitImage(_ c: PlatformConfiguration, _ upstream: String, tag: String? = nil) -> YAMLTree {
-        var p: [(String, YAMLTree)] = [("registry", .string(c.registry)), ("repository", .string(mirrorPath(upstream)))]
+        var p: [(String, YAMLTree)] = [
+            ("registry", .string(c.registry)), ("repository", .string(mirrorPath(upstream))),
+        ]
         if let tag { p.append(("tag", .string(tag))) }
         return .map(p)
     }
@@ -123,7 +129,8 @@ public enum PlatformValues {
         let reloader = c.resources("config-reloader")
         var storageSpec: [(String, YAMLTree)] = [("accessModes", .list([.string("ReadWriteOnce")]))]
         if let sc = c.storage.storageClass { storageSpec.insert(("storageClassName", .string(sc)), at: 0) }
-        storageSpec.append(("resources", .map([("requests", .map([("storage", .string(gib(c.storage.prometheusGiB)))]))])))
+        storageSpec.append(
+            ("resources", .map([("requests", .map([("storage", .string(gib(c.storage.prometheusGiB)))]))])))
         let retentionMB = max(1, c.storage.prometheusGiB * 1024 * 9 / 10)
         let grafanaHost = "grafana.\(c.domain)"
         let values: YAMLTree = .map([
@@ -170,7 +177,10 @@ public enum PlatformValues {
                                     ("retentionSize", .string("\(retentionMB)MB")),
                                     ("serviceMonitorSelectorNilUsesHelmValues", .bool(false)),
                                     ("podMonitorSelectorNilUsesHelmValues", .bool(false)),
-                                    ("storageSpec", .map([("volumeClaimTemplate", .map([("spec", .map(storageSpec))]))])),
+                                    (
+                                        "storageSpec",
+                                        .map([("volumeClaimTemplate", .map([("spec", .map(storageSpec))]))])
+                                    ),
                                 ]))
                     )
                 ])
@@ -244,11 +254,13 @@ public enum PlatformValues {
                 PodFootprint(release: name, name: "prometheus-operator", resources: c.resources("prometheus-operator")),
                 PodFootprint(release: name, name: "kube-state-metrics", resources: c.resources("kube-state-metrics")),
                 PodFootprint(
-                    release: name, name: "node-exporter", resources: c.resources("node-exporter"), placement: .everyNode),
+                    release: name, name: "node-exporter", resources: c.resources("node-exporter"), placement: .everyNode
+                ),
             ],
             volumes: [
                 VolumeClaim(
-                    release: name, name: "prometheus", sizeGiB: c.storage.prometheusGiB, storageClass: c.storage.storageClass)
+                    release: name, name: "prometheus", sizeGiB: c.storage.prometheusGiB,
+                    storageClass: c.storage.storageClass)
             ])
     }
 
@@ -285,14 +297,20 @@ public enum PlatformValues {
                     ("resources", resources(c.resources("gpu-operator"))),
                 ])
             ),
-            ("validator", .map([("repository", .string(nvidia)), ("resources", resources(c.resources("gpu-validator")))])),
+            (
+                "validator",
+                .map([("repository", .string(nvidia)), ("resources", resources(c.resources("gpu-validator")))])
+            ),
             ("driver", .map(driver)),
             ("toolkit", .map(toolkit)),
             (
                 "devicePlugin",
                 .map([("repository", .string(nvidia)), ("resources", resources(c.resources("device-plugin")))])
             ),
-            ("gfd", .map([("repository", .string(nvidia)), ("resources", resources(c.resources("gpu-feature-discovery")))])),
+            (
+                "gfd",
+                .map([("repository", .string(nvidia)), ("resources", resources(c.resources("gpu-feature-discovery")))])
+            ),
             (
                 "dcgmExporter",
                 .map([
@@ -320,7 +338,10 @@ public enum PlatformValues {
             (
                 "node-feature-discovery",
                 .map([
-                    ("image", .map([("repository", .string(mirrored(c, "registry.k8s.io/nfd/node-feature-discovery")))])),
+                    (
+                        "image",
+                        .map([("repository", .string(mirrored(c, "registry.k8s.io/nfd/node-feature-discovery")))])
+                    ),
                     ("master", .map(placed(c, c.resources("nfd-master")))),
                     ("gc", .map(placed(c, c.resources("nfd-gc")))),
                     ("worker", .map([("resources", resources(c.resources("nfd-worker")))])),
@@ -330,7 +351,8 @@ public enum PlatformValues {
             PodFootprint(release: name, name: "gpu-operator", resources: c.resources("gpu-operator")),
             PodFootprint(release: name, name: "nfd-master", resources: c.resources("nfd-master")),
             PodFootprint(release: name, name: "nfd-gc", resources: c.resources("nfd-gc")),
-            PodFootprint(release: name, name: "nfd-worker", resources: c.resources("nfd-worker"), placement: .everyNode),
+            PodFootprint(
+                release: name, name: "nfd-worker", resources: c.resources("nfd-worker"), placement: .everyNode),
             PodFootprint(
                 release: name, name: "device-plugin", resources: c.resources("device-plugin"), placement: .gpuNodes),
             PodFootprint(
@@ -340,7 +362,8 @@ public enum PlatformValues {
                 release: name, name: "dcgm-exporter", resources: c.resources("dcgm-exporter"), placement: .gpuNodes),
         ]
         if !host {
-            pods.append(PodFootprint(release: name, name: "driver", resources: c.resources("driver"), placement: .gpuNodes))
+            pods.append(
+                PodFootprint(release: name, name: "driver", resources: c.resources("driver"), placement: .gpuNodes))
             pods.append(
                 PodFootprint(
                     release: name, name: "container-toolkit", resources: c.resources("container-toolkit"),
@@ -373,7 +396,8 @@ public enum PlatformValues {
             ("postCleanup", .map([("resources", resources(hook))])),
             ("defaultQueue", .map([("createDefaultQueue", .bool(false))])),
         ])
-        let pods = WorkloadSizing.kaiManaged.map { PodFootprint(release: name, name: $0.name, resources: $0.resources) }
+        let pods =
+            WorkloadSizing.kaiManaged.map { PodFootprint(release: name, name: $0.name, resources: $0.resources) }
             + [PodFootprint(release: name, name: "kai-operator", resources: .init(cpuRequest: "0", memoryRequest: "0"))]
         return PlatformRelease(
             name: name, namespace: "kai-scheduler", chart: .kaiScheduler, values: values, pods: pods, volumes: [])
@@ -407,7 +431,9 @@ public enum PlatformValues {
                     ("instances", .int(c.postgresqlInstances)),
                     (
                         "imageName",
-                        .string(mirrored(c, "ghcr.io/cloudnative-pg/postgresql") + ":\(ChartReference.cnpgCluster.appVersion)")
+                        .string(
+                            mirrored(c, "ghcr.io/cloudnative-pg/postgresql")
+                                + ":\(ChartReference.cnpgCluster.appVersion)")
                     ),
                     ("storage", .map(storage)),
                     ("resources", resources(pg)),
@@ -447,7 +473,10 @@ public enum PlatformValues {
                         extra: [
                             (
                                 "resources",
-                                .map(["csiProvisioner", "csiResizer", "csiSnapshotter", "livenessProbe", "nfs"].map { ($0, r) })
+                                .map(
+                                    ["csiProvisioner", "csiResizer", "csiSnapshotter", "livenessProbe", "nfs"].map {
+                                        ($0, r)
+                                    })
                             )
                         ]))
             ),
@@ -459,7 +488,8 @@ public enum PlatformValues {
             pods: [
                 PodFootprint(release: name, name: "csi-nfs-controller", containers: Array(repeating: ctr, count: 5)),
                 PodFootprint(
-                    release: name, name: "csi-nfs-node", containers: Array(repeating: ctr, count: 3), placement: .everyNode),
+                    release: name, name: "csi-nfs-node", containers: Array(repeating: ctr, count: 3),
+                    placement: .everyNode),
             ],
             volumes: [])
     }
@@ -486,7 +516,10 @@ public enum PlatformValues {
                 "global",
                 .map([
                     ("imageRegistry", .string(c.registry)),
-                    ("seaweedfs", .map([("image", .map([("name", .string(mirrorPath("docker.io/chrislusf/seaweedfs")))]))])),
+                    (
+                        "seaweedfs",
+                        .map([("image", .map([("name", .string(mirrorPath("docker.io/chrislusf/seaweedfs")))]))])
+                    ),
                 ])
             ),
             ("image", .map([("tag", .string(ChartReference.seaweedfs.appVersion))])),

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import SwiftASN1
 import X509
 
 /// The site's certificate for the platform's domain (`spec.tls`), checked before the ingress serves it:
@@ -19,7 +20,7 @@ public enum SiteCertificateCheck {
         } catch {
             return ["the certificate file is not a PEM certificate (\(error))"]
         }
-        guard let leaf = chain.first else { return ["the certificate file holds no certificate"] }
+        guard let leaf = chain.first else { return ["the certificate file is not a PEM certificate (it holds none)"] }
         guard let ca = try? Certificate(pemEncoded: caPEM) else { return ["the CA file is not a PEM certificate"] }
         var out: [String] = []
         if let key = try? Certificate.PrivateKey(pemEncoded: keyPEM) {
@@ -31,10 +32,11 @@ public enum SiteCertificateCheck {
         } else {
             out.append("the key file is not a PEM private key")
         }
-        let names: [String] = ((try? leaf.extensions.subjectAlternativeNames) ?? nil)?.compactMap {
-            if case .dnsName(let d) = $0 { return d.lowercased() }
-            return nil
-        } ?? []
+        let names: [String] =
+            ((try? leaf.extensions.subjectAlternativeNames) ?? nil)?.compactMap {
+                if case .dnsName(let d) = $0 { return d.lowercased() }
+                return nil
+            } ?? []
         for want in [domain.lowercased(), "*.\(domain.lowercased())"] where !names.contains(want) {
             out.append(
                 "the certificate does not name \(want) (subjectAltName has \(names.isEmpty ? "no DNS names" : names.joined(separator: ", ")))"

@@ -45,7 +45,8 @@ public enum WorkloadSizing {
         var out = defaults
         for c in profile.controlPlane.components where out[c.name] != nil {
             out[c.name] = .init(
-                cpuRequest: c.cpuRequest, memoryRequest: c.memoryRequest, cpuLimit: c.cpuLimit, memoryLimit: c.memoryLimit)
+                cpuRequest: c.cpuRequest, memoryRequest: c.memoryRequest, cpuLimit: c.cpuLimit,
+                memoryLimit: c.memoryLimit)
         }
         return out
     }

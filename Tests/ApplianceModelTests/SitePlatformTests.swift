@@ -36,10 +36,12 @@ import Testing
         let p = try #require(site.platform)
         #expect(p.queues.map(\.name) == ["org", "team-a", "team-b"])
         let a = p.queues[1]
-        #expect(a.parent == "org" && a.gpuQuota == 10 && a.gpuLimit == 16 && a.overQuotaWeight == 2 && a.priority == 120)
+        #expect(
+            a.parent == "org" && a.gpuQuota == 10 && a.gpuLimit == 16 && a.overQuotaWeight == 2 && a.priority == 120)
         #expect(p.queues[0].gpuLimit == -1 && p.queues[0].priority == 100)
         #expect(p.queues[2].namespaces == ["team-b", "team-b-dev"])
-        #expect(p.storage.storageClass == "local-path" && p.storage.capacityGiB == 4000 && p.storage.postgresqlGiB == 100)
+        #expect(
+            p.storage.storageClass == "local-path" && p.storage.capacityGiB == 4000 && p.storage.postgresqlGiB == 100)
         #expect(p.storage.prometheusGiB == nil && p.storage.datasetStorageClass == "dataset-cache")
         #expect(p.tlsSecretName == "ml-tls")
     }
@@ -49,7 +51,9 @@ import Testing
         let dir = NSTemporaryDirectory() + "site-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        for f in ["ca.crt", "tls.crt", "tls.key"] { try "x".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8) }
+        for f in ["ca.crt", "tls.crt", "tls.key"] {
+            try "x".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8)
+        }
         var copy = site
         copy.tls = .init(certificateFile: dir + "/tls.crt", keyFile: dir + "/tls.key", caFile: dir + "/ca.crt")
         try copy.yaml().write(toFile: dir + "/site.yaml", atomically: true, encoding: .utf8)

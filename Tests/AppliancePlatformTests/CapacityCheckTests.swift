@@ -55,7 +55,8 @@ import Testing
         p.controlPlane.components = [
             .init(name: "metrics", cpuRequest: "2090m", cpuLimit: "3", memoryRequest: "256Mi", memoryLimit: "1Gi"),
             .init(name: "postgresql", cpuRequest: "2100m", cpuLimit: "3", memoryRequest: "256Mi", memoryLimit: "1Gi"),
-            .init(name: "object-storage", cpuRequest: "2100m", cpuLimit: "3", memoryRequest: "256Mi", memoryLimit: "1Gi"),
+            .init(
+                name: "object-storage", cpuRequest: "2100m", cpuLimit: "3", memoryRequest: "256Mi", memoryLimit: "1Gi"),
         ]
         for name in [
             "grafana", "alertmanager", "prometheus-operator", "kube-state-metrics", "gpu-operator", "nfd-master",
@@ -90,7 +91,9 @@ import Testing
         storage.nfsExportGiB = 400
         let f = try Self.findings(Fixtures.site(storage: storage, systemNodes: 2))
         #expect(Self.codes(f) == ["CAP-NFS"])
-        #expect(f.first?.message.contains("asks 500 GiB but the NFS export 10.0.0.5:/export/datasets is declared with 400 GiB") ?? false)
+        #expect(
+            f.first?.message.contains(
+                "asks 500 GiB but the NFS export 10.0.0.5:/export/datasets is declared with 400 GiB") ?? false)
     }
 
     @Test func topLevelQuotasBeyondTheClusterGPUs() throws {
@@ -99,7 +102,8 @@ import Testing
         ]
         let f = try Self.findings(Fixtures.site(queues: queues, systemNodes: 2))
         #expect(Self.codes(f) == ["QUOTA-SUM"])
-        #expect(f.first?.message.contains("sum to 18 (a 10, b 8) but the cluster has 16 GPUs (2 gpu-worker nodes") ?? false)
+        #expect(
+            f.first?.message.contains("sum to 18 (a 10, b 8) but the cluster has 16 GPUs (2 gpu-worker nodes") ?? false)
     }
 
     @Test func childrenBeyondTheirParent() throws {

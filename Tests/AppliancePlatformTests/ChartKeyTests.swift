@@ -42,7 +42,9 @@ import Yams
             for (k, v) in pairs {
                 let p = path.isEmpty ? k : "\(path).\(k)"
                 let next: [Any?] = candidates.map { ($0 as? [String: Any])?[k] }
-                let present = next.contains { $0 != nil } || candidates.contains { (($0 as? [String: Any])?.keys.contains(k)) ?? false }
+                let present =
+                    next.contains { $0 != nil }
+                    || candidates.contains { (($0 as? [String: Any])?.keys.contains(k)) ?? false }
                 if !present {
                     out.append(p)
                     continue
@@ -82,9 +84,12 @@ import Yams
             c.gpuStackMode = mode
             c.migStrategy = "single"
             for r in PlatformValues.releases(c) {
-                let chart = try #require(try ChartValues.load(r.chart), "no reference chart \(r.chart.referenceDirectory)")
+                let chart = try #require(
+                    try ChartValues.load(r.chart), "no reference chart \(r.chart.referenceDirectory)")
                 let unknown = Self.unknownPaths(r.values, chart: chart)
-                #expect(unknown.isEmpty, "\(r.name) (\(r.chart.referenceDirectory)) renders keys its values.yaml lacks: \(unknown)")
+                #expect(
+                    unknown.isEmpty,
+                    "\(r.name) (\(r.chart.referenceDirectory)) renders keys its values.yaml lacks: \(unknown)")
             }
         }
     }

@@ -48,7 +48,8 @@ enum Fixtures {
         return SiteInventory(
             name: "lab", profile: nil, ssh: .init(), hosts: hosts,
             network: .init(domain: "ml.example.internal", apiEndpoint: "10.0.0.11:6443"),
-            tls: .init(certificateFile: "/nonexistent/tls.crt", keyFile: "/nonexistent/tls.key", caFile: "/nonexistent/ca.crt"),
+            tls: .init(
+                certificateFile: "/nonexistent/tls.crt", keyFile: "/nonexistent/tls.key", caFile: "/nonexistent/ca.crt"),
             storage: .init(nfsServer: "10.0.0.5", nfsPath: "/export/datasets", mountOptions: "nfsvers=4.1,hard"),
             registry: .init(mode: SiteInventory.RegistrySettings.inCluster),
             roles: .init(dedicatedSystemNodes: dedicated),

@@ -69,7 +69,9 @@ import Yams
                     case .string(let s) = v
                 {
                     let splitWithRegistry: Bool
-                    if case .string(let reg)? = dict["registry"], reg == registry { splitWithRegistry = true } else {
+                    if case .string(let reg)? = dict["registry"], reg == registry {
+                        splitWithRegistry = true
+                    } else {
                         splitWithRegistry = false
                     }
                     if !s.hasPrefix(registry) && !(k == "repository" && splitWithRegistry) {

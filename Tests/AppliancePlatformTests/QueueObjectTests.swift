@@ -118,7 +118,10 @@ import Yams
     @Test func namespacesCarryTheirLeafQueue() throws {
         let c = try PlatformConfiguration.resolve(site: Fixtures.site(), profile: Fixtures.profile("lab"))
         let text = PlatformObjects.document(PlatformObjects.namespaces(c))
-        #expect(text.contains("name: team-b-dev\n  labels:\n    app.kubernetes.io/managed-by: appliance\n    kai.scheduler/queue: team-b"))
+        #expect(
+            text.contains(
+                "name: team-b-dev\n  labels:\n    app.kubernetes.io/managed-by: appliance\n    kai.scheduler/queue: team-b"
+            ))
     }
 
     /// Without site queues the profile's queues become top-level queues.

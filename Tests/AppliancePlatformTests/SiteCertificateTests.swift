@@ -85,7 +85,10 @@ import X509
         let ca = try Self.ca()
         let l = try Self.leaf(by: ca)
         let other = P256.Signing.PrivateKey().pemRepresentation
-        #expect(Self.problems(l.certificatePEM, key: other, ca: ca.certificatePEM) == ["the key does not belong to the certificate"])
+        #expect(
+            Self.problems(l.certificatePEM, key: other, ca: ca.certificatePEM) == [
+                "the key does not belong to the certificate"
+            ])
     }
 
     @Test func missingWildcardIsRefused() throws {
@@ -137,8 +140,13 @@ import X509
 
     @Test func garbageIsRefused() throws {
         let ca = try Self.ca()
-        #expect(Self.problems("not a certificate", key: "x", ca: ca.certificatePEM).first?.hasPrefix("the certificate file is not a PEM certificate") ?? false)
+        #expect(
+            Self.problems("not a certificate", key: "x", ca: ca.certificatePEM).first?.hasPrefix(
+                "the certificate file is not a PEM certificate") ?? false)
         let l = try Self.leaf(by: ca)
-        #expect(Self.problems(l.certificatePEM, key: "garbage", ca: ca.certificatePEM) == ["the key file is not a PEM private key"])
+        #expect(
+            Self.problems(l.certificatePEM, key: "garbage", ca: ca.certificatePEM) == [
+                "the key file is not a PEM private key"
+            ])
     }
 }

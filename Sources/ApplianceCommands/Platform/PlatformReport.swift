@@ -10,7 +10,9 @@ enum PlatformReport {
         do {
             let result = try PlatformCheck.run(site: site, profile: profile)
             if result.passed {
-                return ([head, "  ok: the platform fits the system nodes, storage and GPUs; the certificate is fit"], nil)
+                return (
+                    [head, "  ok: the platform fits the system nodes, storage and GPUs; the certificate is fit"], nil
+                )
             }
             return ([head] + result.lines.map { "  \($0)" }, result.error)
         } catch {

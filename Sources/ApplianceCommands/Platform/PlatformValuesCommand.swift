@@ -49,12 +49,14 @@ struct PlatformValuesCommand: AsyncParsableCommand {
             for r in releases {
                 let path = (output as NSString).appendingPathComponent(r.valuesFileName)
                 try Data(r.valuesYAML.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
-                ctx.output.print("\(path): \(r.name) (chart \(r.chart.name) \(r.chart.version), namespace \(r.namespace))")
+                ctx.output.print(
+                    "\(path): \(r.name) (chart \(r.chart.name) \(r.chart.version), namespace \(r.namespace))")
             }
             let objects = (output as NSString).appendingPathComponent("platform-objects.yaml")
             try Data(PlatformObjects.document(PlatformObjects.all(config)).utf8).write(
                 to: URL(fileURLWithPath: objects), options: .atomic)
-            ctx.output.print("\(objects): \(config.queues.count) queues, dataset cache \(config.storage.datasetCacheGiB) GiB")
+            ctx.output.print(
+                "\(objects): \(config.queues.count) queues, dataset cache \(config.storage.datasetCacheGiB) GiB")
         } catch {
             throw ValidationError("cannot write into \(output): \(error.localizedDescription)")
         }
