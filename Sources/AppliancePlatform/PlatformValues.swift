@@ -569,8 +569,9 @@ public enum PlatformValues {
             volumes: volumes)
     }
 
-    /// HAProxy Kubernetes ingress on every system node (a DaemonSet), the default IngressClass, serving the
-    /// site's certificate (Secret `tlsSecretName`) as the default for `<domain>` and `*.<domain>`.
+    /// HAProxy Kubernetes ingress on every system node (a DaemonSet on the nodes' ports 80 and 443), the
+    /// default IngressClass, serving the site's certificate (Secret `tlsSecretName` in the release's namespace)
+    /// as the default for `<domain>` and `*.<domain>`.
     public static func ingress(_ c: PlatformConfiguration) -> PlatformRelease {
         let name = "haproxy-ingress"
         let r = c.resources("ingress")
@@ -589,6 +590,8 @@ public enum PlatformValues {
                                 ])
                             ),
                             ("kind", .string("DaemonSet")),
+                            // Ports 80/443 on every system node: *.<domain> resolves to the system nodes.
+                            ("daemonset", .map([("useHostPort", .bool(true))])),
                             ("ingressClass", .string("haproxy")),
                             ("ingressClassResource", .map([("name", .string("haproxy")), ("default", .bool(true))])),
                             (

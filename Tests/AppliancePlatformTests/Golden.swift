@@ -12,7 +12,8 @@ enum Golden {
     static func check(_ text: String, _ name: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
         let url = directory.appendingPathComponent(name)
         if updating {
-            try? FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try? FileManager.default.createDirectory(
+                at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
             do {
                 try text.write(to: url, atomically: true, encoding: .utf8)
             } catch {
