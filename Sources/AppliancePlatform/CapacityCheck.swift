@@ -84,7 +84,7 @@ public enum CapacityCheck {
                 CapacityFinding(
                     code: "CAP-CPU",
                     message:
-                        "the platform requests \(Quantity.cpuText(needCPU)) CPU on system nodes but \(nodeWord) provide \(Quantity.cpuText(haveCPU)) allocatable (after reservations, control plane and daemon sets)",
+                        "the platform requests \(Quantity.cpuText(needCPU)) CPU on system nodes but \(nodeWord) \(nodes.count == 1 ? "provides" : "provide") \(Quantity.cpuText(haveCPU)) allocatable (after reservations, control plane and daemon sets)",
                     remedy: roleFix))
         }
         if !nodes.isEmpty, needMemory > haveMemory {
@@ -92,22 +92,28 @@ public enum CapacityCheck {
                 CapacityFinding(
                     code: "CAP-MEMORY",
                     message:
-                        "the platform requests \(Quantity.memoryText(needMemory)) of memory on system nodes but \(nodeWord) provide \(Quantity.memoryText(haveMemory)) allocatable (after reservations, control plane and daemon sets)",
+                        "the platform requests \(Quantity.memoryText(needMemory)) of memory on system nodes but \(nodeWord) \(nodes.count == 1 ? "provides" : "provide") \(Quantity.memoryText(haveMemory)) allocatable (after reservations, control plane and daemon sets)",
                     remedy: roleFix))
         }
         // Every pod must fit on one node; then all of them must pack (first fit, largest first).
         if let largestCPU = nodes.map(\.milliCPU).max(), let largestMemory = nodes.map(\.memoryBytes).max() {
-            var unfit: Set<String> = []
-            for p in placed
-            where !nodes.contains(where: { $0.milliCPU >= p.milliCPU && $0.memoryBytes >= p.memoryBytes }) {
-                unfit.insert(p.name)
+            // One line for the largest pod that fits no node, naming the others that do not fit either.
+            let unfit = placed.filter { p in
+                !nodes.contains { $0.milliCPU >= p.milliCPU && $0.memoryBytes >= p.memoryBytes }
+            }.sorted { ($0.memoryBytes, $0.milliCPU, $0.name) > ($1.memoryBytes, $1.milliCPU, $1.name) }
+            if let p = unfit.first {
+                let others = unfit.dropFirst().map { "\($0.release)/\($0.name)" }
+                let also = others.isEmpty ? "" : " (nor do \(others.count) more: \(others.joined(separator: ", ")))"
+                let remedy =
+                    p.sizedBy.map {
+                        "use larger system nodes, or lower '\($0)' in the profile's controlPlane.components"
+                    } ?? "use larger system nodes (the chart or its operator sets this pod's requests)"
                 out.append(
                     CapacityFinding(
                         code: "CAP-POD",
                         message:
-                            "pod \(p.release)/\(p.name) requests \(Quantity.cpuText(p.milliCPU)) CPU / \(Quantity.memoryText(p.memoryBytes)) but the largest system node has \(Quantity.cpuText(max(0, largestCPU))) CPU / \(Quantity.memoryText(max(0, largestMemory))) allocatable left",
-                        remedy: "use larger system nodes, or lower '\(p.name)' in the profile's controlPlane.components"
-                    ))
+                            "pod \(p.release)/\(p.name) requests \(Quantity.cpuText(p.milliCPU)) CPU / \(Quantity.memoryText(p.memoryBytes)) but the largest system node has \(Quantity.cpuText(max(0, largestCPU))) CPU / \(Quantity.memoryText(max(0, largestMemory))) allocatable left\(also)",
+                        remedy: remedy))
             }
             if out.allSatisfy({ $0.code != "CAP-CPU" && $0.code != "CAP-MEMORY" }) && unfit.isEmpty {
                 var free = nodes

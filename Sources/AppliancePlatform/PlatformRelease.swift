@@ -45,10 +45,13 @@ public struct PodFootprint: Sendable, Equatable {
     public var milliCPU: Int
     public var memoryBytes: Int
     public var placement: Placement
+    /// The `controlPlane.components` name in a profile that sizes this pod; nil: the chart or the operator
+    /// sizes it.
+    public var sizedBy: String?
 
     public init(
         release: String, name: String, replicas: Int = 1, resources: PlatformConfiguration.Resources,
-        placement: Placement = .system
+        placement: Placement = .system, sizedBy: String? = nil
     ) {
         self.release = release
         self.name = name
@@ -56,12 +59,13 @@ public struct PodFootprint: Sendable, Equatable {
         self.milliCPU = resources.milliCPU
         self.memoryBytes = resources.memoryBytes
         self.placement = placement
+        self.sizedBy = sizedBy
     }
 
     /// Sums the requests of several containers of one pod.
     public init(
         release: String, name: String, replicas: Int = 1, containers: [PlatformConfiguration.Resources],
-        placement: Placement = .system
+        placement: Placement = .system, sizedBy: String? = nil
     ) {
         self.release = release
         self.name = name
@@ -69,6 +73,7 @@ public struct PodFootprint: Sendable, Equatable {
         self.milliCPU = containers.reduce(0) { $0 + $1.milliCPU }
         self.memoryBytes = containers.reduce(0) { $0 + $1.memoryBytes }
         self.placement = placement
+        self.sizedBy = sizedBy
     }
 }
 

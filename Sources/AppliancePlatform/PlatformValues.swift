@@ -248,13 +248,20 @@ public enum PlatformValues {
         return PlatformRelease(
             name: name, namespace: "monitoring", chart: .kubePrometheusStack, values: values,
             pods: [
-                PodFootprint(release: name, name: "prometheus", containers: [prom, reloader]),
-                PodFootprint(release: name, name: "alertmanager", containers: [c.resources("alertmanager"), reloader]),
-                PodFootprint(release: name, name: "grafana", resources: c.resources("grafana")),
-                PodFootprint(release: name, name: "prometheus-operator", resources: c.resources("prometheus-operator")),
-                PodFootprint(release: name, name: "kube-state-metrics", resources: c.resources("kube-state-metrics")),
+                PodFootprint(release: name, name: "prometheus", containers: [prom, reloader], sizedBy: "metrics"),
                 PodFootprint(
-                    release: name, name: "node-exporter", resources: c.resources("node-exporter"), placement: .everyNode
+                    release: name, name: "alertmanager", containers: [c.resources("alertmanager"), reloader],
+                    sizedBy: "alertmanager"),
+                PodFootprint(release: name, name: "grafana", resources: c.resources("grafana"), sizedBy: "grafana"),
+                PodFootprint(
+                    release: name, name: "prometheus-operator", resources: c.resources("prometheus-operator"),
+                    sizedBy: "prometheus-operator"),
+                PodFootprint(
+                    release: name, name: "kube-state-metrics", resources: c.resources("kube-state-metrics"),
+                    sizedBy: "kube-state-metrics"),
+                PodFootprint(
+                    release: name, name: "node-exporter", resources: c.resources("node-exporter"),
+                    placement: .everyNode, sizedBy: "node-exporter"
                 ),
             ],
             volumes: [
@@ -348,26 +355,33 @@ public enum PlatformValues {
                 ])
             ))
         var pods = [
-            PodFootprint(release: name, name: "gpu-operator", resources: c.resources("gpu-operator")),
-            PodFootprint(release: name, name: "nfd-master", resources: c.resources("nfd-master")),
-            PodFootprint(release: name, name: "nfd-gc", resources: c.resources("nfd-gc")),
             PodFootprint(
-                release: name, name: "nfd-worker", resources: c.resources("nfd-worker"), placement: .everyNode),
+                release: name, name: "gpu-operator", resources: c.resources("gpu-operator"), sizedBy: "gpu-operator"),
             PodFootprint(
-                release: name, name: "device-plugin", resources: c.resources("device-plugin"), placement: .gpuNodes),
+                release: name, name: "nfd-master", resources: c.resources("nfd-master"), sizedBy: "nfd-master"),
+            PodFootprint(release: name, name: "nfd-gc", resources: c.resources("nfd-gc"), sizedBy: "nfd-gc"),
+            PodFootprint(
+                release: name, name: "nfd-worker", resources: c.resources("nfd-worker"), placement: .everyNode,
+                sizedBy: "nfd-worker"),
+            PodFootprint(
+                release: name, name: "device-plugin", resources: c.resources("device-plugin"), placement: .gpuNodes,
+                sizedBy: "device-plugin"),
             PodFootprint(
                 release: name, name: "gpu-feature-discovery", resources: c.resources("gpu-feature-discovery"),
-                placement: .gpuNodes),
+                placement: .gpuNodes, sizedBy: "gpu-feature-discovery"),
             PodFootprint(
-                release: name, name: "dcgm-exporter", resources: c.resources("dcgm-exporter"), placement: .gpuNodes),
+                release: name, name: "dcgm-exporter", resources: c.resources("dcgm-exporter"), placement: .gpuNodes,
+                sizedBy: "dcgm-exporter"),
         ]
         if !host {
             pods.append(
-                PodFootprint(release: name, name: "driver", resources: c.resources("driver"), placement: .gpuNodes))
+                PodFootprint(
+                    release: name, name: "driver", resources: c.resources("driver"), placement: .gpuNodes,
+                    sizedBy: "driver"))
             pods.append(
                 PodFootprint(
                     release: name, name: "container-toolkit", resources: c.resources("container-toolkit"),
-                    placement: .gpuNodes))
+                    placement: .gpuNodes, sizedBy: "container-toolkit"))
         }
         return PlatformRelease(
             name: name, namespace: "gpu-operator", chart: .gpuOperator, values: .map(values), pods: pods, volumes: [])
@@ -411,7 +425,11 @@ public enum PlatformValues {
                 + placed(c, c.resources("cnpg-operator")))
         return PlatformRelease(
             name: name, namespace: "cnpg-system", chart: .cloudnativePG, values: values,
-            pods: [PodFootprint(release: name, name: "cnpg-operator", resources: c.resources("cnpg-operator"))],
+            pods: [
+                PodFootprint(
+                    release: name, name: "cnpg-operator", resources: c.resources("cnpg-operator"),
+                    sizedBy: "cnpg-operator")
+            ],
             volumes: [])
     }
 
@@ -443,7 +461,11 @@ public enum PlatformValues {
         ])
         return PlatformRelease(
             name: name, namespace: "platform-db", chart: .cnpgCluster, values: values,
-            pods: [PodFootprint(release: name, name: "postgresql", replicas: c.postgresqlInstances, resources: pg)],
+            pods: [
+                PodFootprint(
+                    release: name, name: "postgresql", replicas: c.postgresqlInstances, resources: pg,
+                    sizedBy: "postgresql")
+            ],
             volumes: (0..<c.postgresqlInstances).map {
                 VolumeClaim(
                     release: name, name: "postgresql-\($0 + 1)", sizeGiB: c.storage.postgresqlGiB,
@@ -486,7 +508,9 @@ public enum PlatformValues {
         return PlatformRelease(
             name: name, namespace: "kube-system", chart: .csiDriverNFS, values: values,
             pods: [
-                PodFootprint(release: name, name: "csi-nfs-controller", containers: Array(repeating: ctr, count: 5)),
+                PodFootprint(
+                    release: name, name: "csi-nfs-controller", containers: Array(repeating: ctr, count: 5),
+                    sizedBy: "csi-nfs-container"),
                 PodFootprint(
                     release: name, name: "csi-nfs-node", containers: Array(repeating: ctr, count: 3),
                     placement: .everyNode),
@@ -560,11 +584,15 @@ public enum PlatformValues {
         return PlatformRelease(
             name: name, namespace: "platform-s3", chart: .seaweedfs, values: values,
             pods: [
-                PodFootprint(release: name, name: "seaweedfs-master", resources: c.resources("object-store-master")),
+                PodFootprint(
+                    release: name, name: "seaweedfs-master", resources: c.resources("object-store-master"),
+                    sizedBy: "object-store-master"),
                 PodFootprint(
                     release: name, name: "seaweedfs-volume", replicas: c.objectStoreReplicas,
-                    resources: c.resources("object-storage")),
-                PodFootprint(release: name, name: "seaweedfs-filer", resources: c.resources("object-store-filer")),
+                    resources: c.resources("object-storage"), sizedBy: "object-storage"),
+                PodFootprint(
+                    release: name, name: "seaweedfs-filer", resources: c.resources("object-store-filer"),
+                    sizedBy: "object-store-filer"),
             ],
             volumes: volumes)
     }
@@ -605,7 +633,11 @@ public enum PlatformValues {
         ])
         return PlatformRelease(
             name: name, namespace: "ingress", chart: .haproxyIngress, values: values,
-            pods: [PodFootprint(release: name, name: "haproxy-ingress", resources: r, placement: .everySystemNode)],
+            pods: [
+                PodFootprint(
+                    release: name, name: "haproxy-ingress", resources: r, placement: .everySystemNode,
+                    sizedBy: "ingress")
+            ],
             volumes: [])
     }
 }

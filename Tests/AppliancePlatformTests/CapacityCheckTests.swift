@@ -33,7 +33,7 @@ import Testing
         #expect(Self.codes(f).contains("CAP-MEMORY"))
         let cpu = try #require(f.first { $0.code == "CAP-CPU" })
         // Both numbers and a remedy on one line.
-        #expect(cpu.description.contains("CPU on system nodes but 1 system node provide"))
+        #expect(cpu.description.contains("CPU on system nodes but 1 system node provides"))
         #expect(cpu.description.contains("; remedy: "))
         #expect(!cpu.description.contains("\n"))
     }
@@ -45,6 +45,8 @@ import Testing
         let f = try Self.findings(Fixtures.site(systemNodes: 4), profile: p)
         let pod = try #require(f.first { $0.code == "CAP-POD" }, "\(f)")
         #expect(pod.message.contains("kube-prometheus-stack/prometheus requests 6.01 CPU"))
+        #expect(pod.remedy == "use larger system nodes, or lower 'metrics' in the profile's controlPlane.components")
+        #expect(Self.codes(f).filter { $0 == "CAP-POD" }.count == 1)
         #expect(!Self.codes(f).contains("CAP-CPU"))
     }
 
