@@ -77,6 +77,17 @@ let package = Package(
             name: "AppliancePreflight",
             dependencies: ["ApplianceModel", "ApplianceSSH"],
             exclude: ["README.md"]),
+        // The platform control plane as data (issue 13): values rendered from profile + site, queue objects,
+        // the capacity and quota check, the site certificate check. Pure: no SSH, no cluster.
+        .target(
+            name: "AppliancePlatform",
+            dependencies: [
+                "ApplianceModel", .product(name: "Yams", package: "Yams"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            exclude: ["README.md"]),
         // Every operation (stage, install, ...) as one plan; the only place that knows an operation's order.
         .target(
             name: "ApplianceOperations",
@@ -89,7 +100,7 @@ let package = Package(
             name: "ApplianceCommands",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
-                "AppliancePlan", "ApplianceLab", "ApplianceOperations",
+                "AppliancePlan", "ApplianceLab", "ApplianceOperations", "AppliancePlatform",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -119,6 +130,16 @@ let package = Package(
             dependencies: ["AppliancePlan", .product(name: "Logging", package: "swift-log")]),
 
         .testTarget(name: "ApplianceModelTests", dependencies: ["ApplianceModel"]),
+        .testTarget(
+            name: "AppliancePlatformTests",
+            dependencies: [
+                "AppliancePlatform", "ApplianceModel", .product(name: "Yams", package: "Yams"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            // Expected values files (read from the source tree).
+            exclude: ["Golden"]),
         .testTarget(
             name: "AppliancePreflightTests",
             dependencies: ["AppliancePreflight", "ApplianceModel"]),

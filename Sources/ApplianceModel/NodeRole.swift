@@ -21,3 +21,19 @@ public enum RoleLabelStyle: String, Sendable, Codable, CaseIterable, Equatable {
     /// `/runai-cpu-worker`, set to `true` as its `kubectl label` commands do.
     case runai
 }
+
+extension RoleLabelStyle {
+    /// The label key of a role in a spelling (kubeadm's own key for the control plane).
+    public static func labelKey(_ role: NodeRole, style: RoleLabelStyle) -> String {
+        switch (role, style) {
+        case (.controlPlane, _): "node-role.kubernetes.io/control-plane"
+        case (_, .standard): "node-role.kubernetes.io/\(role.rawValue)"
+        case (_, .runai): "node-role.kubernetes.io/runai-\(role.rawValue)"
+        }
+    }
+
+    /// The label value: empty in the standard spelling (and for the control plane), `true` in Run:ai's.
+    public static func labelValue(_ role: NodeRole, style: RoleLabelStyle) -> String {
+        role == .controlPlane || style == .standard ? "" : "true"
+    }
+}

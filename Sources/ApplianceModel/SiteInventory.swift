@@ -29,6 +29,8 @@ public struct SiteInventory: Sendable, Equatable {
     public var preflight: PreflightSettings
     /// Researcher authentication (`spec.auth.oidc`).
     public var auth: AuthSettings?
+    /// The platform control plane's queues and storage (`spec.platform`); nil: no platform section.
+    public var platform: PlatformSettings?
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
@@ -36,8 +38,10 @@ public struct SiteInventory: Sendable, Equatable {
         name: String, profile: String?, ssh: SSHSettings, hosts: [Host], network: NetworkSettings? = nil,
         tls: TLSSettings? = nil, storage: StorageSettings? = nil, registry: RegistrySettings? = nil,
         install: InstallSettings = InstallSettings(), roles: RoleSettings = RoleSettings(),
-        preflight: PreflightSettings = PreflightSettings(), auth: AuthSettings? = nil, sourcePath: String? = nil
+        preflight: PreflightSettings = PreflightSettings(), auth: AuthSettings? = nil,
+        platform: PlatformSettings? = nil, sourcePath: String? = nil
     ) {
+        self.platform = platform
         self.install = install
         self.roles = roles
         self.preflight = preflight
@@ -155,7 +159,7 @@ extension SiteInventory {
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
                 "profile", "ssh", "hosts", "network", "tls", "storage", "registry", "install", "roles", "preflight",
-                "auth",
+                "auth", "platform",
             ])
         else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
@@ -239,10 +243,24 @@ extension SiteInventory {
         let roles = spec["roles"].map { decodeRoles($0) } ?? RoleSettings()
         let preflight = spec["preflight"].map { decodePreflight($0, hosts: hosts) } ?? PreflightSettings()
         let auth = spec["auth"].flatMap { decodeAuth($0, baseDirectory: baseDirectory) }
+        let platform = spec["platform"].flatMap { decodePlatform($0) }
+        if platform != nil, spec["storage"] == nil, let pv = spec["platform"] {
+            r.error(
+                "'spec.platform' needs 'spec.storage.nfs' (server and path): the dataset cache is a StorageClass on that export",
+                at: pv)
+        }
+        if platform != nil, spec["network"] == nil, let pv = spec["platform"] {
+            r.error("'spec.platform' needs 'spec.network.domain': the ingress serves it and *.domain", at: pv)
+        }
+        if platform != nil, spec["tls"] == nil, let pv = spec["platform"] {
+            r.error(
+                "'spec.platform' needs 'spec.tls' (certificate, key, ca): the ingress serves the site's certificate",
+                at: pv)
+        }
         guard let name else { return nil }
         return SiteInventory(
             name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
-            registry: registry, install: install, roles: roles, preflight: preflight, auth: auth)
+            registry: registry, install: install, roles: roles, preflight: preflight, auth: auth, platform: platform)
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
@@ -303,6 +321,7 @@ extension SiteInventory {
         specPairs.append(("hosts", .list(hostTrees)))
         specPairs.append(contentsOf: sectionTrees())
         specPairs.append(contentsOf: installTrees())
+        specPairs.append(contentsOf: platformTrees())
         return YAMLTree.map([
             ("apiVersion", .string(Self.apiVersion)), ("kind", .string(Self.kind)),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(specPairs)),

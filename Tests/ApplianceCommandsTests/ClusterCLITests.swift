@@ -178,4 +178,35 @@ struct ClusterCLITests {
         #expect(reach?["status"] as? String == "fail")
         #expect(r.status == 3)
     }
+
+    /// Issue 13: a site with spec.platform gets the platform's capacity and certificate check after the node
+    /// checks (on stderr), and a failing one makes preflight fail.
+    @Test func preflightReportsThePlatformCheck() async throws {
+        let server = try TestSSHServer()
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for f in ["tls.crt", "tls.key", "ca.crt"] {
+            try "not a certificate".write(toFile: dir + "/" + f, atomically: true, encoding: .utf8)
+        }
+        let sitePath = try site(
+            [server],
+            extra: """
+                  network: {domain: ml.example.internal, apiEndpoint: "127.0.0.1:6443"}
+                  tls: {certificate: tls.crt, key: tls.key, ca: ca.crt}
+                  storage: {nfs: {server: 10.0.0.5, path: /export/datasets}}
+                  platform:
+                    queues: [{name: team, gpuQuota: 1}]
+
+                """)
+        let r = try await CLI.run(["preflight", "-i", sitePath, "--format", "json", "--timeout", "30"], state: dir)
+        #expect(r.status == 3, "\(r.stderr)")
+        #expect(r.stderr.contains("platform check (spec.platform, profile lab):"))
+        #expect(r.stderr.contains("CAP-NODES: the site has no system node"))
+        #expect(r.stderr.contains("TLS: the certificate file is not a PEM certificate"))
+        // The report itself stays valid JSON on stdout.
+        #expect((try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8))) != nil)
+    }
 }

@@ -52,15 +52,11 @@ public struct NodeRoleMarks: Sendable, Equatable {
 
     /// The label key of a role in a spelling.
     public static func labelKey(_ role: NodeRole, style: RoleLabelStyle) -> String {
-        switch (role, style) {
-        case (.controlPlane, _): controlPlaneKey
-        case (_, .standard): "node-role.kubernetes.io/\(role.rawValue)"
-        case (_, .runai): "node-role.kubernetes.io/runai-\(role.rawValue)"
-        }
+        RoleLabelStyle.labelKey(role, style: style)
     }
 
     public static func labelValue(_ role: NodeRole, style: RoleLabelStyle) -> String {
-        role == .controlPlane || style == .standard ? "" : "true"
+        RoleLabelStyle.labelValue(role, style: style)
     }
 
     public static func forNode(_ roles: [NodeRole], style: RoleLabelStyle, dedicatedSystemNodes: Bool) -> NodeRoleMarks

@@ -1,4 +1,6 @@
+import ApplianceModel
 import ApplianceOperations
+import AppliancePreflight
 import ArgumentParser
 import Foundation
 
@@ -45,9 +47,22 @@ struct InstallCommand: AsyncParsableCommand {
         let op = try await Operations.prepare(params, session: session, io: io, dryRun: dryRun)
         if dryRun {
             ctx.output.print(format == .ndjson ? try op.plan.renderJSON() : op.plan.render())
+            if format == .text { try printPlatformCheck(ctx, session.site) }
             await session.pool.closeAll()
             return
         }
         try await Operations.start(op, session: session, io: io)
+    }
+}
+
+extension InstallCommand {
+    /// Issue 13's hook: with `spec.platform`, the dry run also prints the platform's capacity, quota and
+    /// certificate check, after the plan and clearly apart from it.
+    func printPlatformCheck(_ ctx: CommandContext, _ site: SiteInventory) throws {
+        guard site.platform != nil, let name = profile ?? site.profile else { return }
+        let prof = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(name)
+        guard let report = PlatformReport.lines(site: site, profile: prof) else { return }
+        ctx.output.print("")
+        for line in report.lines { ctx.output.print(line) }
     }
 }

@@ -86,8 +86,12 @@ struct PreflightCommand: AsyncParsableCommand {
         } else {
             ctx.output.print(text.hasSuffix("\n") ? String(text.dropLast()) : text)
         }
+        // Sites with spec.platform: the platform's capacity, quota and certificate check (on stderr).
+        let platform = site.flatMap { PlatformReport.lines(site: $0, profile: prof) }
+        for line in platform?.lines ?? [] { ctx.logger.notice("\(line)") }
         let status = report.exitStatus
         if status != .success { throw PreflightVerdictError(status: status, summary: report.summary) }
+        if let error = platform?.error { throw error }
     }
 }
 
