@@ -29,6 +29,8 @@ public struct SiteInventory: Sendable, Equatable {
     public var preflight: PreflightSettings
     /// Researcher authentication (`spec.auth.oidc`).
     public var auth: AuthSettings?
+    /// What `appliance support-bundle` also removes (`spec.supportBundle.redact`).
+    public var supportBundle: SupportBundleSettings = SupportBundleSettings()
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
@@ -155,7 +157,7 @@ extension SiteInventory {
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
                 "profile", "ssh", "hosts", "network", "tls", "storage", "registry", "install", "roles", "preflight",
-                "auth",
+                "auth", "supportBundle",
             ])
         else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
@@ -239,10 +241,13 @@ extension SiteInventory {
         let roles = spec["roles"].map { decodeRoles($0) } ?? RoleSettings()
         let preflight = spec["preflight"].map { decodePreflight($0, hosts: hosts) } ?? PreflightSettings()
         let auth = spec["auth"].flatMap { decodeAuth($0, baseDirectory: baseDirectory) }
+        let supportBundle = spec["supportBundle"].map { decodeSupportBundle($0) } ?? SupportBundleSettings()
         guard let name else { return nil }
-        return SiteInventory(
+        var site = SiteInventory(
             name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
             registry: registry, install: install, roles: roles, preflight: preflight, auth: auth)
+        site.supportBundle = supportBundle
+        return site
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
@@ -303,6 +308,7 @@ extension SiteInventory {
         specPairs.append(("hosts", .list(hostTrees)))
         specPairs.append(contentsOf: sectionTrees())
         specPairs.append(contentsOf: installTrees())
+        specPairs.append(contentsOf: supportBundleTrees())
         return YAMLTree.map([
             ("apiVersion", .string(Self.apiVersion)), ("kind", .string(Self.kind)),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(specPairs)),
