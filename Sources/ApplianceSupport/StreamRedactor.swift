@@ -115,7 +115,10 @@ public final class StreamRedactor {
         }
         var line = line
         line = replace(rules.pemInline, in: line) { m in m[1] + RedactionRules.mask + m[2] }
-        if let begin = firstMatch(rules.pemBegin, line) {
+        // A BEGIN with no END after it on this line opens a block (inline pairs were replaced above).
+        if let begin = lastMatch(rules.pemBegin, line),
+            firstMatch(rules.pemEnd, String(line[begin.upperBound...])) == nil
+        {
             inPrivateKey = true
             count += 1
             return [(String(line[..<begin.upperBound]) + RedactionRules.mask, false)]
@@ -332,6 +335,11 @@ public final class StreamRedactor {
 
     static func unquote(_ s: String) -> String {
         s.trimmingCharacters(in: CharacterSet(charactersIn: " \t\",'"))
+    }
+
+    private func lastMatch(_ r: NSRegularExpression, _ s: String) -> Range<String.Index>? {
+        guard let m = r.matches(in: s, range: NSRange(s.startIndex..., in: s)).last else { return nil }
+        return Range(m.range, in: s)
     }
 
     private func firstMatch(_ r: NSRegularExpression, _ s: String) -> Range<String.Index>? {
