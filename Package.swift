@@ -96,11 +96,20 @@ let package = Package(
                 "AppliancePlan", .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]),
+        // appliance support-bundle: collectors, streaming redaction, the bundle's analyzers (issue 16).
+        .target(
+            name: "ApplianceSupport",
+            dependencies: [
+                "ApplianceModel", "ApplianceBundle", "ApplianceSSH", "ApplianceCluster", "AppliancePlan",
+                "AppliancePreflight", "ApplianceOperations", .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["README.md"]),
         .target(
             name: "ApplianceCommands",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
                 "AppliancePlan", "ApplianceLab", "ApplianceOperations", "AppliancePlatform",
+                "ApplianceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -178,6 +187,9 @@ let package = Package(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
             dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle", "AppliancePlan"]),
+        .testTarget(
+            name: "ApplianceSupportTests",
+            dependencies: ["ApplianceSupport", "ApplianceBundle", "ApplianceModel", "ApplianceTestSupport"]),
         .testTarget(
             name: "ApplianceCommandsTests",
             dependencies: ["ApplianceCommands", "ApplianceOperations", "ApplianceTestSupport"]),

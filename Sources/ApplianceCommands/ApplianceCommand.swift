@@ -15,7 +15,7 @@ public struct ApplianceCommand: AsyncParsableCommand {
         subcommands: [
             BundleCommand.self, StageCommand.self, InstallCommand.self, PlanCommand.self, HistoryCommand.self,
             ProfileCommand.self,
-            SiteCommand.self, PreflightCommand.self, PlatformCommand.self, LabCommand.self,
+            SiteCommand.self, PreflightCommand.self, PlatformCommand.self, SupportBundleCommand.self, LabCommand.self,
         ]
     )
 

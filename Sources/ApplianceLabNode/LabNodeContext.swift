@@ -39,7 +39,7 @@ public enum LabPaths {
     /// The real fabric manager's pid file path; the stand-in daemon writes its pid here.
     public static let fabricManagerPID = "/run/nvidia-fabricmanager/nv-fabricmanager.pid"
     /// Kernel log (syslog `kern.log` format) where faults leave their `NVRM: Xid` lines.
-    public static let kernelLog = "/var/log/appliance-lab/kern.log"
+    public static let kernelLog = "/var/log/kern.log"
 }
 
 /// Everything a stand-in needs from its surroundings: the state root, the environment and the clock.

@@ -31,6 +31,8 @@ public struct SiteInventory: Sendable, Equatable {
     public var auth: AuthSettings?
     /// The platform control plane's queues and storage (`spec.platform`); nil: no platform section.
     public var platform: PlatformSettings?
+    /// What `appliance support-bundle` also removes (`spec.supportBundle.redact`).
+    public var supportBundle: SupportBundleSettings = SupportBundleSettings()
     /// The file this site was read from (relative paths in it are resolved against its folder).
     public var sourcePath: String?
 
@@ -159,7 +161,7 @@ extension SiteInventory {
         guard
             let spec = doc.require("spec")?.mapping(allowing: [
                 "profile", "ssh", "hosts", "network", "tls", "storage", "registry", "install", "roles", "preflight",
-                "auth", "platform",
+                "auth", "platform", "supportBundle",
             ])
         else { return nil }
         let profile = spec["profile"]?.nonEmptyString()
@@ -257,10 +259,13 @@ extension SiteInventory {
                 "'spec.platform' needs 'spec.tls' (certificate, key, ca): the ingress serves the site's certificate",
                 at: pv)
         }
+        let supportBundle = spec["supportBundle"].map { decodeSupportBundle($0) } ?? SupportBundleSettings()
         guard let name else { return nil }
-        return SiteInventory(
+        var site = SiteInventory(
             name: name, profile: profile, ssh: ssh, hosts: hosts, network: network, tls: tls, storage: storage,
             registry: registry, install: install, roles: roles, preflight: preflight, auth: auth, platform: platform)
+        site.supportBundle = supportBundle
+        return site
     }
 
     private static func fingerprints(_ value: YAMLValue?) -> [String] {
@@ -322,6 +327,7 @@ extension SiteInventory {
         specPairs.append(contentsOf: sectionTrees())
         specPairs.append(contentsOf: installTrees())
         specPairs.append(contentsOf: platformTrees())
+        specPairs.append(contentsOf: supportBundleTrees())
         return YAMLTree.map([
             ("apiVersion", .string(Self.apiVersion)), ("kind", .string(Self.kind)),
             ("metadata", .map([("name", .string(name))])), ("spec", .map(specPairs)),

@@ -300,7 +300,7 @@ extension RealLabSuites {
             #expect(listed.status == 15 && listed.stdout.split(separator: "\n").count == 7)
             #expect(listed.stderr.contains("GPU is lost.  Reboot the system to recover this GPU"))
             #expect(
-                try lab.ok(gpu, "cat /var/log/appliance-lab/kern.log").contains(
+                try lab.ok(gpu, "cat /var/log/kern.log").contains(
                     ": 79, pid=0, GPU has fallen off the bus."))
             #expect(try report().gpus.count == 7)
             #expect(LspciListing.parse(try lab.ok(gpu, "lspci -nn")).nvidiaGPUs.count == 7)

@@ -76,7 +76,7 @@ public struct ClusterAPI: Sendable {
         try await kubectl(["taint", "node", node, "--overwrite"] + args, label: "kubectl taint node \(node)")
     }
 
-    static func parseNodes(_ data: Data) throws -> [KubeNode] {
+    public static func parseNodes(_ data: Data) throws -> [KubeNode] {
         guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
             let items = root["items"] as? [[String: Any]]
         else { throw ClusterError.node(node: "cluster", reason: "kubectl get nodes did not print a NodeList") }
