@@ -92,7 +92,9 @@ enum LifecycleSteps {
                         node: node,
                         reason:
                             "--drain-policy fail: \(sim.blocked.count) pod(s) would block or be harmed by the drain; nothing was changed:\n    "
-                            + sim.blocked.map { "\($0.pod.id): \($0.blockers.map(\.description).joined(separator: "; "))" }
+                            + sim.blocked.map {
+                                "\($0.pod.id): \($0.blockers.map(\.description).joined(separator: "; "))"
+                            }
                             .joined(separator: "\n    "))
                 }
             })
@@ -126,7 +128,8 @@ enum LifecycleSteps {
                 if let gpus = n.allocatableGPUs { args.append("\(MaintenanceMarks.gpus)=\(gpus)") }
                 try await api.annotate(node: node, args)
                 ctx.appendOutput(
-                    "\(node): maintenance by \(options.requestedBy) at \(options.requestedAtText): \(options.reason ?? "")")
+                    "\(node): maintenance by \(options.requestedBy) at \(options.requestedAtText): \(options.reason ?? "")"
+                )
             })
     }
 
@@ -162,8 +165,10 @@ enum LifecycleSteps {
                     sim?.rows.filter { $0.action == .evict }.map {
                         "\($0.pod.id)\($0.blockers.isEmpty ? "" : ": " + $0.blockers.map(\.description).joined(separator: "; "))"
                     } ?? []
-                let kubectlSaid = first.output.split(separator: "\n").filter { $0.hasPrefix("error:") || $0.contains("cannot delete") }
-                    .prefix(3).joined(separator: "\n    ")
+                let kubectlSaid = first.output.split(separator: "\n").filter {
+                    $0.hasPrefix("error:") || $0.contains("cannot delete")
+                }
+                .prefix(3).joined(separator: "\n    ")
                 throw ClusterError.node(
                     node: node,
                     reason:
@@ -236,7 +241,8 @@ enum LifecycleSteps {
                         throw ClusterError.node(
                             node: node,
                             reason:
-                                "\(now) of its \(before) GPUs are allocatable after the rejoin; the node stays cordoned")
+                                "\(now) of its \(before) GPUs are allocatable after the rejoin; the node stays cordoned"
+                        )
                     }
                     ctx.appendOutput("\(node): \(now) GPUs allocatable, as before the drain")
                 } else {

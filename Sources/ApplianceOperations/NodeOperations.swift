@@ -70,8 +70,10 @@ public enum NodeOperations {
         var steps = [LifecycleSteps.simulationStep(api: api, node: n, options: o, io: io)]
         steps.append(LifecycleSteps.marksStep(api: api, node: n, options: o, after: [LifecycleSteps.simulation(n)]))
         switch o.method {
-        case .drain: steps.append(LifecycleSteps.drainStep(api: api, node: n, options: o, after: [LifecycleSteps.marks(n)]))
-        case .taint: steps.append(LifecycleSteps.taintStep(api: api, node: n, options: o, after: [LifecycleSteps.marks(n)]))
+        case .drain:
+            steps.append(LifecycleSteps.drainStep(api: api, node: n, options: o, after: [LifecycleSteps.marks(n)]))
+        case .taint:
+            steps.append(LifecycleSteps.taintStep(api: api, node: n, options: o, after: [LifecycleSteps.marks(n)]))
         }
         let plan = try Plan(steps: steps, failurePolicy: .stopAll, maxParallelism: 1)
         return PreparedOperation(
@@ -134,7 +136,9 @@ public enum NodeOperations {
             },
             finish: { outcome in
                 try finishSingleNode(outcome, plan: plan, io: io) {
-                    let changed = outcome.applied.filter { $0 != StagingPlan.transferStep && $0 != LifecycleSteps.gpuGate(n) }
+                    let changed = outcome.applied.filter {
+                        $0 != StagingPlan.transferStep && $0 != LifecycleSteps.gpuGate(n)
+                    }
                     return changed.isEmpty
                         ? "\(n): nothing to change: a Ready member with its roles, uncordoned (operation \(outcome.operation.id))"
                         : "\(n) \(adding ? "added" : "rejoined"): Ready with its roles, uncordoned; \(changed.count) steps applied (operation \(outcome.operation.id))"
@@ -233,13 +237,15 @@ public enum NodeOperations {
     }
 
     /// The install record on the first control plane lists the node (add) or no longer does (remove).
-    static func recordStep(_ c: InstallContext?, node host: SiteInventory.Host, adding: Bool, after deps: [String],
-        runner: NodeRunner? = nil) -> Step
-    {
+    static func recordStep(
+        _ c: InstallContext?, node host: SiteInventory.Host, adding: Bool, after deps: [String],
+        runner: NodeRunner? = nil
+    ) -> Step {
         let cp = runner ?? c.flatMap { ctx in ctx.firstControlPlane.map { ctx.runner($0) } }
         return Step(
             record(host.name), on: .cluster, after: deps,
-            summary: adding ? "the install record lists \(host.name)" : "the install record no longer lists \(host.name)",
+            summary: adding
+                ? "the install record lists \(host.name)" : "the install record no longer lists \(host.name)",
             timeout: .seconds(60),
             check: { _ in
                 guard let cp, let r = try await InstallRecord.read(cp) else { return true }
@@ -267,7 +273,8 @@ public enum NodeOperations {
             let check = try await quorum(api: api, session: session, removing: n)
             if let refusal = check.refusal {
                 throw OperationError.invalid(
-                    "refused: \(refusal)", hint: "add a control plane first (`appliance node add`), or bring the unhealthy ones back")
+                    "refused: \(refusal)",
+                    hint: "add a control plane first (`appliance node add`), or bring the unhealthy ones back")
             }
             io.print(check.summary)
         }
@@ -279,7 +286,9 @@ public enum NodeOperations {
         if controlPlane && o.force {
             throw OperationError.invalid(
                 "--force on a control plane is not supported: its etcd member can only leave through `kubeadm reset` on the node",
-                hint: "bring \(n) back so it can be reset, or remove its etcd member with etcdctl by hand and then run remove --force")
+                hint:
+                    "bring \(n) back so it can be reset, or remove its etcd member with etcdctl by hand and then run remove --force"
+            )
         }
         let target = session.site.host(named: n)
         let node = NodeRunner(
@@ -292,12 +301,18 @@ public enum NodeOperations {
                 api: api, node: n, options: o, after: [LifecycleSteps.simulation(n)])
             let check = drainStep.check
             // A node no longer listed (deleted by an earlier run of this removal) has nothing to drain.
-            drainStep.check = { ctx in try await api.node(n) == nil ? true : try await check(ctx) }
+            drainStep.check = { ctx in
+                if try await api.node(n) == nil { return true }
+                return try await check(ctx)
+            }
             steps.append(drainStep)
             after = [LifecycleSteps.drain(n)]
             // Same for the simulation: nothing to simulate on a node the cluster no longer lists.
             let simCheck = steps[0].check
-            steps[0].check = { ctx in try await api.node(n) == nil ? true : try await simCheck(ctx) }
+            steps[0].check = { ctx in
+                if try await api.node(n) == nil { return true }
+                return try await simCheck(ctx)
+            }
         }
         steps.append(resetStep(node: node, force: o.force, controlPlane: controlPlane, after: after))
         steps.append(
@@ -307,7 +322,8 @@ public enum NodeOperations {
                 check: { _ in try await api.node(n) == nil },
                 apply: { _ in try await api.deleteNode(n) }))
         if let target {
-            steps.append(recordStep(nil, node: target, adding: false, after: [deleteNode(n)], runner: cpRunner(session)))
+            steps.append(
+                recordStep(nil, node: target, adding: false, after: [deleteNode(n)], runner: cpRunner(session)))
         }
         let plan = try Plan(steps: steps, failurePolicy: .stopAll, maxParallelism: 1)
         return PreparedOperation(
@@ -347,12 +363,13 @@ public enum NodeOperations {
         let probe = "[ ! -e \(Kubeadm.kubeletConf) ] && [ -z \"$(ls -A /etc/kubernetes/manifests 2>/dev/null)\" ]"
         return Step(
             reset(node.name), on: .node(node.name), after: deps,
-            summary: "kubeadm reset -f\(controlPlane ? " (its etcd member removed)" : ""), CNI configuration removed, kubelet stopped",
+            summary:
+                "kubeadm reset -f\(controlPlane ? " (its etcd member removed)" : ""), CNI configuration removed, kubelet stopped",
             timeout: .seconds(300),
             check: { _ in
                 do {
                     return try await node.succeeds(probe, label: "look for kubeadm state")
-                } catch where force {
+                } catch  where force {
                     return true
                 }
             },
@@ -367,7 +384,7 @@ public enum NodeOperations {
                         """, label: "kubeadm reset", timeout: .seconds(240))
                     ctx.appendOutput(
                         out.split(separator: "\n").filter { $0.hasPrefix("[reset]") }.joined(separator: "\n"))
-                } catch where force {
+                } catch  where force {
                     ctx.appendOutput("\(node.name) did not answer (\(error)); --force: going on without its reset")
                 }
             })
@@ -396,7 +413,11 @@ extension InstallContext {
         let site = session.site
         let runners = Dictionary(
             uniqueKeysWithValues: site.hosts.map {
-                ($0.name, NodeRunner(name: $0.name, address: $0.address, pool: session.pool, endpoint: session.endpoint(for: $0)))
+                (
+                    $0.name,
+                    NodeRunner(
+                        name: $0.name, address: $0.address, pool: session.pool, endpoint: session.endpoint(for: $0))
+                )
             })
         return InstallContext(
             session: session, profile: profile, bundle: bundle, facts: BundleFacts(manifest: bundle.manifest),

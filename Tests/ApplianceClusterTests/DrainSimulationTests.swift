@@ -52,7 +52,9 @@ struct DrainSimulationTests {
     @Test("each pod gets kubectl drain's verdict and the blockers a drain would meet")
     func decisions() throws {
         let blocked = EvictionProbe.blockedByBudget(
-            message: "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.")
+            message:
+                "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget."
+        )
         let s = try simulation(probes: [
             "shop/web-1": blocked, "default/debug": .allowed, "research/train-0": .allowed, "shop/cache-0": .allowed,
         ])
@@ -78,7 +80,8 @@ struct DrainSimulationTests {
         let refused = try simulation(probes: [
             "shop/web-1": .failed(
                 message:
-                    "Error from server (InternalError): This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
+                    "Error from server (InternalError): This pod has more than one PodDisruptionBudget, which the eviction subresource does not support."
+            )
         ])
         let blockers = try row(refused, "shop/web-1").blockers
         #expect(blockers.count == 1)
@@ -121,12 +124,13 @@ struct DrainSimulationTests {
         if case .blockedByBudget = EvictionProbe.parse(
             exitStatus: 1,
             output:
-                "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget.")
-        {
+                "Error from server (TooManyRequests): Cannot evict pod as it would violate the pod's disruption budget."
+        ) {
         } else {
             Issue.record("429 not read as a budget block")
         }
-        #expect(EvictionProbe.parse(exitStatus: 1, output: "Error from server (NotFound): pods \"x\" not found") == .gone)
+        #expect(
+            EvictionProbe.parse(exitStatus: 1, output: "Error from server (NotFound): pods \"x\" not found") == .gone)
         #expect(
             EvictionProbe.parse(exitStatus: 1, output: "Error from server (Forbidden): no")
                 == .failed(message: "Error from server (Forbidden): no"))
@@ -141,23 +145,38 @@ struct DrainSimulationTests {
         let text = DrainSimulation.table([s, empty])
         let lines = text.split(separator: "\n").map(String.init)
         #expect(lines.first?.hasPrefix("NODE") == true)
-        #expect(lines.contains { $0.contains("shop/web-1") && $0.contains("PodDisruptionBudget web-pdb (needs 2 healthy, has 2") })
+        #expect(
+            lines.contains {
+                $0.contains("shop/web-1") && $0.contains("PodDisruptionBudget web-pdb (needs 2 healthy, has 2")
+            })
         #expect(lines.contains { $0.contains("kube-system/fluent-x") && $0.contains("ignore (DaemonSet)") })
         #expect(lines.contains { $0.hasPrefix("w-2") && $0.contains("no pods") })
-        #expect(text.contains("w-1: 5 to evict, 4 blocked (1 gpu-job, 1 local-storage, 1 no-controller, 1 pdb), 1 GPU job, 2 left in place"))
+        #expect(
+            text.contains(
+                "w-1: 5 to evict, 4 blocked (1 gpu-job, 1 local-storage, 1 no-controller, 1 pdb), 1 GPU job, 2 left in place"
+            ))
         #expect(text.contains("w-2: 0 to evict, 0 blocked, 0 GPU jobs, 0 left in place"))
     }
 
     @Test("etcd quorum arithmetic of a control-plane removal")
     func quorum() {
-        #expect(QuorumCheck(members: ["cp-1"], healthy: ["cp-1"], removing: "cp-1").refusal?.contains("only control plane") == true)
-        #expect(QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1", "cp-2", "cp-3"], removing: "cp-3").refusal == nil)
+        #expect(
+            QuorumCheck(members: ["cp-1"], healthy: ["cp-1"], removing: "cp-1").refusal?.contains("only control plane")
+                == true)
+        #expect(
+            QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1", "cp-2", "cp-3"], removing: "cp-3").refusal
+                == nil)
         // One member already down: removing a healthy one leaves 1 healthy of 2, quorum 2.
         let broken = QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1", "cp-2"], removing: "cp-2")
         #expect(broken.refusal?.contains("would leave etcd without quorum") == true)
-        #expect(broken.refusal?.contains("3 members (2 healthy), quorum 2; after removing cp-2: 2 members (1 healthy), quorum 2") == true)
+        #expect(
+            broken.refusal?.contains(
+                "3 members (2 healthy), quorum 2; after removing cp-2: 2 members (1 healthy), quorum 2") == true)
         // Removing the dead one is what restores health.
-        #expect(QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1", "cp-2"], removing: "cp-3").refusal == nil)
-        #expect(QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1"], removing: "cp-3").refusal?.contains("no quorum now") == true)
+        #expect(
+            QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1", "cp-2"], removing: "cp-3").refusal == nil)
+        #expect(
+            QuorumCheck(members: ["cp-1", "cp-2", "cp-3"], healthy: ["cp-1"], removing: "cp-3").refusal?.contains(
+                "no quorum now") == true)
     }
 }

@@ -18,7 +18,7 @@ extension RealLabSuites {
               template:
                 metadata: {labels: {app: web}}
                 spec:
-                  nodeName: NODE
+                  nodeSelector: {kubernetes.io/hostname: NODE}
                   containers: [{name: web, image: registry.k8s.io/pause:3.10.1}]
             ---
             apiVersion: policy/v1
@@ -93,7 +93,9 @@ extension RealLabSuites {
             #expect(ready, "the web pods never became healthy")
 
             // --drain-policy fail: the simulation lists the blockers and nothing changes.
-            let refused = try cli.run(["node", "drain", w1, "-i", site, "--reason", "DIMM swap", "--drain-policy", "fail"])
+            let refused = try cli.run([
+                "node", "drain", w1, "-i", site, "--reason", "DIMM swap", "--drain-policy", "fail",
+            ])
             #expect(refused.status != 0)
             #expect(refused.combined.contains("PodDisruptionBudget web-pdb"), "\(refused.combined.suffix(4000))")
             #expect(refused.combined.contains("default/debug-shell"), "\(refused.combined.suffix(4000))")

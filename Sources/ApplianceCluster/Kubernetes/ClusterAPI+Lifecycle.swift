@@ -50,7 +50,8 @@ extension ClusterAPI {
                 "apiVersion": "policy/v1", "kind": "Eviction",
                 "metadata": ["name": p.name, "namespace": p.namespace], "deleteOptions": ["dryRun": ["All"]],
             ]
-            let json = String(decoding: try JSONSerialization.data(withJSONObject: body, options: .sortedKeys), as: UTF8.self)
+            let json = String(
+                decoding: try JSONSerialization.data(withJSONObject: body, options: .sortedKeys), as: UTF8.self)
             let path = "/api/v1/namespaces/\(p.namespace)/pods/\(p.name)/eviction"
             script += """
                 echo \(Self.section) \(i)
@@ -59,7 +60,8 @@ extension ClusterAPI {
 
                 """
         }
-        let out = try await runner.run(script, label: "server-side dry run of \(pods.count) evictions", timeout: .seconds(300))
+        let out = try await runner.run(
+            script, label: "server-side dry run of \(pods.count) evictions", timeout: .seconds(300))
         var probes: [String: EvictionProbe] = [:]
         for chunk in out.components(separatedBy: Self.section + " ").dropFirst() {
             var lines = chunk.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
@@ -85,7 +87,9 @@ extension ClusterAPI {
 
     /// `kubectl drain NODE --ignore-daemonsets --delete-emptydir-data --timeout=Ns [--force --disable-eviction]`.
     /// Returns kubectl's exit success and its output (stdout and stderr).
-    public func drain(node: String, timeoutSeconds: Int, disableEviction: Bool) async throws -> (ok: Bool, output: String) {
+    public func drain(node: String, timeoutSeconds: Int, disableEviction: Bool) async throws -> (
+        ok: Bool, output: String
+    ) {
         var args = ["drain", node, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=\(timeoutSeconds)s"]
         if disableEviction { args += ["--force", "--disable-eviction"] }
         let out = try await runner.output(
@@ -139,7 +143,8 @@ public struct QuorumCheck: Sendable, Equatable {
             "\(n) member\(n == 1 ? "" : "s") (\(h) healthy), quorum \(Self.quorum(n)); after removing \(removing): \(membersAfter) member\(membersAfter == 1 ? "" : "s") (\(healthyAfter) healthy), quorum \(membersAfter == 0 ? "-" : String(Self.quorum(membersAfter)))"
         if !members.contains(removing) { return nil }
         if membersAfter == 0 {
-            return "\(removing) is the cluster's only control plane: removing it leaves no etcd member at all (\(arithmetic))"
+            return
+                "\(removing) is the cluster's only control plane: removing it leaves no etcd member at all (\(arithmetic))"
         }
         if h < Self.quorum(n) {
             return "etcd has no quorum now, so no member can be removed (\(arithmetic))"

@@ -88,7 +88,8 @@ struct NodeDrainCommand: AsyncParsableCommand {
     @Option(help: "At the timeout, or for blockers: wait, fail or disable-eviction.")
     var drainPolicy: DrainPolicy = .wait
 
-    @Option(help: "drain (cordon + evictions, budgets honoured) or taint (runai=drain:NoExecute, budgets NOT honoured).")
+    @Option(
+        help: "drain (cordon + evictions, budgets honoured) or taint (runai=drain:NoExecute, budgets NOT honoured).")
     var method: DrainMethod = .drain
 
     func validate() throws {
@@ -97,7 +98,9 @@ struct NodeDrainCommand: AsyncParsableCommand {
         }
         _ = try parseDurationSeconds(timeout)
         if method == .taint && drainPolicy == .disableEviction {
-            throw ValidationError("--drain-policy disable-eviction applies to --method drain only (the taint bypasses the eviction API already)")
+            throw ValidationError(
+                "--drain-policy disable-eviction applies to --method drain only (the taint bypasses the eviction API already)"
+            )
         }
     }
 
