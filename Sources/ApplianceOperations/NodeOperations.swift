@@ -31,6 +31,11 @@ public enum NodeOperations {
     public static func prepare(
         _ params: OperationParameters, session: OperationSession, io: OperationIO, connectAhead: Bool
     ) async throws -> PreparedOperation {
+        // The nodes' store (and with it the journal copy and the cluster-side lock beside it) is the install's.
+        var params = params
+        if params.store == nil {
+            params.store = (try? OperationParameters.load(session.stateDirectory, kind: InstallOperation.kind))?.store
+        }
         guard let options = params.lifecycle else {
             throw OperationError.invalid("the operation recorded no node options", hint: nil)
         }
@@ -106,17 +111,21 @@ public enum NodeOperations {
         let profile = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(profileName)
         let verified = try await BundleVerification.verify(
             bundlePath, trustedKeys: keys, allowUnsigned: unsigned, io: io)
-        let waivers = try InstallOperation.waivers(params, site: session.site)
+        // The install's store and command-line waivers, unless given again.
+        var effective = params
+        effective.store = params.store ?? install?.store
+        effective.waivers = (params.waivers ?? []) + (install?.waivers ?? [])
+        let waivers = try InstallOperation.waivers(effective, site: session.site)
         let stagingPool = await SSHPool(
             policy: session.pool.policy, options: session.pool.options, maxTotal: session.pool.maxTotal,
             logger: session.logger)
         let target = try session.stagingNodes(only: [host.name])
         let stager = Stager(
-            bundle: verified, nodes: target, pool: stagingPool, store: params.storePath,
+            bundle: verified, nodes: target, pool: stagingPool, store: effective.storePath,
             bytesPerSecond: params.bytesPerSecond,
             connecting: connectAhead ? Stager.connectAhead(target, pool: stagingPool) : nil, logger: session.logger)
         let c = InstallContext.make(
-            session: session, profile: profile, bundle: verified, store: params.storePath, waivers: waivers)
+            session: session, profile: profile, bundle: verified, store: effective.storePath, waivers: waivers)
         if connectAhead, let cp1 = c.firstControlPlane, let record = try? await InstallRecord.read(c.runner(cp1)) {
             let digest = SHA256Hasher.hash(verified.archive.manifestData).hex
             if record.bundleDigest != digest {
@@ -197,7 +206,7 @@ public enum NodeOperations {
         -> Step
     {
         var step = InstallPlan.joinStep(c, host, after: deps)
-        let join = step.apply
+        let joinApply = step.apply
         let runner = c.runner(host)
         step.summary += " (a stale Node object of the node's earlier life deleted first)"
         step.apply = { ctx in
@@ -207,7 +216,7 @@ public enum NodeOperations {
                 try await api.deleteNode(host.name)
                 ctx.appendOutput("\(host.name): deleted the Node object of its earlier life before joining again")
             }
-            try await join(ctx)
+            try await joinApply(ctx)
         }
         return step
     }

@@ -74,7 +74,7 @@ struct NodeDrainCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
-    @OptionGroup var run: NodeRunOptions
+    @OptionGroup var runOptions: NodeRunOptions
 
     @Argument(help: "The node (its name in the site file).")
     var node: String
@@ -105,7 +105,7 @@ struct NodeDrainCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if method == .taint && !run.dryRun {
+        if method == .taint && !runOptions.dryRun {
             FileHandle.standardError.write(
                 Data(
                     "warning: --method taint applies runai=drain:NoExecute: pods that do not tolerate it are deleted at once; PodDisruptionBudgets are NOT honoured\n"
@@ -117,7 +117,7 @@ struct NodeDrainCommand: AsyncParsableCommand {
         let params = OperationParameters(
             kind: NodeOperations.drainKind, site: site.inventory, bundle: nil, trustedKeys: [], allowUnsigned: false,
             nodes: [node], trustNewHosts: site.trustNewHosts, lifecycle: options)
-        try await runNodeOperation(params, site: site, global: global, run: run, command: "node drain")
+        try await runNodeOperation(params, site: site, global: global, run: runOptions, command: "node drain")
     }
 }
 
@@ -147,7 +147,7 @@ struct NodeRejoinCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
-    @OptionGroup var run: NodeRunOptions
+    @OptionGroup var runOptions: NodeRunOptions
     @OptionGroup var bundle: NodeBundleOptions
 
     @Argument(help: "The node (its name in the site file).")
@@ -158,7 +158,7 @@ struct NodeRejoinCommand: AsyncParsableCommand {
             kind: NodeOperations.rejoinKind, site: site.inventory, bundle: bundle.bundle,
             trustedKeys: bundle.trust.trustedKeys, allowUnsigned: bundle.trust.allowUnsigned, nodes: [node],
             profile: bundle.profile, trustNewHosts: site.trustNewHosts, lifecycle: LifecycleOptions(node: node))
-        try await runNodeOperation(params, site: site, global: global, run: run, command: "node rejoin")
+        try await runNodeOperation(params, site: site, global: global, run: runOptions, command: "node rejoin")
     }
 }
 
@@ -174,7 +174,7 @@ struct NodeAddCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
-    @OptionGroup var run: NodeRunOptions
+    @OptionGroup var runOptions: NodeRunOptions
     @OptionGroup var bundle: NodeBundleOptions
 
     @Argument(help: "The new host (its name in the site file).")
@@ -189,7 +189,7 @@ struct NodeAddCommand: AsyncParsableCommand {
             trustedKeys: bundle.trust.trustedKeys, allowUnsigned: bundle.trust.allowUnsigned, nodes: [node],
             profile: bundle.profile, waivers: waivers, trustNewHosts: site.trustNewHosts,
             lifecycle: LifecycleOptions(node: node))
-        try await runNodeOperation(params, site: site, global: global, run: run, command: "node add")
+        try await runNodeOperation(params, site: site, global: global, run: runOptions, command: "node add")
     }
 }
 
@@ -206,7 +206,7 @@ struct NodeRemoveCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
-    @OptionGroup var run: NodeRunOptions
+    @OptionGroup var runOptions: NodeRunOptions
 
     @Argument(help: "The node (its name in the site file).")
     var node: String
@@ -229,6 +229,6 @@ struct NodeRemoveCommand: AsyncParsableCommand {
         let params = OperationParameters(
             kind: NodeOperations.removeKind, site: site.inventory, bundle: nil, trustedKeys: [], allowUnsigned: false,
             nodes: [node], trustNewHosts: site.trustNewHosts, lifecycle: options)
-        try await runNodeOperation(params, site: site, global: global, run: run, command: "node remove")
+        try await runNodeOperation(params, site: site, global: global, run: runOptions, command: "node remove")
     }
 }
