@@ -187,20 +187,22 @@ enum InstallPlan {
             })
     }
 
-    static func runPreflight(_ c: InstallContext) async throws -> PreflightReport {
+    /// Preflight in install mode on `hosts` (all the site's when nil; `node add` runs it on the new one).
+    static func runPreflight(_ c: InstallContext, hosts: [SiteInventory.Host]? = nil) async throws -> PreflightReport {
         let dir = ResourceLocator.preflightDirectory()
         let catalog = try CheckCatalog.load(directory: dir + "/checks")
         let runner = PreflightRunner(
             catalog: catalog, profile: c.profile, site: c.site, collectorScript: try PreflightRunner.collector(in: dir),
             timeout: .seconds(120), parallelism: c.site.ssh.parallelism,
             bundleGiB: Double(c.manifest.totalBlobBytes) / 1_073_741_824, runDCGM: false, waivers: c.waivers)
-        let nodes = c.site.hosts.map {
+        let nodes = (hosts ?? c.site.hosts).map {
             PreflightNode(
                 name: $0.name, address: $0.address, roles: $0.roles,
                 shell: SSHNodeShell(pool: c.session.pool, endpoint: c.session.endpoint(for: $0)))
         }
         let report = await runner.run(nodes: nodes).forInstall(gpuStackMode: c.profile.gpuStack.mode.rawValue)
-        let url = c.session.stateDirectory.appendingPathComponent("preflight-install.json")
+        let url = c.session.stateDirectory.appendingPathComponent(
+            hosts.map { "preflight-add-\($0.map(\.name).joined(separator: "-")).json" } ?? "preflight-install.json")
         try? report.json().write(to: url, options: .atomic)
         return report
     }

@@ -19,11 +19,13 @@ public struct OperationParameters: Codable, Sendable {
     public var waivers: [String]?
     /// Accept and record unknown host keys.
     public var trustNewHosts: Bool?
+    /// The node lifecycle's options (`node drain|rejoin|add|remove`).
+    public var lifecycle: LifecycleOptions?
 
     public init(
         kind: String, site: String, bundle: String?, trustedKeys: [String], allowUnsigned: Bool, nodes: [String] = [],
         bytesPerSecond: Int64? = nil, store: String? = nil, profile: String? = nil, waivers: [String]? = nil,
-        trustNewHosts: Bool? = nil
+        trustNewHosts: Bool? = nil, lifecycle: LifecycleOptions? = nil
     ) {
         self.kind = kind
         self.site = site
@@ -36,6 +38,7 @@ public struct OperationParameters: Codable, Sendable {
         self.profile = profile
         self.waivers = waivers
         self.trustNewHosts = trustNewHosts
+        self.lifecycle = lifecycle
     }
 
     /// The nodes' content-addressed store.

@@ -31,7 +31,7 @@ public struct PreparedOperation: Sendable {
 /// (the same for a new run and for `plan resume`) and runs it under the locks.
 public enum Operations {
     /// The kinds `plan resume` can rebuild.
-    public static let kinds = [StagingPlan.kind, InstallOperation.kind]
+    public static let kinds = [StagingPlan.kind, InstallOperation.kind] + NodeOperations.kinds
 
     /// Builds the plan of an operation from its parameters. A dry run connects to no node.
     public static func prepare(
@@ -42,6 +42,8 @@ public enum Operations {
             return try await StageOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
         case InstallOperation.kind:
             return try await InstallOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
+        case let k where NodeOperations.kinds.contains(k):
+            return try await NodeOperations.prepare(params, session: session, io: io, connectAhead: !dryRun)
         default: throw OperationError.unknownKind(params.kind)
         }
     }

@@ -400,8 +400,12 @@ public final class APIServerStandin: @unchecked Sendable {
                 500, "InternalError",
                 "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.")
         }
-        // A pod that is not ready does not count against the budget (it is already disrupted).
-        if let pdb = pdbs.first, Self.podReady(pod) {
+        // canIgnorePDB: a finished, Pending or already terminating pod is deleted without the budget; a pod
+        // that is Running but not Ready does not count against it (it is already disrupted).
+        let phase = K.get(pod, "status.phase") as? String ?? "Pending"
+        let ignorePDB =
+            ["Succeeded", "Failed", "Pending"].contains(phase) || K.get(pod, "metadata.deletionTimestamp") != nil
+        if let pdb = pdbs.first, !ignorePDB, Self.podReady(pod) {
             let b = budget(pdb, pods: podsInNS)
             if b.allowed <= 0 {
                 return Self.status(

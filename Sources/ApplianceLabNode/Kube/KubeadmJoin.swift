@@ -234,6 +234,17 @@ struct KubeadmJoin {
                     cms, "kube-system", "kubeadm-config",
                     ["data": ["etcdEndpoints": (cluster.etcdEndpoints + [net.etcdClientURL]).joined(separator: ",")]])
             }
+            // kubeadm's kubelet-start phase refuses a name that a Ready Node already has (a node reset or
+            // reinstalled while its old Node still looks alive).
+            if let existing = try client.get(KResource.nodes, nil, nodeName),
+                K.conditionStatus(existing, "Ready") == "True"
+            {
+                return ToolOutput(
+                    stdout: out,
+                    stderr: err
+                        + "error execution phase kubelet-start: a Node with name \"\(nodeName)\" and status \"Ready\" already exists in the cluster. You must delete the existing Node or change the name of this new joining Node\n"
+                        + Kubeadm.stackHint + "\n", exitCode: 1)
+            }
             out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/instance-config.yaml\"\n"
             out += "[kubelet-start] Writing kubelet configuration to file \"/var/lib/kubelet/config.yaml\"\n"
             out +=

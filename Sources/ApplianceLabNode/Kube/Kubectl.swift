@@ -84,6 +84,7 @@ public struct Kubectl: Sendable {
             case "cordon", "uncordon": return try cordon(c, f, on: verb == "cordon")
             case "drain": return try Drain(kubectl: self, client: c, flags: f).run()
             case "delete": return try delete(c, f)
+            case "create" where f.value("raw") != nil: return try createRaw(c, f)
             case "apply", "create": return try apply(c, f, create: verb == "create")
             case "rollout": return try rollout(c, f)
             case "wait": return try wait(c, f)
@@ -491,6 +492,31 @@ public struct Kubectl: Sendable {
             out += "\(id) \(created ? "created" : same ? "unchanged" : "configured")\n"
         }
         return .ok(out)
+    }
+
+    /// `kubectl create --raw PATH -f FILE`: the file's bytes POSTed as they are; the response body printed;
+    /// an error Status as `Error from server (Reason): message`, exit 1.
+    func createRaw(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        guard let path = f.value("raw"), let file = f.value("filename") ?? f.value("f") else {
+            throw Err(text: "error: --raw and --filename are required together")
+        }
+        let data: Data
+        if file == "-" {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        } else if let d = FileManager.default.contents(atPath: file) {
+            data = d
+        } else {
+            throw Err(text: "error: the path \"\(file)\" does not exist")
+        }
+        let (status, obj) = try c.raw("POST", path, try JSONSerialization.jsonObject(with: data))
+        guard (200..<300).contains(status) else {
+            let reason = obj["reason"] as? String ?? ""
+            throw Err(
+                text:
+                    "Error from server (\(reason.isEmpty ? "InternalError" : reason)): \(obj["message"] as? String ?? "status \(status)")"
+            )
+        }
+        return .ok(String(decoding: K.json(obj), as: UTF8.self))
     }
 
     func timeout(_ f: Flags, default d: Double) -> Double {
