@@ -20,6 +20,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        // The lab's API server stand-in serves HTTP/2 (ALPN h2), which real kubectl prefers over TLS.
+        .package(url: "https://github.com/apple/swift-nio-http2", from: "1.46.0"),
     ],
     targets: [
         // System libraries (Debian: libarchive-dev, libssl-dev), each with a small shim.h.
@@ -130,6 +132,9 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                // Client certificates are checked per connection (401 for one the cluster CA did not sign).
+                .product(name: "X509", package: "swift-certificates"),
             ],
             exclude: ["README.md"]),
         .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),

@@ -175,6 +175,81 @@ struct APIServerHTTPTests {
         #expect(APIServerStandin.selected(node, query: ["fieldSelector": "spec.unschedulable=true"]))
     }
 
+    // MARK: authentication and authorization
+
+    @Test func anonymousRequestsAreForbiddenInTheAuthorizersWords() {
+        func message(_ method: String, _ path: String, _ query: [String: String] = [:]) -> String? {
+            let r = APIServerStandin.forbidden(
+                HTTPRequest(method: method, path: path, query: query), user: "system:anonymous")
+            #expect(r.0 == 403)
+            return K.parse(r.1)?["message"] as? String
+        }
+        #expect(message("GET", "/api") == "forbidden: User \"system:anonymous\" cannot get path \"/api\"")
+        #expect(
+            message("GET", "/apis/apps/v1") == "forbidden: User \"system:anonymous\" cannot get path \"/apis/apps/v1\"")
+        #expect(
+            message("GET", "/api/v1/nodes")
+                == "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"
+        )
+        #expect(
+            message("GET", "/apis/apps/v1/namespaces/x/deployments", ["watch": "1"])
+                == "deployments is forbidden: User \"system:anonymous\" cannot watch resource \"deployments\" in API group \"apps\" in the namespace \"x\""
+        )
+        #expect(
+            message("POST", "/api/v1/namespaces/d/pods/p/eviction")
+                == "pods \"p\" is forbidden: User \"system:anonymous\" cannot create resource \"pods/eviction\" in API group \"\" in the namespace \"d\""
+        )
+        #expect(
+            message("GET", "/api/v1/namespaces/kube-system")
+                == "namespaces \"kube-system\" is forbidden: User \"system:anonymous\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"kube-system\""
+        )
+        #expect(
+            message("DELETE", "/api/v1/nodes")
+                == "nodes is forbidden: User \"system:anonymous\" cannot deletecollection resource \"nodes\" in API group \"\" at the cluster scope"
+        )
+    }
+
+    @Test func invalidCertificatesGet401AnonymousGets403ProtobufBodiesGet415() throws {
+        // No etcd behind it: none of these answers may need storage.
+        let api = APIServerStandin(
+            etcd: EtcdClient(endpoints: ["http://127.0.0.1:1"]), version: KubeVersion(1, 34, 3))
+        func answer(_ req: HTTPRequest) -> (Int, KObject) {
+            guard case .full(let status, _, let body) = api.respond(req) else { return (0, [:]) }
+            return (status, K.parse(body) ?? [:])
+        }
+        var stranger = HTTPRequest(method: "GET", path: "/version")
+        stranger.clientCertificatePresented = true
+        let refused = answer(stranger)
+        #expect(refused.0 == 401 && refused.1["reason"] as? String == "Unauthorized")
+        #expect(answer(HTTPRequest(method: "GET", path: "/version")).0 == 200)
+        let anonymous = answer(HTTPRequest(method: "GET", path: "/api/v1/pods"))
+        #expect(anonymous.0 == 403 && anonymous.1["reason"] as? String == "Forbidden")
+        #expect(K.get(anonymous.1, "details.kind") as? String == "pods")
+        var proto = HTTPRequest(
+            method: "POST", path: "/api/v1/namespaces",
+            headers: ["content-type": "application/vnd.kubernetes.protobuf"], body: Data([0x6b, 0x38, 0x73, 0x00]))
+        proto.clientCertificateVerified = true
+        proto.clientCertificatePresented = true
+        proto.clientCertificateSubject = "kubernetes-admin"
+        let unsupported = answer(proto)
+        #expect(unsupported.0 == 415 && unsupported.1["reason"] as? String == "UnsupportedMediaType")
+        #expect(unsupported.1["kind"] as? String == "Status" && unsupported.1["code"] as? Int == 415)
+    }
+
+    @Test func accessLogLinesNameTheNegotiatedProtocol() {
+        let line = APIServerStandin.httpLogLine(
+            HTTPAccessRecord(
+                method: "GET", uri: "/api/v1/nodes?limit=500", status: 200, proto: "HTTP/2.0",
+                userAgent: "kubectl/v1.33.5 (linux/amd64) kubernetes/abc", remoteAddress: "10.0.0.2:41000",
+                seconds: 0.0021),
+            now: Date(timeIntervalSince1970: 1_700_000_000))
+        #expect(line.hasPrefix("I1114 22:13:20.000000 "))
+        #expect(
+            line.hasSuffix(
+                "httplog.go:134] \"HTTP\" verb=\"GET\" URI=\"/api/v1/nodes?limit=500\" latency=\"2.100ms\" userAgent=\"kubectl/v1.33.5 (linux/amd64) kubernetes/abc\" srcIP=\"10.0.0.2:41000\" resp=200 protocol=\"HTTP/2.0\"\n"
+            ))
+    }
+
     // MARK: TLS transport
 
     @Test func httpsWithClientCertificatesKeepAliveAndStreams() throws {
@@ -195,7 +270,11 @@ struct APIServerHTTPTests {
                 }
             }
             return .json(
-                200, K.json(["user": req.clientCertificateSubject, "verified": req.clientCertificateVerified]))
+                200,
+                K.json([
+                    "user": req.clientCertificateSubject, "verified": req.clientCertificateVerified,
+                    "presented": req.clientCertificatePresented, "proto": req.proto,
+                ]))
         }
         defer { server.stop() }
         let url = "https://127.0.0.1:\(server.port)"
@@ -219,12 +298,31 @@ struct APIServerHTTPTests {
             nodeName: "n2", address: "127.0.0.1", serviceIP: "10.96.0.1", dnsDomain: "cluster.local", extraSANs: [])
         let wrongCA = TLSClientIdentity(caPEM: try #require(other.context.read("/etc/kubernetes/pki/ca.crt")))
         #expect(throws: HTTPError.self) { try HTTPClient.request("GET", url + "/who", tls: wrongCA) }
-        // A client certificate from another CA fails the handshake.
+        // A client certificate from another CA passes the handshake but proves nothing (the API answers 401).
         let stranger = try otherPKI.clientCertificate(subject: "/CN=stranger")
-        #expect(throws: HTTPError.self) {
-            try HTTPClient.request(
-                "GET", url + "/who",
-                tls: TLSClientIdentity(caPEM: ca, certificatePEM: stranger.certificatePEM, keyPEM: stranger.keyPEM))
+        let strange = try HTTPClient.request(
+            "GET", url + "/who",
+            tls: TLSClientIdentity(caPEM: ca, certificatePEM: stranger.certificatePEM, keyPEM: stranger.keyPEM))
+        let strangeBody = try #require(K.parse(strange.body))
+        #expect(strangeBody["presented"] as? Bool == true && strangeBody["verified"] as? Bool == false)
+        #expect(strangeBody["user"] as? String == "")
+        // The stand-ins' own client offers only http/1.1.
+        #expect(body["proto"] as? String == "HTTP/1.1")
+        // curl offers h2 and gets HTTP/2 (ALPN), a stream included; with --http1.1 it gets HTTP/1.1.
+        if FileManager.default.isExecutableFile(atPath: "/usr/bin/curl") {
+            let dir = fx.root + "/curl"
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            try ca.write(toFile: dir + "/ca.crt", atomically: true, encoding: .utf8)
+            try admin.certificatePEM.write(toFile: dir + "/a.crt", atomically: true, encoding: .utf8)
+            try admin.keyPEM.write(toFile: dir + "/a.key", atomically: true, encoding: .utf8)
+            let creds = ["--cacert", dir + "/ca.crt", "--cert", dir + "/a.crt", "--key", dir + "/a.key"]
+            let h2 = try APIServerWireTests.curl(creds + ["--http2", "-w", "\n%{http_version}", url + "/who"])
+            #expect(h2.out.hasSuffix("\n2") && h2.out.contains("\"proto\":\"HTTP/2.0\""), "\(h2)")
+            #expect(h2.out.contains("\"user\":\"kubernetes-admin\"") && h2.out.contains("\"verified\":true"), "\(h2)")
+            let h2stream = try APIServerWireTests.curl(creds + ["--http2", url + "/stream"])
+            #expect(h2stream.out == "{\"n\":0}\n{\"n\":1}\n{\"n\":2}\n", "\(h2stream)")
+            let h1 = try APIServerWireTests.curl(creds + ["--http1.1", "-w", "\n%{http_version}", url + "/who"])
+            #expect(h1.out.hasSuffix("\n1.1") && h1.out.contains("\"proto\":\"HTTP/1.1\""), "\(h1)")
         }
         // Nothing listening: the connect error kubectl's message is built from.
         let closed = #expect(throws: HTTPError.self) {

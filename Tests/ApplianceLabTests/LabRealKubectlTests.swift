@@ -50,6 +50,11 @@ extension RealLabSuites {
             let version = try lab.ok("cp-1", "\(k) version")
             #expect(version.contains("Server Version: v1.34.3"), "\(version)")
             #expect(try lab.ok("cp-1", "\(k) get --raw /readyz") == "ok")
+            // The real client negotiated HTTP/2 (ALPN h2): the API server logs each request's protocol.
+            let httplog = try lab.ok(
+                "cp-1", "journalctl -u kube-apiserver-standin --no-pager -o cat | grep 'userAgent=\"kubectl/' || true")
+            #expect(
+                httplog.contains("protocol=\"HTTP/2.0\"") && !httplog.contains("protocol=\"HTTP/1.1\""), "\(httplog)")
             // Without credentials (raw HTTP over TLS, as kubectl would prompt for a password): system:anonymous.
             let anonymous = try lab.run(
                 "cp-1",

@@ -14,6 +14,21 @@ extension APIServerStandin {
 
     func reply(_ r: (Int, Data)) -> HTTPReply { .json(r.0, r.1) }
 
+    /// One served request as kube-apiserver's httplog writes it (klog header, then key="value" pairs), with the
+    /// protocol the client negotiated (HTTP/2.0 or HTTP/1.1).
+    public static func httpLogLine(_ r: HTTPAccessRecord, now: Date = Date()) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "MMdd HH:mm:ss.SSSSSS"
+        func q(_ s: String) -> String {
+            "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+        }
+        let latency = String(format: "%.3fms", r.seconds * 1000)
+        return
+            "I\(f.string(from: now)) \(getpid()) httplog.go:134] \"HTTP\" verb=\(q(r.method)) URI=\(q(r.uri)) latency=\(q(latency)) userAgent=\(q(r.userAgent)) srcIP=\(q(r.remoteAddress)) resp=\(r.status) protocol=\(q(r.proto))\n"
+    }
+
     static let publicPaths: Set<String> = ["/livez", "/readyz", "/healthz", "/version"]
 
     /// Who is calling: a verified client certificate's CN, a valid bootstrap token's user, anonymous (nil),
@@ -22,6 +37,8 @@ extension APIServerStandin {
         if req.clientCertificateVerified {
             return (req.clientCertificateSubject.isEmpty ? "system:unknown" : req.clientCertificateSubject, false)
         }
+        // A certificate the cluster CA did not sign (or expired): the x509 authenticator fails the request.
+        if req.clientCertificatePresented { return (nil, true) }
         guard let auth = req.headers["authorization"] else { return (nil, false) }
         let parts = auth.split(separator: " ", maxSplits: 1).map(String.init)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return (nil, true) }
@@ -50,12 +67,9 @@ extension APIServerStandin {
             || req.path.hasPrefix("/readyz/") || req.path.hasPrefix("/healthz/")
         let clusterInfo = req.method == "GET" && req.path == "/api/v1/namespaces/kube-public/configmaps/cluster-info"
         if user == nil && !health && !clusterInfo {
-            // Anonymous requests are system:anonymous, whom RBAC lets read only health, version and cluster-info.
-            return reply(
-                Self.status(
-                    403, "Forbidden",
-                    "forbidden: User \"system:anonymous\" cannot \(req.method.lowercased()) path \"\(req.path)\"",
-                    details: [:]))
+            // Anonymous requests are system:anonymous, whom RBAC (system:public-info-viewer, kubeadm's
+            // cluster-info role) lets read only health, version and cluster-info.
+            return reply(Self.forbidden(req, user: "system:anonymous"))
         }
         if health {
             if req.path == "/version" { return reply(route(versionOnly: req)) }
@@ -89,6 +103,53 @@ extension APIServerStandin {
             return .json(200, K.json(Self.table(target.resource, items, resourceVersion: rv)))
         }
         return .json(code, body)
+    }
+
+    /// The authorizer's 403, worded as kube-apiserver's: a resource request names its verb, resource, group and
+    /// scope; any other path names the lower-case HTTP method and the path.
+    static func forbidden(_ req: HTTPRequest, user: String) -> (Int, Data) {
+        let comps = req.path.split(separator: "/").map(String.init)
+        var rest: ArraySlice<String> = []
+        var group = ""
+        if comps.first == "api", comps.count >= 3 {
+            rest = comps.dropFirst(2)
+        } else if comps.first == "apis", comps.count >= 4 {
+            group = comps[1]
+            rest = comps.dropFirst(3)
+        } else {
+            return status(
+                403, "Forbidden",
+                "forbidden: User \"\(user)\" cannot \(req.method.lowercased()) path \"\(req.path)\"", details: [:])
+        }
+        var namespace: String?
+        if rest.first == "namespaces", rest.count >= 2 {
+            // `namespaces/NS` is the namespace object itself, in its own namespace (as RequestInfo reads it).
+            namespace = rest[rest.startIndex + 1]
+            if rest.count > 2 { rest = rest.dropFirst(2) }
+        }
+        let parts = Array(rest)
+        let resource = parts[0]
+        let name = parts.count >= 2 ? parts[1] : nil
+        let sub = parts.count >= 3 ? parts[2] : nil
+        let watching = req.query["watch"] == "1" || req.query["watch"] == "true"
+        let verb: String
+        switch req.method {
+        case "GET", "HEAD": verb = name == nil ? (watching ? "watch" : "list") : (watching ? "watch" : "get")
+        case "POST": verb = "create"
+        case "PUT": verb = "update"
+        case "PATCH": verb = "patch"
+        case "DELETE": verb = name == nil ? "deletecollection" : "delete"
+        default: verb = req.method.lowercased()
+        }
+        let scope = namespace.map { "in the namespace \"\($0)\"" } ?? "at the cluster scope"
+        let full = sub.map { "\(resource)/\($0)" } ?? resource
+        var details: KObject = ["kind": resource]
+        if let name { details["name"] = name }
+        let subject = name.map { "\(resource) \"\($0)\"" } ?? resource
+        return status(
+            403, "Forbidden",
+            "\(subject) is forbidden: User \"\(user)\" cannot \(verb) resource \"\(full)\" in API group \"\(group)\" \(scope)",
+            details: details)
     }
 
     func route(versionOnly req: HTTPRequest) -> (Int, Data) {

@@ -36,6 +36,13 @@ public struct KubeClient: Sendable {
         public var description: String { message }
     }
 
+    /// The whole answer (status, headers, body bytes), for `kubectl get --raw`.
+    public func response(_ method: String, _ path: String, timeout: Double = 10) throws -> HTTPResponse {
+        try HTTPClient.request(
+            method, "https://\(server)\(path)",
+            headers: token.map { [("Authorization", "Bearer \($0)")] } ?? [], timeout: timeout, tls: tls)
+    }
+
     public func raw(_ method: String, _ path: String, _ body: Any? = nil, timeout: Double = 10) throws -> (Int, KObject)
     {
         let data = body.map { K.json($0) }

@@ -165,6 +165,7 @@ public struct Kubectl: Sendable {
     }
 
     func get(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
+        if let path = f.value("raw") { return try getRaw(c, path, f) }
         let (r, names) = try targets(f.positional)
         let items = try fetch(c, r, names, f)
         let output = f.value("output") ?? f.value("o") ?? ""
@@ -200,6 +201,30 @@ public struct Kubectl: Sendable {
             Table.render(
                 r, items, wide: output == "wide", withNamespace: allNamespaces(f) && r.namespaced,
                 headers: !f.has("no-headers")))
+    }
+
+    /// `get --raw PATH`: the body as the server sent it; a failure as kubectl words it (the Status's reason and
+    /// message, or the body of a non-Status answer such as a failing /readyz).
+    func getRaw(_ c: KubeClient, _ path: String, _ f: Flags) throws -> ToolOutput {
+        guard path.hasPrefix("/") else {
+            throw Err(text: "error: --raw must be a relative URL (starting with /), got \"\(path)\"")
+        }
+        if !f.positional.isEmpty {
+            throw Err(text: "error: arguments may not be passed when --raw is specified")
+        }
+        let r = try c.response("GET", path)
+        if (200..<300).contains(r.status) { return .ok(r.text) }
+        if let s = K.parse(r.body), s["kind"] as? String == "Status" {
+            let reason = s["reason"] as? String ?? ""
+            throw Err(
+                text:
+                    "Error from server (\(reason.isEmpty ? "InternalError" : reason)): \(s["message"] as? String ?? "status \(r.status)")"
+            )
+        }
+        throw Err(
+            text:
+                "Error from server (InternalError): an error on the server (\"\(r.text)\") has prevented the request from succeeding"
+        )
     }
 
     func describe(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {

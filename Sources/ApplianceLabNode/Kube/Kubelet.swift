@@ -349,7 +349,8 @@ extension APIServerStandin {
         do {
             server = try HTTPServer(
                 host: f.value("bind-address") ?? addr, port: port,
-                tls: TLSServerIdentity(certificatePEM: cert, keyPEM: key, clientCAPEM: ca)
+                tls: TLSServerIdentity(certificatePEM: cert, keyPEM: key, clientCAPEM: ca),
+                log: { FileHandle.standardError.write(Data(APIServerStandin.httpLogLine($0).utf8)) }
             ) { api.respond($0) }
         } catch {
             FileHandle.standardError.write(Data("E0000 run.go: \"command failed\" err=\"\(error)\"\n".utf8))

@@ -1,12 +1,14 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOPosix
 import NIOSSL
+import X509
 
-/// HTTP/1.1 (keep-alive, chunked streams) with optional TLS and client certificates, on SwiftNIO and
-/// swift-nio-ssl: the lab's API server stand-in serves with it, and the stand-ins' clients (and the etcd v3
-/// JSON gateway client) call with it. Client calls block the calling thread (the stand-ins are CLI tools and
+/// HTTP/1.1 (keep-alive, chunked streams) and, over TLS, HTTP/2 negotiated by ALPN (`h2`, `http/1.1`), with
+/// optional client certificates, on SwiftNIO, swift-nio-http2 and swift-nio-ssl: the lab's API server stand-in
+/// serves with it, and the stand-ins' clients (and the etcd v3 JSON gateway client) call with it (HTTP/1.1). Client calls block the calling thread (the stand-ins are CLI tools and
 /// threads), never an event loop, and every call has a deadline.
 public struct HTTPResponse: Sendable {
     public var status: Int
@@ -21,10 +23,17 @@ public struct HTTPRequest: Sendable {
     public var query: [String: String]
     public var headers: [String: String]
     public var body: Data
-    /// The peer presented a client certificate that chains to the server's client CA (checked in the handshake).
+    /// The peer presented a client certificate that chains to the server's client CA.
     public var clientCertificateVerified: Bool = false
-    /// The verified client certificate's subject, as `CN=...` (empty without one).
+    /// The peer presented a client certificate, valid or not (one that does not chain to the client CA is
+    /// accepted in the handshake and refused by the authenticator with 401, as kube-apiserver does).
+    public var clientCertificatePresented: Bool = false
+    /// The verified client certificate's common name (empty without one).
     public var clientCertificateSubject: String = ""
+    /// The protocol the request came over: "HTTP/1.1" or "HTTP/2.0" (as Go's `Request.Proto`).
+    public var proto: String = "HTTP/1.1"
+    /// The peer's address, "IP:PORT".
+    public var remoteAddress: String = ""
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
@@ -124,15 +133,89 @@ public struct TLSServerIdentity: Sendable {
         var c = TLSConfiguration.makeServerConfiguration(
             certificateChain: chain,
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)))
-        c.applicationProtocols = ["http/1.1"]
+        // HTTP/2 first, as kube-apiserver offers it; clients that offer only http/1.1 (or no ALPN) get HTTP/1.1.
+        c.applicationProtocols = ["h2", "http/1.1"]
         if let ca = clientCAPEM {
             c.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8)))
-            // A client may come without a certificate (anonymous, or a bearer token); one that presents a
-            // certificate not signed by the CA is refused in the handshake, as Go's VerifyClientCertIfGiven does.
+            // A client may come without a certificate (anonymous, or a bearer token). Certificates are asked for
+            // but checked by `ClientCertificateCheck`, not in the handshake: kube-apiserver (Go's
+            // RequestClientCert) answers a certificate its CA did not sign with 401, not with a TLS alert.
             c.certificateVerification = .optionalVerification
         }
         return try NIOSSLContext(configuration: c)
     }
+
+    func clientRoots() throws -> [Certificate] {
+        guard let ca = clientCAPEM else { return [] }
+        return try NIOSSLCertificate.fromPEMBytes(Array(ca.utf8)).map {
+            try Certificate(derEncoded: try $0.toDERBytes())
+        }
+    }
+}
+
+/// What one connection's client certificate proved: checked once per connection (in the TLS handshake's
+/// verification callback), read by every request on it, HTTP/1.1 or any HTTP/2 stream.
+final class ClientCertificateCheck: @unchecked Sendable {
+    // @unchecked: every field is read and written under `lock`.
+    private let lock = NSLock()
+    private var presented = false
+    private var commonName: String?
+
+    /// (presented a certificate, its CN when it chains to the client CA and is valid now).
+    var result: (presented: Bool, verifiedCommonName: String?) {
+        lock.withLock { (presented, commonName) }
+    }
+
+    /// The handshake's custom verification: the chain must lead to one of `roots` (see `chains`); the handshake
+    /// itself always proceeds. Synchronous on the event loop (no Swift concurrency task: a busy cooperative pool
+    /// must not stall handshakes).
+    func verify(_ chain: [NIOSSLCertificate], roots: [Certificate], promise: EventLoopPromise<NIOSSLVerificationResult>)
+    {
+        defer { promise.succeed(.certificateVerified) }
+        guard let leaf = chain.first else { return }
+        lock.withLock { presented = true }
+        let parsed = chain.compactMap { c in (try? c.toDERBytes()).flatMap { try? Certificate(derEncoded: $0) } }
+        guard parsed.count == chain.count, Self.chains(parsed, to: roots, at: Date()) else { return }
+        let cn = RequestHandler.commonName(leaf)
+        lock.withLock { commonName = cn }
+    }
+
+    /// Whether `chain` (leaf first, then any intermediates in any order) leads to one of `roots`: each link's
+    /// issuer is the next one's subject and its signature verifies with the next one's key (swift-certificates),
+    /// every certificate on the path is within its validity period, intermediates are CAs, and a leaf that names
+    /// extended key usages names clientAuth (as Go's x509 authenticator asks).
+    static func chains(_ chain: [Certificate], to roots: [Certificate], at now: Date) -> Bool {
+        guard var current = chain.first else { return false }
+        if let eku = try? current.extensions.extendedKeyUsage, !eku.contains(.clientAuth) { return false }
+        var pool = Array(chain.dropFirst())
+        func within(_ c: Certificate) -> Bool { c.notValidBefore <= now && now <= c.notValidAfter }
+        func signs(_ issuer: Certificate, _ c: Certificate) -> Bool {
+            issuer.subject == c.issuer && issuer.publicKey.isValidSignature(c.signature, for: c)
+        }
+        for _ in 0..<8 {
+            guard within(current) else { return false }
+            if let root = roots.first(where: { signs($0, current) }) { return within(root) }
+            guard
+                let next = pool.firstIndex(where: {
+                    if case .isCertificateAuthority = try? $0.extensions.basicConstraints { return signs($0, current) }
+                    return false
+                })
+            else { return false }
+            current = pool.remove(at: next)
+        }
+        return false
+    }
+}
+
+/// One served request, for an access log (kube-apiserver's httplog line).
+public struct HTTPAccessRecord: Sendable {
+    public var method: String
+    public var uri: String
+    public var status: Int
+    public var proto: String
+    public var userAgent: String
+    public var remoteAddress: String
+    public var seconds: Double
 }
 
 enum HTTPText {
@@ -325,30 +408,60 @@ final class ResponseCollector: ChannelInboundHandler {
 
 // MARK: server
 
-/// An HTTP/1.1 server (keep-alive, pipelining-safe) with optional TLS. Each request runs `handler` on a
-/// thread of its own, off the event loops, because handlers block (etcd calls, watch streams).
+/// An HTTP server with optional TLS: over TLS it negotiates HTTP/2 or HTTP/1.1 by ALPN (HTTP/2 streams, among
+/// them watches, each carry one request); without TLS it speaks HTTP/1.1 (keep-alive, pipelining-safe). Each
+/// request runs `handler` on a thread of its own, off the event loops, because handlers block (etcd calls,
+/// watch streams). `log` gets one record per finished request.
 public final class HTTPServer: Sendable {
     let channel: Channel
     public let port: Int
 
     public init(
         host: String, port: Int, tls: TLSServerIdentity? = nil,
+        log: (@Sendable (HTTPAccessRecord) -> Void)? = nil,
         handler: @escaping @Sendable (HTTPRequest) -> HTTPReply
     ) throws {
         let ssl: NIOSSLContext?
-        do { ssl = try tls?.sslContext() } catch {
+        let roots: [Certificate]
+        do {
+            ssl = try tls?.sslContext()
+            roots = try tls?.clientRoots() ?? []
+        } catch {
             throw HTTPError.badCredentials("invalid serving certificate or key: \(error)")
         }
+        let askCertificates = tls?.clientCAPEM != nil
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let ops = channel.pipeline.syncOperations
-                    if let ssl { try ops.addHandler(NIOSSLServerHandler(context: ssl)) }
-                    try ops.configureHTTPServerPipeline(withErrorHandling: true)
-                    try ops.addHandler(RequestHandler(handler: handler, tls: ssl != nil))
+                guard let ssl else {
+                    return channel.eventLoop.makeCompletedFuture {
+                        let ops = channel.pipeline.syncOperations
+                        try ops.configureHTTPServerPipeline(withErrorHandling: true)
+                        try ops.addHandler(RequestHandler(handler: handler, peer: nil, log: log))
+                    }
+                }
+                let peer = ClientCertificateCheck()
+                do {
+                    let tlsHandler =
+                        askCertificates
+                        ? NIOSSLServerHandler(
+                            context: ssl,
+                            customVerificationCallback: { chain, promise in
+                                peer.verify(chain, roots: roots, promise: promise)
+                            }) : NIOSSLServerHandler(context: ssl)
+                    try channel.pipeline.syncOperations.addHandler(tlsHandler)
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                // ALPN: "h2" gets an HTTP/2 connection whose streams are each given the HTTP/1-shaped request
+                // parts (HTTP2FramePayloadToHTTP1ServerCodec); anything else gets the HTTP/1.1 pipeline.
+                return channel.configureCommonHTTPServerPipeline { requestChannel in
+                    requestChannel.eventLoop.makeCompletedFuture {
+                        try requestChannel.pipeline.syncOperations.addHandler(
+                            RequestHandler(handler: handler, peer: peer, log: log))
+                    }
                 }
             }
         do {
@@ -367,18 +480,25 @@ public final class HTTPServer: Sendable {
     }
 }
 
+/// Reads one request (an HTTP/1.1 connection's next request, or an HTTP/2 stream's only one) and answers it
+/// from a worker thread. Lives on one event loop.
 final class RequestHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
     let handler: @Sendable (HTTPRequest) -> HTTPReply
-    let tls: Bool
+    let peer: ClientCertificateCheck?
+    let log: (@Sendable (HTTPAccessRecord) -> Void)?
     // Only touched on the channel's event loop.
     private var head: HTTPRequestHead?
     private var body = Data()
 
-    init(handler: @escaping @Sendable (HTTPRequest) -> HTTPReply, tls: Bool) {
+    init(
+        handler: @escaping @Sendable (HTTPRequest) -> HTTPReply, peer: ClientCertificateCheck?,
+        log: (@Sendable (HTTPAccessRecord) -> Void)?
+    ) {
         self.handler = handler
-        self.tls = tls
+        self.peer = peer
+        self.log = log
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -398,20 +518,32 @@ final class RequestHandler: ChannelInboundHandler {
             var req = HTTPRequest(
                 method: head.method.rawValue, path: String(target.first ?? "/"),
                 query: target.count == 2 ? HTTPText.query(target[1]) : [:], headers: headers, body: body)
-            if tls, let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self),
-                let cert = ssl.peerCertificate
-            {
-                // The handshake verified the chain against the client CA (optionalVerification).
-                req.clientCertificateVerified = true
-                req.clientCertificateSubject = Self.commonName(cert)
+            if let peer {
+                let (presented, cn) = peer.result
+                req.clientCertificatePresented = presented
+                req.clientCertificateVerified = cn != nil
+                req.clientCertificateSubject = cn ?? ""
             }
-            let keepAlive = head.isKeepAlive
+            let http2 = head.version.major == 2
+            req.proto = http2 ? "HTTP/2.0" : "HTTP/1.1"
+            // An HTTP/2 stream's channel has the connection as its parent, which knows the peer.
+            let remote = context.channel.parent?.remoteAddress ?? context.channel.remoteAddress
+            req.remoteAddress = remote.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
+            let keepAlive = http2 || head.isKeepAlive
             let version = head.version
             let channel = context.channel
             let handler = self.handler
+            let log = self.log
             let request = req
             let worker = Thread {
-                Self.respond(handler(request), channel: channel, keepAlive: keepAlive, version: version)
+                let started = Date()
+                let reply = handler(request)
+                let status = Self.respond(reply, channel: channel, keepAlive: keepAlive, version: version)
+                log?(
+                    HTTPAccessRecord(
+                        method: request.method, uri: head.uri, status: status, proto: request.proto,
+                        userAgent: request.headers["user-agent"] ?? "", remoteAddress: request.remoteAddress,
+                        seconds: Date().timeIntervalSince(started)))
             }
             worker.stackSize = 1 << 20
             worker.start()
@@ -424,22 +556,29 @@ final class RequestHandler: ChannelInboundHandler {
         return String(d[r.upperBound...].prefix { $0 != ";" && $0 != ">" })
     }
 
-    static func respond(_ reply: HTTPReply, channel: Channel, keepAlive: Bool, version: HTTPVersion) {
+    /// Writes the reply; returns its status. HTTP/2 carries no connection headers (`Connection`,
+    /// `Transfer-Encoding`): a stream's DATA frames are the chunks.
+    @discardableResult
+    static func respond(_ reply: HTTPReply, channel: Channel, keepAlive: Bool, version: HTTPVersion) -> Int {
+        let http2 = version.major == 2
         var head = HTTPResponseHead(version: version, status: .ok)
         head.headers.add(name: "Cache-Control", value: "no-cache, private")
         head.headers.add(name: "Date", value: HTTPText.date())
-        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
+        if !keepAlive && !http2 { head.headers.add(name: "Connection", value: "close") }
+        let code: Int
         switch reply {
         case .full(let status, let contentType, let body):
+            code = status
             head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))
             head.headers.add(name: "Content-Type", value: contentType)
             head.headers.add(name: "Content-Length", value: "\(body.count)")
             channel.write(HTTPServerResponsePart.head(head), promise: nil)
             channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
         case .stream(let status, let contentType, let produce):
+            code = status
             head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))
             head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+            if !http2 { head.headers.add(name: "Transfer-Encoding", value: "chunked") }
             channel.writeAndFlush(HTTPServerResponsePart.head(head), promise: nil)
             produce { chunk in
                 // An empty chunk asks only whether the peer is still there (an empty write would end the stream).
@@ -451,5 +590,6 @@ final class RequestHandler: ChannelInboundHandler {
         }
         let end = channel.writeAndFlush(HTTPServerResponsePart.end(nil))
         if !keepAlive { end.whenComplete { _ in channel.close(promise: nil) } }
+        return code
     }
 }
