@@ -62,7 +62,17 @@ public enum InstallOperation {
             pki: InstallPKIProvider(
                 stateDirectory: session.stateDirectory, cluster: site.name,
                 names: RegistryPKI.subjectAlternativeNames(site: site)),
-            state: state)
+            state: state, dcgmLevel: params.dcgmLevel ?? site.install.dcgmLevel ?? 1)
+        guard GPUValidation.dcgmLevels.contains(context.dcgmLevel) else {
+            throw OperationError.invalid(
+                "DCGM diagnostic level \(context.dcgmLevel) does not exist", hint: "use --dcgm-level 1, 2, 3 or 4")
+        }
+        if profile.gpuStack.mode == .operatorPrecompiled, site.hosts.contains(where: { $0.roles.contains(.gpuWorker) })
+        {
+            session.logger.warning(
+                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled, which install does not deploy yet (the GPU Operator release is the platform's); its GPU nodes get no driver and no GPU validation"
+            )
+        }
         let plan = try InstallPlan.make(context, stager: stager, stagingNodes: targets)
         return PreparedOperation(
             parameters: params, plan: plan, bundleVersion: verified.manifest.version,
