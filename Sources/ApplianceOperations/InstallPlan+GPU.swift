@@ -113,8 +113,8 @@ extension InstallPlan {
             var node: KubeNode?
             if let cp1 { node = try await ClusterAPI(runner: cp1).nodes().first { $0.name == name } }
             let result = GPUValidation.evaluate(
-                facts: NodeFacts.parse(out.stdoutText), node: name, roles: hostRoles, profile: profile, catalog: catalog,
-                driverVersion: driverVersion, dcgmLevel: level, allocatable: node?.allocatableGPUs)
+                facts: NodeFacts.parse(out.stdoutText), node: name, roles: hostRoles, profile: profile,
+                catalog: catalog, driverVersion: driverVersion, dcgmLevel: level, allocatable: node?.allocatableGPUs)
             return (result, node)
         }
         return Step(
