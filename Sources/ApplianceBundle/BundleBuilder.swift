@@ -67,6 +67,24 @@ public struct BundleBuilder: Sendable {
             }
             prepared.append(list)
         }
+        // The host GPU stack's version pins (issue 13): the fabric manager is exactly the driver's version.
+        var gpuPackages: [GPUHostPackages.Package] = []
+        for (c, inputs) in zip(spec.components, prepared) {
+            for (a, input) in zip(c.artifacts, inputs) where a.kind == .deb {
+                let p = input.provenance
+                guard let name = p.first(where: { $0.0 == "package" })?.1,
+                    let version = p.first(where: { $0.0 == "version" })?.1,
+                    GPUHostPackages.part(ofPackage: name) != nil
+                else { continue }
+                gpuPackages.append(.init(name: name, version: version, artifact: a.name))
+            }
+        }
+        if let problem = GPUHostPackages.pinProblems(gpuPackages).first {
+            throw .source(
+                artifact: gpuPackages.first { problem.contains("'\($0.artifact)'") }?.artifact ?? "nvidia",
+                reason: GPUHostPackages.pinProblems(gpuPackages).joined(separator: "; "),
+                hint: "bundle the fabric manager (and libnvidia-nscq) at exactly the driver's version")
+        }
 
         // 2. The blobs, each distinct file read once: written into the tar (under a temporary name) and
         // hashed from the same buffers on two threads. The manifest, which names every digest, follows.

@@ -24,6 +24,8 @@ public struct LabBundle: Sendable {
     /// Debian's catatonit, the binary of every lab image.
     public static let catatonitPackage = "catatonit"
     public static let catatonitVersion = "0.1.7-1+b2"
+    /// The spec component whose version is the stand-in NVIDIA driver's (and fabric manager's).
+    public static let gpuDriverComponent = "gpu-host-driver"
 
     public init(specPath: String, labnode: String, debCacheDirectory: String, logger: Logger) {
         self.specPath = specPath
@@ -85,8 +87,13 @@ public struct LabBundle: Sendable {
         // carries its own version, so the file name of a package cannot be known when the spec is written.
         let packagesDirectory = "\(inputs)/packages"
         try? FileManager.default.removeItem(atPath: packagesDirectory)
-        let packages = try LabPackages(labnode: labnode, kubernetesVersion: k8s, kubectl: kubectl ?? .standIn)
-            .build(into: packagesDirectory)
+        // The stand-in driver and fabric manager are built at the version of the spec's `gpu-host-driver`
+        // component (the bundle build then checks the pin between them like any bundle's).
+        let driver =
+            spec.components.first { $0.name == Self.gpuDriverComponent }?.version ?? LabPackages.defaultDriverVersion
+        let packages = try LabPackages(
+            labnode: labnode, kubernetesVersion: k8s, driverVersion: driver, kubectl: kubectl ?? .standIn
+        ).build(into: packagesDirectory)
         for p in packages {
             let stable = "\(packagesDirectory)/\(p.name).deb"
             do {

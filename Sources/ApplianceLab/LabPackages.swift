@@ -12,6 +12,7 @@ import Foundation
 /// | `helm` | `/usr/bin/helm`; the version file `/var/lib/appliance-lab/versions/helm` |
 /// | `nvidia-driver` | `nvidia-smi`, `dcgmi`; its postinst "loads" the driver (`/var/lib/appliance-lab/driver-installed`) |
 /// | `nvidia-fabricmanager` | `nv-fabricmanager`, `nvidia-fabricmanager`, `nvidia-fabricmanager.service` |
+/// | `nvidia-container-toolkit` | `nvidia-ctk` (`runtime configure --runtime=containerd` edits containerd's configuration as the real 1.18+ does), `nvidia-container-runtime` (runs runc) |
 ///
 /// The binary must run in a node, whose rootfs has no Swift toolchain: it has to be linked with
 /// `--static-swift-stdlib` (checked before anything is built).
@@ -23,6 +24,8 @@ public struct LabPackages: Sendable {
     /// Version of the stand-in NVIDIA driver and fabric manager ("535.54.03").
     public var driverVersion: String
     public var helmVersion: String
+    /// Version of the stand-in NVIDIA container toolkit ("1.19.1").
+    public var toolkitVersion: String
     /// Which kubectl the `kubectl` package carries.
     public var kubectl: KubectlChoice
 
@@ -44,6 +47,8 @@ public struct LabPackages: Sendable {
     /// The driver of the A100 profiles' declarations (the default `lab` profile included).
     public static let defaultDriverVersion = "535.54.03"
     public static let defaultHelmVersion = "3.19.0"
+    /// The container toolkit of the GPU Operator v26.3 line (the release bundle's pin).
+    public static let defaultToolkitVersion = "1.19.1"
     /// Version of the `appliance-labnode` package itself.
     public static let labnodeVersion = "1.0.0"
     static let libDirectory = "/usr/lib/appliance-labnode"
@@ -54,8 +59,9 @@ public struct LabPackages: Sendable {
     public init(
         labnode: String, kubernetesVersion: String = defaultKubernetesVersion,
         driverVersion: String = defaultDriverVersion, helmVersion: String = defaultHelmVersion,
-        kubectl: KubectlChoice = .standIn
+        toolkitVersion: String = defaultToolkitVersion, kubectl: KubectlChoice = .standIn
     ) {
+        self.toolkitVersion = toolkitVersion
         self.kubectl = kubectl
         self.labnode = labnode
         self.kubernetesVersion = kubernetesVersion
@@ -111,6 +117,9 @@ public struct LabPackages: Sendable {
         }
         guard Self.isVersion(driverVersion) else {
             throw .invalidArgument("driver version '\(driverVersion)' must look like 535.54.03")
+        }
+        guard Self.isVersion(toolkitVersion) else {
+            throw .invalidArgument("container toolkit version '\(toolkitVersion)' must look like 1.19.1")
         }
         guard Self.isVersion(helmVersion) else {
             throw .invalidArgument("helm version '\(helmVersion)' must look like 3.19.0")
@@ -247,6 +256,13 @@ public struct LabPackages: Sendable {
                     if [ "$1" = remove ] || [ "$1" = purge ]; then rm -f /var/lib/appliance-lab/fabricmanager-installed; fi
 
                     """))
+        // The real toolkit package of NVIDIA's repository is named VERSION-1.
+        specs.append(
+            Spec(
+                name: "nvidia-container-toolkit", version: "\(toolkitVersion)-1", depends: [labnodeDep],
+                description:
+                    "NVIDIA container toolkit stand-in of the appliance lab (\(toolkitVersion))\n nvidia-ctk runtime configure --runtime=containerd edits containerd's configuration as the real one;\n nvidia-container-runtime runs runc (the lab has no GPU to give a container).",
+                links: ["/usr/bin/nvidia-ctk", "/usr/bin/nvidia-container-runtime"]))
         return specs
     }
 

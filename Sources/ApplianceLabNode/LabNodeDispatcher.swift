@@ -10,7 +10,7 @@ import Foundation
 public enum LabNodeDispatcher {
     public static let tools = [
         "nvidia-smi", "dcgmi", "nvidia-fabricmanager", "nv-fabricmanager", "lspci", "kubeadm", "kubelet", "kubectl",
-        "helm",
+        "helm", "nvidia-ctk", "nvidia-container-runtime",
         "kube-apiserver-standin", "fault",
     ]
 
@@ -43,6 +43,7 @@ public enum LabNodeDispatcher {
         case "kubeadm": return Kubeadm(context: context).run(args)
         case "kubectl": return Kubectl(context: context).run(args)
         case "helm": return Helm(context: context).run(args)
+        case "nvidia-ctk": return NvidiaCTK(context: context).run(args)
         default: return nil
         }
     }
@@ -124,6 +125,18 @@ public enum LabNodeDispatcher {
         case "kubelet":
             blockTerminationSignals()
             return Kubelet(context: context).serve(args)
+        case "nvidia-container-runtime":
+            // The real one adds the NVIDIA hook to the OCI spec and runs runc; the lab has no GPU to hand to a
+            // container, so it runs runc with the same arguments.
+            let runc = ["/usr/sbin/runc", "/usr/bin/runc"].first { FileManager.default.isExecutableFile(atPath: $0) }
+            guard let runc else {
+                FileHandle.standardError.write(Data("nvidia-container-runtime (lab stand-in): runc not found\n".utf8))
+                return 1
+            }
+            var cargs = ([runc] + args).map { strdup($0) }
+            cargs.append(nil)
+            execv(runc, cargs)
+            return 127
         default:
             if let out = runTool(tool, args, context: context) {
                 emit(out)

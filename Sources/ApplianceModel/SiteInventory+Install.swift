@@ -70,7 +70,12 @@ extension SiteInventory {
         /// Workers joined at once (control planes always join one at a time).
         public var parallelism: Int
         public static let defaultParallelism = 10
-        public init(parallelism: Int = defaultParallelism) { self.parallelism = parallelism }
+        /// `dcgmi diag -r` level of the GPU validation gate (1-4; nil: 1, or the command line's).
+        public var dcgmLevel: Int?
+        public init(parallelism: Int = defaultParallelism, dcgmLevel: Int? = nil) {
+            self.parallelism = parallelism
+            self.dcgmLevel = dcgmLevel
+        }
     }
 
     /// `spec.roles`: cluster-wide role policy.
@@ -291,8 +296,10 @@ extension SiteInventory {
     }
 
     static func decodeInstall(_ v: YAMLValue) -> InstallSettings {
-        guard let m = v.mapping(allowing: ["parallelism"]) else { return InstallSettings() }
-        return InstallSettings(parallelism: m["parallelism"]?.int(in: 1...1024) ?? InstallSettings.defaultParallelism)
+        guard let m = v.mapping(allowing: ["parallelism", "dcgmLevel"]) else { return InstallSettings() }
+        return InstallSettings(
+            parallelism: m["parallelism"]?.int(in: 1...1024) ?? InstallSettings.defaultParallelism,
+            dcgmLevel: m["dcgmLevel"]?.int(in: 1...4))
     }
 
     static func decodeRoles(_ v: YAMLValue) -> RoleSettings {
@@ -367,7 +374,11 @@ extension SiteInventory {
     /// YAML pairs for the install sections, used by `yaml()`.
     func installTrees() -> [(String, YAMLTree)] {
         var out: [(String, YAMLTree)] = []
-        if install != InstallSettings() { out.append(("install", .map([("parallelism", .int(install.parallelism))]))) }
+        if install != InstallSettings() {
+            var pairs: [(String, YAMLTree)] = [("parallelism", .int(install.parallelism))]
+            if let l = install.dcgmLevel { pairs.append(("dcgmLevel", .int(l))) }
+            out.append(("install", .map(pairs)))
+        }
         if roles != RoleSettings() {
             out.append(("roles", .map([("dedicatedSystemNodes", .bool(roles.dedicatedSystemNodes))])))
         }

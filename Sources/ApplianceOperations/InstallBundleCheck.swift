@@ -48,6 +48,7 @@ public enum InstallBundleCheck {
                 }
             }
         }
+        out += gpuStackProblems(manifest, profile: profile, site: site)
         if cniManifest(manifest) == nil {
             out.append("the bundle has no CNI manifest (a file artifact of component 'cni')")
         }
@@ -61,6 +62,41 @@ public enum InstallBundleCheck {
             }
         }
         return Array(Set(out)).sorted()
+    }
+
+    /// The host GPU stack (issue 13), for `host-driver` profiles: every GPU node gets a driver, the fabric
+    /// manager on NVSwitch profiles and the container toolkit; the fabric manager is exactly the driver's
+    /// version; the driver is not on the profile's deny list. Both versions are named when a pin breaks.
+    public static func gpuStackProblems(
+        _ manifest: BundleManifest, profile: HardwareProfile, site: SiteInventory
+    ) -> [String] {
+        guard profile.gpuStack.mode == .hostDriver else { return [] }
+        var out: [String] = []
+        for host in site.hosts where host.roles.contains(.gpuWorker) {
+            guard let want = profile.requirements(for: host.roles)?.gpu else { continue }
+            let packages = manifest.allArtifacts.compactMap { (_, a) -> GPUHostPackages.Package? in
+                guard a.kind == .deb, a.applies(to: host.roles), let name = a.provenance("package"),
+                    let version = a.provenance("version"), GPUHostPackages.part(ofPackage: name) != nil
+                else { return nil }
+                return .init(name: name, version: version, artifact: a.name)
+            }
+            let names = packages.map(\.name)
+            var lacking: [String] = []
+            if !names.contains(where: { GPUHostPackages.part(ofPackage: $0) == .driver }) {
+                lacking.append("an NVIDIA driver (nvidia-driver-*, cuda-drivers-*)")
+            }
+            if want.fabricManager && !names.contains(where: GPUHostPackages.isFabricManagerDaemon) {
+                lacking.append("nvidia-fabricmanager (profile \(profile.name) has NVSwitches)")
+            }
+            if !names.contains(where: GPUHostPackages.isToolkit) { lacking.append("nvidia-container-toolkit") }
+            if !lacking.isEmpty {
+                out.append(
+                    "\(host.name) (gpu-worker, gpuStack.mode host-driver) needs what the bundle lacks for it: \(lacking.joined(separator: ", "))"
+                )
+            }
+            out += GPUHostPackages.pinProblems(packages, deniedDriverVersions: profile.gpuStack.deniedDriverVersions)
+        }
+        return out
     }
 
     /// The bundle's version of a Debian package for these roles.

@@ -62,7 +62,17 @@ public enum InstallOperation {
             pki: InstallPKIProvider(
                 stateDirectory: session.stateDirectory, cluster: site.name,
                 names: RegistryPKI.subjectAlternativeNames(site: site)),
-            state: state)
+            state: state, dcgmLevel: params.dcgmLevel ?? site.install.dcgmLevel ?? 1)
+        guard GPUValidation.dcgmLevels.contains(context.dcgmLevel) else {
+            throw OperationError.invalid(
+                "DCGM diagnostic level \(context.dcgmLevel) does not exist", hint: "use --dcgm-level 1, 2, 3 or 4")
+        }
+        if profile.gpuStack.mode == .operatorPrecompiled, site.hosts.contains(where: { $0.roles.contains(.gpuWorker) })
+        {
+            session.logger.warning(
+                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled, which install does not deploy yet (the GPU Operator release is the platform's); its GPU nodes get no driver and no GPU validation"
+            )
+        }
         let plan = try InstallPlan.make(context, stager: stager, stagingNodes: targets)
         return PreparedOperation(
             parameters: params, plan: plan, bundleVersion: verified.manifest.version,
@@ -122,8 +132,15 @@ public enum InstallOperation {
             return
         }
         let failures = Operations.nodeFailures(outcome, plan: plan)
-        let controlPlaneFailed = failures.contains { f in
-            f.node == "cluster" || c.site.host(named: f.node)?.roles.contains(.controlPlane) == true
+        // A cluster step (the record) that only waits on a failed worker is not a control-plane failure: the
+        // worker is named on its own line and the rest of the cluster is installed (exit 9).
+        let controlPlaneFailed = plan.steps.contains { step in
+            guard let error = outcome.errors[step.name] else { return false }
+            guard let node = step.target.node else {
+                if case .dependencyFailed = error { return false }
+                return true
+            }
+            return c.site.host(named: node)?.roles.contains(.controlPlane) == true
         }
         throw NodesFailed(failures: failures, anySucceeded: !controlPlaneFailed && !outcome.applied.isEmpty)
     }

@@ -18,6 +18,8 @@ struct InstallContext: Sendable {
     let runners: [String: NodeRunner]
     let pki: InstallPKIProvider
     let state: InstallState
+    /// `dcgmi diag -r` level of the GPU validation gate (issue 13).
+    var dcgmLevel: Int = 1
 
     var site: SiteInventory { session.site }
     var manifest: BundleManifest { bundle.manifest }
@@ -130,6 +132,7 @@ enum InstallPlan {
             steps.append(osPrepStep(c, host, after: [StagingPlan.stepName(node: n), StagingPlan.transferStep]))
             steps.append(packagesStep(c, host))
             steps.append(try runtimeStep(c, host))
+            steps += try gpuStackSteps(c, host)
             if registryNames.contains(n) {
                 steps.append(try registryStep(c, host))
                 steps.append(seedStep(c, host))
@@ -139,20 +142,23 @@ enum InstallPlan {
         let seeds = c.site.registryHosts.map { seed($0.name) }
         for host in c.site.hosts { steps.append(mirrorStep(c, host, after: [runtime(host.name)] + seeds)) }
         let lbs = vip ? c.site.controlPlanes.map { loadBalancer($0.name) } : []
-        steps.append(try initStep(c, cp1, after: [mirror(cp1.name)] + lbs))
+        steps.append(try initStep(c, cp1, after: [mirror(cp1.name)] + lbs + gpuJoinDependencies(c, cp1)))
         var previous = kubeadmInit(cp1.name)
         for cp in c.site.controlPlanes.dropFirst() {
-            steps.append(joinStep(c, cp, after: [mirror(cp.name), previous]))
+            steps.append(joinStep(c, cp, after: [mirror(cp.name), previous] + gpuJoinDependencies(c, cp)))
             previous = joinControlPlane(cp.name)
         }
         for host in c.site.hosts where !host.roles.contains(.controlPlane) {
-            steps.append(joinStep(c, host, after: [mirror(host.name), previous]))
+            steps.append(joinStep(c, host, after: [mirror(host.name), previous] + gpuJoinDependencies(c, host)))
         }
         steps.append(cniStep(c, cp1))
         for host in c.site.hosts {
             steps.append(readyStep(c, host, after: [membership(host, first: cp1.name), cniStep]))
             steps.append(rolesStep(c, host))
+            if let gate = gpuValidateStep(c, host) { steps.append(gate) }
         }
+        // Here, after the GPU gates, go the GPU Operator release and the platform's charts (issue 13's platform
+        // part): they need validated GPU nodes and the cluster recorded below is the one they deploy onto.
         steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) }))
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))
@@ -222,7 +228,9 @@ enum InstallPlan {
     }
 
     static func packagesStep(_ c: InstallContext, _ host: SiteInventory.Host) -> Step {
-        let repo = LocalRepository(runner: c.runner(host), store: c.store, packages: c.packages(for: host))
+        let repo = LocalRepository(
+            runner: c.runner(host), store: c.store, packages: c.basePackages(for: host),
+            available: c.packages(for: host))
         return Step(
             packages(host.name), on: .node(host.name), after: [osPrep(host.name)],
             summary:

@@ -21,12 +21,15 @@ public struct OperationParameters: Codable, Sendable {
     public var trustNewHosts: Bool?
     /// The node lifecycle's options (`node drain|rejoin|add|remove`).
     public var lifecycle: LifecycleOptions?
+    /// `dcgmi diag -r` level of install's GPU validation gate (nil: the site's, else 1).
+    public var dcgmLevel: Int?
 
     public init(
         kind: String, site: String, bundle: String?, trustedKeys: [String], allowUnsigned: Bool, nodes: [String] = [],
         bytesPerSecond: Int64? = nil, store: String? = nil, profile: String? = nil, waivers: [String]? = nil,
-        trustNewHosts: Bool? = nil, lifecycle: LifecycleOptions? = nil
+        trustNewHosts: Bool? = nil, lifecycle: LifecycleOptions? = nil, dcgmLevel: Int? = nil
     ) {
+        self.dcgmLevel = dcgmLevel
         self.kind = kind
         self.site = site
         self.bundle = bundle

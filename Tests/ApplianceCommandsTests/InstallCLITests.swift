@@ -108,4 +108,83 @@ import Testing
             ["install", "-i", path, "--bundle", b.path, "--trust", dir + "/other/appliance-signing.pub"], state: dir)
         #expect(r.status == 7, "\(r.stderr)")
     }
+
+    /// A Debian package of one control file (what `dpkg-deb -f` reads), for version-pin tests.
+    func deb(_ name: String, _ version: String) throws -> String {
+        let root = dir + "/debroot-\(name)"
+        try FileManager.default.createDirectory(atPath: root + "/DEBIAN", withIntermediateDirectories: true)
+        try
+            "Package: \(name)\nVersion: \(version)\nArchitecture: amd64\nMaintainer: test <t@t.invalid>\nDescription: test\n"
+            .write(toFile: root + "/DEBIAN/control", atomically: true, encoding: .utf8)
+        let out = dir + "/\(name)_\(version).deb"
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/dpkg-deb")
+        p.arguments = ["--root-owner-group", "--build", root, out]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        try #require(p.terminationStatus == 0)
+        return out
+    }
+
+    @Test func aFabricManagerOfAnotherVersionThanTheDriverIsRefusedAtBuildAndAGPUNodeNeedsTheStack() async throws {
+        let keys = dir + "/keys"
+        _ = try await CLI.run(["bundle", "keygen", "--out", keys], state: dir)
+        let driver = try deb("nvidia-driver", "535.161.08")
+        let fm = try deb("nvidia-fabricmanager", "535.54.03-1")
+        func spec(_ fabric: String) -> String {
+            """
+            apiVersion: appliance.dev/v1alpha1
+            kind: BundleSpec
+            metadata: {name: pins}
+            spec:
+              version: 1.0.0
+              kubernetes: {version: v1.34.3}
+              components:
+                - name: nvidia-host
+                  version: "535.161.08"
+                  artifacts:
+                    - {name: driver, kind: deb, roles: [gpu-worker], source: {debFile: \(driver)}}
+                    - {name: fabricmanager, kind: deb, roles: [gpu-worker], source: {debFile: \(fabric)}}
+            """
+        }
+        try spec(fm).write(toFile: dir + "/pins.yaml", atomically: true, encoding: .utf8)
+        let refused = try await CLI.run(
+            [
+                "bundle", "build", "-f", dir + "/pins.yaml", "-o", dir + "/pins.tar", "--key",
+                keys + "/appliance-signing.key",
+            ],
+            state: dir)
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("nvidia-fabricmanager 535.54.03-1"), "\(refused.stderr)")
+        #expect(refused.stderr.contains("nvidia-driver 535.161.08"), "\(refused.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/pins.tar"))
+
+        // At the driver's version the bundle builds; a GPU node of a host-driver profile then also needs the
+        // container toolkit, named before any node is touched.
+        try spec(try deb("nvidia-fabricmanager", "535.161.08-1")).write(
+            toFile: dir + "/pins.yaml", atomically: true, encoding: .utf8)
+        let built = try await CLI.run(
+            [
+                "bundle", "build", "-f", dir + "/pins.yaml", "-o", dir + "/pins.tar", "--key",
+                keys + "/appliance-signing.key",
+            ],
+            state: dir)
+        #expect(built.status == 0, "\(built.stderr)")
+        let gpuSite = site(controlPlanes: 1).replacingOccurrences(
+            of: "    - {name: cpu-1, address: 127.0.77.20, roles: [cpu-worker]}\n",
+            with: "    - {name: gpu-1, address: 127.0.77.21, roles: [gpu-worker]}\n")
+        try gpuSite.write(toFile: dir + "/gpu.yaml", atomically: true, encoding: .utf8)
+        let r = try await CLI.run(
+            [
+                "install", "-i", dir + "/gpu.yaml", "--bundle", dir + "/pins.tar", "--trust",
+                keys + "/appliance-signing.pub",
+            ],
+            state: dir)
+        #expect(r.status == 7, "\(r.stderr)")
+        #expect(
+            r.stderr.contains(
+                "gpu-1 (gpu-worker, gpuStack.mode host-driver) needs what the bundle lacks for it: nvidia-container-toolkit"
+            ), "\(r.stderr)")
+    }
 }

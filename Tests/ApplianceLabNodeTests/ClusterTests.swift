@@ -29,7 +29,10 @@ struct TestNode {
         hw.node = name
         let ctx = LabNodeContext(environment: ["APPLIANCE_LABNODE_ROOT": root])
         try ctx.write(HardwareDeclaration.pathOnNode, String(decoding: try hw.jsonData(), as: UTF8.self))
-        if hw.gpus != nil { try ctx.write(LabPaths.driverInstalled, "") }
+        if hw.gpus != nil {
+            try ctx.write(LabPaths.driverInstalled, "")
+            try LabFixture.installNvidiaRuntime(ctx)
+        }
     }
 
     func write(_ path: String, _ text: String) throws {

@@ -302,15 +302,65 @@ extension Tag {
 
 @Suite("kubelet capacity")
 struct KubeletCapacityTests {
-    @Test func gpuCapacityFollowsDriverAndLostGPUs() throws {
+    @Test func gpuCapacityFollowsDriverRuntimeAndHealth() throws {
         let lab = try LabFixture(driver: false)
         let kubelet = Kubelet(context: lab.context)
         #expect(kubelet.resources()["nvidia.com/gpu"] == nil)
         #expect(kubelet.resources()["cpu"] as? String == "256")
         try lab.context.write(LabPaths.driverInstalled, "")
+        // The device plugin runs with the nvidia runtime: none in containerd's configuration, no resource.
+        #expect(kubelet.resources()["nvidia.com/gpu"] == nil)
+        try LabFixture.installNvidiaRuntime(lab.context)
         #expect(kubelet.resources()["nvidia.com/gpu"] as? String == "8")
         // As in the capture of an 8-GPU node advertising 7 after Xid 79.
         #expect(lab.fault("set", "gpu-missing", "3").exitCode == 0)
         #expect(kubelet.resources()["nvidia.com/gpu"] as? String == "7")
+        // A GPU with uncorrectable ECC errors is marked unhealthy by the plugin.
+        #expect(lab.fault("set", "ecc-uncorrectable", "1").exitCode == 0)
+        #expect(kubelet.resources()["nvidia.com/gpu"] as? String == "6")
+        // NVML does not initialise on a driver/library mismatch: the plugin advertises nothing.
+        #expect(lab.fault("set", "driver-mismatch", "550.90.07").exitCode == 0)
+        #expect(kubelet.resources()["nvidia.com/gpu"] == nil)
+    }
+
+    @Test func nvidiaCTKConfiguresContainerdAsTheRealOne() throws {
+        let lab = try LabFixture()
+        try lab.context.write("/etc/containerd/config.toml", LabFixture.containerdConfig)
+        let ctk = NvidiaCTK(context: lab.context)
+        let r = ctk.run(["runtime", "configure", "--runtime=containerd", "--set-as-default"])
+        #expect(r.exitCode == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("Wrote updated config to /etc/containerd/conf.d/99-nvidia.toml"))
+        let top = try #require(lab.context.read("/etc/containerd/config.toml"))
+        // The top-level file only gains the import of the drop-in's directory, right after `version`.
+        #expect(
+            top
+                == LabFixture.containerdConfig.replacingOccurrences(
+                    of: "version = 2\n", with: "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"))
+        let dropIn = try #require(lab.context.read("/etc/containerd/conf.d/99-nvidia.toml"))
+        // The whole CRI section is carried over (containerd 1.x replaces plugin sections whole on import).
+        #expect(dropIn.contains("sandbox_image = \"registry.k8s.io/pause:3.10.1\""))
+        #expect(dropIn.contains("default_runtime_name = \"nvidia\""))
+        #expect(
+            dropIn.contains(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia]\n  runtime_type = \"io.containerd.runc.v2\""
+            ))
+        #expect(
+            dropIn.contains(
+                "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.nvidia.options]\n  BinaryName = \"/usr/bin/nvidia-container-runtime\"\n  SystemdCgroup = true"
+            ))
+        #expect(dropIn.hasPrefix("version = 2\n"))
+        // Again: nothing changes (the same bytes in both files).
+        #expect(ctk.run(["runtime", "configure", "--runtime=containerd", "--set-as-default"]).exitCode == 0)
+        #expect(lab.context.read("/etc/containerd/config.toml") == top)
+        #expect(lab.context.read("/etc/containerd/conf.d/99-nvidia.toml") == dropIn)
+        // Existing imports are kept; other runtimes are refused; a dry run writes nothing.
+        let other = try NvidiaCTK.configure(
+            topLevel: "version = 2\nimports = [\"/etc/containerd/extra/*.toml\"]\n", dropInPath: "/d/99.toml",
+            runtimeName: "nvidia", setAsDefault: false)
+        #expect(other.topLevel.hasPrefix("version = 2\nimports = [\"/etc/containerd/extra/*.toml\", \"/d/*.toml\"]"))
+        #expect(ctk.run(["runtime", "configure", "--runtime=docker"]).exitCode == 1)
+        lab.context.remove("/etc/containerd/conf.d/99-nvidia.toml")
+        let dry = ctk.run(["runtime", "configure", "--runtime=containerd", "--dry-run"])
+        #expect(dry.stdout.contains("BinaryName") && lab.context.read("/etc/containerd/conf.d/99-nvidia.toml") == nil)
     }
 }

@@ -60,6 +60,40 @@ final class LabFixture {
 
     deinit { try? FileManager.default.removeItem(atPath: root) }
 
+    /// A containerd 1.6 config as the installer renders it (config version 2, runc with systemd cgroups).
+    static let containerdConfig = """
+        # Written by appliance install; a re-run rewrites it, so edit the site file instead.
+        version = 2
+
+        [plugins."io.containerd.grpc.v1.cri"]
+          sandbox_image = "registry.k8s.io/pause:3.10.1"
+
+        [plugins."io.containerd.grpc.v1.cri".containerd]
+          default_runtime_name = "runc"
+          snapshotter = "overlayfs"
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+          runtime_type = "io.containerd.runc.v2"
+
+        [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+          SystemdCgroup = true
+
+        [plugins."io.containerd.grpc.v1.cri".registry]
+          config_path = "/etc/containerd/certs.d"
+
+        """
+
+    /// What the container toolkit leaves on a node: its runtime binary, and containerd's configuration as
+    /// `nvidia-ctk runtime configure --runtime=containerd` edits it.
+    static func installNvidiaRuntime(_ ctx: LabNodeContext) throws {
+        try ctx.write("/etc/containerd/config.toml", containerdConfig)
+        try ctx.write(DevicePluginModel.runtimeBinary, "#!/bin/sh\n")
+        try FileManager.default.setAttributes(
+            [.posixPermissions: 0o755], ofItemAtPath: ctx.path(DevicePluginModel.runtimeBinary))
+        let r = NvidiaCTK(context: ctx).run(["runtime", "configure", "--runtime=containerd", "--set-as-default"])
+        guard r.exitCode == 0 else { throw LabNodeError.usage("nvidia-ctk failed: \(r.stderr)") }
+    }
+
     func smi(_ args: String...) -> ToolOutput { NvidiaSMI(context: context).run(args) }
     func dcgmi(_ args: String...) -> ToolOutput { DCGMI(context: context).run(args) }
     func fault(_ args: String...) -> ToolOutput {

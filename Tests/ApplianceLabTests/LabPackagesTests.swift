@@ -38,6 +38,7 @@ struct LabPackagesTests {
             built.map { "\($0.name) \($0.version)" } == [
                 "appliance-labnode 1.0.0", "kubeadm 1.35.1-1.1", "kubelet 1.35.1-1.1", "kubectl 1.35.1-1.1",
                 "helm 3.19.0", "nvidia-driver 590.48.01", "nvidia-fabricmanager 590.48.01",
+                "nvidia-container-toolkit 1.19.1-1",
             ])
         #expect(
             try FileManager.default.contentsOfDirectory(atPath: dir).sorted()
@@ -67,6 +68,9 @@ struct LabPackagesTests {
         let fm = try #require(p["nvidia-fabricmanager"])
         #expect(try dpkgDeb("-f", fm, "Depends") == "appliance-labnode (>= 1.0.0), nvidia-driver")
         #expect(try dpkgDeb("-c", fm).contains("./lib/systemd/system/nvidia-fabricmanager.service"))
+        let toolkit = try dpkgDeb("-c", try #require(p["nvidia-container-toolkit"]))
+        #expect(
+            toolkit.contains("./usr/bin/nvidia-ctk -> ") && toolkit.contains("./usr/bin/nvidia-container-runtime -> "))
 
         #expect(throws: LabError.self) {
             try LabPackages(labnode: "/bin/true", kubernetesVersion: "v1.35").build(into: dir)

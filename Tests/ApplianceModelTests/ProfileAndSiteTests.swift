@@ -33,7 +33,7 @@ struct ProfileAndSiteTests {
         let lab = try ProfileCatalog(directory: Self.repo + "/profiles").load("lab")
         #expect(lab.os.release(id: "debian", version: "12") != nil)
         let gpu = lab.labDeclaration(node: "gpu-01", roles: [.gpuWorker])
-        #expect(gpu.gpus?.model == "NVIDIA A100-SXM4-80GB" && gpu.gpus?.count == 2)
+        #expect(gpu.gpus?.model == "NVIDIA A100-PCIE-40GB" && gpu.gpus?.count == 2)
         #expect(lab.labDeclaration(node: "cpu-01", roles: [.cpuWorker]).gpus == nil)
     }
 

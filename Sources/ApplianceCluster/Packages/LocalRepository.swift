@@ -35,12 +35,18 @@ public struct LocalRepository: Sendable {
 
     public let runner: NodeRunner
     public let store: String
+    /// What this repository installs and checks.
     public let packages: [StagedPackage]
+    /// What the repository holds (every package the bundle carries for the node, so apt can resolve any
+    /// dependency); `packages` by default. The GPU stack's steps install their packages from the same
+    /// repository as the packages step, each step its own part.
+    public let available: [StagedPackage]
 
-    public init(runner: NodeRunner, store: String, packages: [StagedPackage]) {
+    public init(runner: NodeRunner, store: String, packages: [StagedPackage], available: [StagedPackage]? = nil) {
         self.runner = runner
         self.store = store
         self.packages = packages.sorted { ($0.name, $0.version) < ($1.name, $1.version) }
+        self.available = (available ?? packages).sorted { ($0.name, $0.version) < ($1.name, $1.version) }
     }
 
     var aptOptions: String {
@@ -87,7 +93,7 @@ public struct LocalRepository: Sendable {
     public func install() async throws {
         guard !packages.isEmpty else { return }
         var entries = ""
-        for p in packages {
+        for p in available {
             entries += "\(p.sha256) \(shellQuote(p.poolName)) \(shellQuote(p.name))\n"
         }
         let wanted = packages.map { shellQuote("\($0.name)=\($0.version)") }.joined(separator: " ")
@@ -96,6 +102,14 @@ public struct LocalRepository: Sendable {
             """
             store=\(shellQuote(store)); repo=\(Self.directory)
             mkdir -p "$repo" || exit 3
+            # The index is rebuilt only when the repository's contents change (the GPU steps reuse it).
+            want=$(printf '%s' \(shellQuote(entries)) | sha256sum | cut -d' ' -f1)
+            if [ "$(cat "$repo/.contents" 2>/dev/null)" = "$want" ] && [ -f "$repo/Packages" ] && [ -f \(Self.sourceList) ]; then
+              rebuild=0
+            else
+              rebuild=1
+            fi
+            if [ $rebuild = 1 ]; then
             new=$(mktemp -d "$repo/.new.XXXXXX") || exit 3
             trap 'rm -rf "$new"' EXIT
             mkdir "$new/pool"
@@ -110,6 +124,9 @@ public struct LocalRepository: Sendable {
             mv "$new/pool" "$repo/pool" && mv "$new/Packages" "$repo/Packages" || exit 3
             printf '%s' \(shellQuote(AptRepository.sourcesFile().content)) > \(Self.sourceList).new \
               && mv \(Self.sourceList).new \(Self.sourceList) || exit 3
+            echo "$want" > "$repo/.contents"
+            rm -rf "$new"; trap - EXIT
+            fi
             export DEBIAN_FRONTEND=noninteractive
             apt-get \(aptOptions) update -q >/dev/null || { echo "apt-get update of the local repository failed" >&2; exit 5; }
             \(holds.isEmpty ? "" : "apt-mark unhold \(holds) >/dev/null 2>&1 || true")

@@ -15,6 +15,11 @@ public enum ContainerdConfig {
     /// `update-ca-certificates` adds it to the system store too (curl, helm), and `hosts.toml` names it.
     public static let registryCAPath = "/usr/local/share/ca-certificates/appliance-registry-ca.crt"
     public static let defaultCNIBinDirectory = "/opt/cni/bin"
+    /// Where `nvidia-ctk runtime configure` puts the `nvidia` runtime (its default drop-in since toolkit 1.18).
+    public static let nvidiaDropInPath = "/etc/containerd/conf.d/99-nvidia.toml"
+    /// `BASE EDITED DROPIN` digests: the config.toml the installer rendered, the same file after nvidia-ctk
+    /// added its import, and the drop-in nvidia-ctk wrote (written by the GPU stack's toolkit step).
+    public static let toolkitEditRecord = "/var/lib/appliance/installed/containerd-nvidia-runtime"
 
     /// The NVIDIA container runtime of the host-driver GPU stack (nvidia-container-toolkit on the host).
     public struct NvidiaRuntime: Sendable, Equatable {

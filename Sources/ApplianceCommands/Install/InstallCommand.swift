@@ -13,7 +13,10 @@ struct InstallCommand: AsyncParsableCommand {
             preflight gate (what install sets up itself does not block), staging, then per node OS preparation,
             packages through apt from a local repository made of the staged store, containerd, the private
             registry seeded on its nodes, kubeadm init, control planes joined one at a time, workers in parallel,
-            the CNI, roles. Every step checks the node first: running it again changes nothing.
+            the CNI, roles; on GPU nodes of host-driver profiles the NVIDIA driver, fabric manager, persistence
+            mode and container toolkit before the join, and a validation gate once the node is Ready (a node that
+            fails it is cordoned with the reason in appliance.dev/cordon-reason). Every step checks the node
+            first: running it again changes nothing.
             Exit codes: 0 installed; 3 preflight failed (nothing changed); 7 bundle refused; 9 some workers
             failed, the rest is installed (`appliance plan resume` finishes them); 10 locked; 130 interrupted.
             """)
@@ -34,6 +37,9 @@ struct InstallCommand: AsyncParsableCommand {
     @Option(help: "Progress output: text (a live display on a terminal) or ndjson (one JSON event per line).")
     var format: EventFormat = .text
 
+    @Option(help: "Level of `dcgmi diag -r` in the GPU validation gate, 1-4 (default: spec.install.dcgmLevel, else 1).")
+    var dcgmLevel: Int?
+
     @Flag(help: "Print the whole plan (every step per node, in order) and change nothing.")
     var dryRun = false
 
@@ -43,7 +49,8 @@ struct InstallCommand: AsyncParsableCommand {
         let session = try ctx.session(site)
         let params = OperationParameters(
             kind: InstallOperation.kind, site: site.inventory, bundle: bundle, trustedKeys: trust.trustedKeys,
-            allowUnsigned: trust.allowUnsigned, profile: profile, waivers: waivers, trustNewHosts: site.trustNewHosts)
+            allowUnsigned: trust.allowUnsigned, profile: profile, waivers: waivers, trustNewHosts: site.trustNewHosts,
+            dcgmLevel: dcgmLevel)
         let op = try await Operations.prepare(params, session: session, io: io, dryRun: dryRun)
         if dryRun {
             ctx.output.print(format == .ndjson ? try op.plan.renderJSON() : op.plan.render())

@@ -1,8 +1,8 @@
 import Foundation
 import Yams
 
-/// The `kubelet` stand-in: registers its Node (capacity from the hardware declaration, `nvidia.com/gpu` when
-/// the lab NVIDIA driver is loaded, counting only GPUs that answer), renews its Lease and posts Ready every
+/// The `kubelet` stand-in: registers its Node (capacity from the hardware declaration, `nvidia.com/gpu` as the
+/// GPU Operator's device plugin would advertise it: `DevicePluginModel`), renews its Lease and posts Ready every
 /// heartbeat, and marks the pods bound to it Running/Ready. Runs no containers.
 public struct Kubelet: Sendable {
     public let context: LabNodeContext
@@ -42,8 +42,8 @@ public struct Kubelet: Sendable {
             "ephemeral-storage": "\((hw?.disks.first?.sizeGB ?? 100) * 976_562)Ki",
             "hugepages-1Gi": "0", "hugepages-2Mi": "0",
         ]
-        if let inv = try? GPUInventory.load(context: context), case .loaded = inv.driver, !inv.gpus.isEmpty {
-            cap["nvidia.com/gpu"] = "\(inv.gpus.count)"
+        if let gpus = DevicePluginModel(context: context).advertisedGPUs() {
+            cap["nvidia.com/gpu"] = "\(gpus)"
         }
         return cap
     }
