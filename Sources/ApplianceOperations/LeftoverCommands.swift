@@ -19,14 +19,18 @@ enum LeftoverCommands {
 
     /// Shell text that waits for the processes marked with `owner` to end: done after three quiet samples a
     /// second apart (a script between two of its programs has no marked process for a moment; its shell
-    /// itself is not marked), killed after `limitSeconds`. Prints `waited SECONDS PROGRAMS...` or
-    /// `killed SECONDS PROGRAMS...` when there was anything, nothing otherwise.
+    /// itself is not marked), killed after `limitSeconds`. Staging's relay connections are left to staging.
+    /// Prints `waited SECONDS PROGRAMS...` or `killed SECONDS PROGRAMS...` when there was anything, nothing
+    /// otherwise.
     static func script(owner: String, limitSeconds: Int) -> String {
         """
         mark=\(shellQuote(SSHConnection.ownerVariable + "=" + owner))
         start=$(date +%s); quiet=0; seen=
         while :; do
           pids=$(grep -lzxF -e "$mark" /proc/[0-9]*/environ 2>/dev/null | sed -n 's|^/proc/\\([0-9]*\\)/environ$|\\1|p')
+          # A staging relay's connection to the next node (ssh -M -S STORE/.staging/ctl-RUN) lives until
+          # staging removes it; staging's own sweep ends those of a dead run, so they are not waited for.
+          pids=$(for p in $pids; do tr '\\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF '/.staging/ctl-' || echo "$p"; done)
           if [ -z "$pids" ]; then
             quiet=$((quiet + 1)); [ $quiet -ge 3 ] && break; sleep 1; continue
           fi

@@ -61,6 +61,10 @@ public struct Supervisor: Sendable {
         try FileManager.default.createDirectory(
             atPath: (logPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         var fullEnv = ProcessInfo.processInfo.environment
+        // A service does not inherit the marks of the SSH command that started it (systemd gives services
+        // a clean environment; so does this fallback for the two marks the product puts on its commands).
+        fullEnv["APPLIANCE_EXEC"] = nil
+        fullEnv["APPLIANCE_OWNER"] = nil
         for (k, v) in context.environment { fullEnv[k] = v }
         for (k, v) in env { fullEnv[k] = v }
         let pid = try Self.spawn(executable, argv: argv, env: fullEnv, log: logPath)
