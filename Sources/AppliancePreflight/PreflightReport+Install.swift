@@ -12,8 +12,11 @@ extension PreflightReport {
     public func forInstall(gpuStackMode: String) -> PreflightReport {
         var copy = self
         let byID = Dictionary(checks.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        // No working host driver on the node: nvidia-smi fails, or no kernel module is loaded (a node whose
+        // packages outlived its driver, e.g. one removed from the cluster and added again).
         let driverMissing = Set(
-            outcomes.filter { $0.checkID == "gpu.smi" && $0.status != .pass }.map(\.node))
+            outcomes.filter { ($0.checkID == "gpu.smi" || $0.checkID == "gpu.driver-mode") && $0.status != .pass }
+                .map(\.node))
         copy.outcomes = outcomes.map { o in
             guard o.status == .fail || o.status == .warn || o.status == .unknown,
                 let treatment = byID[o.checkID]?.install

@@ -84,8 +84,10 @@ extension RealLabSuites {
                 ((status["addresses"] as? [[String: Any]])?.first)?["address"] as? String == (try lab.address("gpu-1")))
             #expect((status["capacity"] as? [String: Any])?["nvidia.com/gpu"] == nil)
 
-            // The driver package makes the node's GPUs allocatable.
-            try lab.install(["nvidia-driver"], on: ["gpu-1"], from: packages)
+            // The driver, and the container toolkit giving containerd its nvidia runtime, make the node's GPUs
+            // allocatable (what the device plugin needs to start; see DevicePluginModel).
+            try lab.install(["nvidia-driver", "nvidia-container-toolkit"], on: ["gpu-1"], from: packages)
+            try lab.ok("gpu-1", "nvidia-ctk runtime configure --runtime=containerd")
             #expect(
                 try lab.eventually(20) {
                     try lab.run(
@@ -106,6 +108,9 @@ extension RealLabSuites {
                 refused.stderr.contains(
                     "couldn't validate the identity of the API Server: could not find a JWS signature in the cluster-info ConfigMap for token ID \"\(tokenID)\""
                 ), "\(refused.combined)")
+            // kubeadm refuses to join under the name of a Node that is still Ready: remove it first, as the
+            // real procedure does.
+            try lab.ok("cp-1", "KUBECONFIG=/etc/kubernetes/admin.conf kubectl delete node gpu-2")
             try lab.ok("gpu-2", join)
 
             // A drain that a PodDisruptionBudget blocks fails with kubectl's messages.
