@@ -45,7 +45,7 @@ import Testing
     @Test func waitsUntilTheDeadRunsCommandsEndAndNamesThem() async throws {
         let owner = CommandOwner.mark(host: "admin-\(UUID().uuidString.prefix(8))", pid: 4242)
         let (_, leftover) = startMarked(owner, "sleep 3; sleep 1")
-        let (other, otherDone) = startMarked("someone-else:1", "sleep 8")
+        let (other, otherDone) = startMarked("someone-else:1", "sleep 300")
         try await Task.sleep(for: .milliseconds(200))
         let (report, took) = try await settle(owner, limit: 60)
         try await leftover.value
