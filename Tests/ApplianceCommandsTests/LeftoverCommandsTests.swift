@@ -45,7 +45,7 @@ import Testing
     @Test func waitsUntilTheDeadRunsCommandsEndAndNamesThem() async throws {
         let owner = CommandOwner.mark(host: "admin-\(UUID().uuidString.prefix(8))", pid: 4242)
         let (_, leftover) = startMarked(owner, "sleep 3; sleep 1")
-        let (other, otherDone) = startMarked("someone-else:1", "sleep 300")
+        let (other, otherDone) = startMarked("someone-else:1", "exec sleep 300")
         try await Task.sleep(for: .milliseconds(200))
         let (report, took) = try await settle(owner, limit: 60)
         try await leftover.value
@@ -54,7 +54,7 @@ import Testing
         #expect(r.programs.contains("sleep"), "\(r.programs)")
         #expect(r.waitedSeconds >= 3 && took >= 4 && took < 15, "\(r), \(took) s")
         #expect(other.isRunning, "another owner's command was touched")
-        other.terminate()
+        kill(other.processIdentifier, SIGKILL)
         try await otherDone.value
     }
 
