@@ -132,15 +132,10 @@ public enum InstallOperation {
             return
         }
         let failures = Operations.nodeFailures(outcome, plan: plan)
-        // A cluster step (the record) that only waits on a failed worker is not a control-plane failure: the
-        // worker is named on its own line and the rest of the cluster is installed (exit 9).
-        let controlPlaneFailed = plan.steps.contains { step in
-            guard let error = outcome.errors[step.name] else { return false }
-            guard let node = step.target.node else {
-                if case .dependencyFailed = error { return false }
-                return true
-            }
-            return c.site.host(named: node)?.roles.contains(.controlPlane) == true
+        // `failures` names the node that caused each failure (a cluster step that only waited on a failed worker
+        // is listed under that worker), so a failed worker alone leaves the rest installed (exit 9).
+        let controlPlaneFailed = failures.contains { f in
+            f.node == "cluster" || c.site.host(named: f.node)?.roles.contains(.controlPlane) == true
         }
         throw NodesFailed(failures: failures, anySucceeded: !controlPlaneFailed && !outcome.applied.isEmpty)
     }
