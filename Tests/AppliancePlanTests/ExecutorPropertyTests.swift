@@ -282,7 +282,7 @@ struct ExecutorBehaviourTests {
         let plan = try Plan(
             steps: [
                 Step(
-                    "hangs", on: .node("a"), timeout: .milliseconds(300),
+                    "hangs", on: .node("a"), timeout: .seconds(2),
                     apply: { _ in
                         do { try await Task.sleep(for: .seconds(120)) } catch {
                             cancelled.note("hangs", .fail)
@@ -290,7 +290,7 @@ struct ExecutorBehaviourTests {
                         }
                     }),
                 Step(
-                    "slow-then-fast", on: .node("b"), timeout: .milliseconds(300), retry: RetryPolicy(attempts: 2),
+                    "slow-then-fast", on: .node("b"), timeout: .seconds(2), retry: RetryPolicy(attempts: 2),
                     apply: { context in
                         if context.attempt == 1 { try await Task.sleep(for: .seconds(120)) }
                     }),
