@@ -43,7 +43,8 @@ public enum ClusterStatus {
                     bundle: $0.bundleName, version: $0.bundleVersion, digest: $0.bundleDigest,
                     kubernetesVersion: $0.kubernetesVersion, profile: $0.profile, installedAt: $0.installedAt)
             },
-            controlPlane: .init(endpoint: site.effectiveAPIEndpoint.map { "https://\($0.name ?? $0.address):\($0.port)" }),
+            controlPlane: .init(
+                endpoint: site.effectiveAPIEndpoint.map { "https://\($0.name ?? $0.address):\($0.port)" }),
             registry: .init(mode: site.registry?.mode ?? SiteInventory.RegistrySettings.inCluster),
             platform: .init(),
             lastOperation: lastOperation(session))
@@ -81,8 +82,9 @@ public enum ClusterStatus {
         }
         // etcd: etcdctl's member list and health; else each control plane's /readyz (stacked etcd).
         if apiUp, let members = s["etcd-members"] {
-            if members.succeeded, let list = try? StatusParsers.etcdMembers(
-                memberList: members.stdout, health: s["etcd-health"]?.stdout ?? "")
+            if members.succeeded,
+                let list = try? StatusParsers.etcdMembers(
+                    memberList: members.stdout, health: s["etcd-health"]?.stdout ?? "")
             {
                 report.controlPlane.etcd = .init(source: "etcdctl", members: list)
             } else {
@@ -256,7 +258,8 @@ public enum ClusterStatus {
         for (name, command) in reads { script += "read1 \(name) \(shellQuote(command)) &\n" }
         script += "wait\n"
         script += "for n in \(reads.map(\.0).joined(separator: " ")); do\n"
-        script += "  printf '%s %s %s\\n' \(StatusParsers.marker) \"$n\" \"$(cat \"$d/$n.rc\" 2>/dev/null || echo 255)\"\n"
+        script +=
+            "  printf '%s %s %s\\n' \(StatusParsers.marker) \"$n\" \"$(cat \"$d/$n.rc\" 2>/dev/null || echo 255)\"\n"
         script += "  cat \"$d/$n.out\" 2>/dev/null; echo\n"
         script += "  printf '%s %s stderr\\n' \(StatusParsers.marker) \"$n\"\n"
         script += "  tail -c 2000 \"$d/$n.err\" 2>/dev/null; echo\n"
@@ -288,7 +291,8 @@ public enum ClusterStatus {
             }
         }
         return ClusterRead(
-            sections: [:], failure: "the API did not answer through any control plane (\(reasons.joined(separator: "; ")))")
+            sections: [:],
+            failure: "the API did not answer through any control plane (\(reasons.joined(separator: "; ")))")
     }
 
     // MARK: node probes

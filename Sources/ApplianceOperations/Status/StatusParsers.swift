@@ -69,7 +69,7 @@ public enum StatusParsers {
     /// `etcdctl member list -w json` and `etcdctl endpoint health --cluster -w json`: each member with the
     /// health of its client URL (a member whose endpoint is missing from the health list is unhealthy).
     public static func etcdMembers(memberList: String, health: String) throws -> [StatusReport.EtcdMember] {
-        guard let root = try JSONSerialization.jsonObject(with: Data(memberList.utf8)) as? [String: Any],
+        guard let root = try? JSONSerialization.jsonObject(with: Data(memberList.utf8)) as? [String: Any],
             let members = root["members"] as? [[String: Any]]
         else { throw StatusParseError("etcdctl member list did not print a member list") }
         let checks = (try? JSONSerialization.jsonObject(with: Data(health.utf8)) as? [[String: Any]]) ?? []
@@ -132,7 +132,7 @@ public enum StatusParsers {
     public static func attachPods(_ releases: [StatusReport.Release], podList: String) throws
         -> [StatusReport.Release]
     {
-        guard let root = try JSONSerialization.jsonObject(with: Data(podList.utf8)) as? [String: Any],
+        guard let root = try? JSONSerialization.jsonObject(with: Data(podList.utf8)) as? [String: Any],
             let items = root["items"] as? [[String: Any]]
         else { throw StatusParseError("kubectl get pods did not print a PodList") }
         return releases.map { r in

@@ -6,9 +6,12 @@ public enum StatusRenderer {
     /// (`--watch --format json`).
     public static func json(_ report: StatusReport, compact: Bool = false) throws -> String {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = compact ? [.sortedKeys, .withoutEscapingSlashes] : [
-            .prettyPrinted, .sortedKeys, .withoutEscapingSlashes,
-        ]
+        encoder.outputFormatting =
+            compact
+            ? [.sortedKeys, .withoutEscapingSlashes]
+            : [
+                .prettyPrinted, .sortedKeys, .withoutEscapingSlashes,
+            ]
         encoder.dateEncodingStrategy = .iso8601
         return String(decoding: try encoder.encode(report), as: UTF8.self)
     }

@@ -230,7 +230,12 @@ public struct StatusReport: Codable, Sendable, Equatable {
             self.members = members
             self.error = error
         }
-        public var quorum: Int { members.count / 2 + 1 }
+        /// Set by `evaluated()` (in the JSON): healthy voting members, the quorum of the voting members, and
+        /// whether the healthy ones reach it; nil when no member could be read.
+        public var healthyMembers: Int?
+        public var quorum: Int?
+        public var quorate: Bool?
+
         public var healthyCount: Int { members.filter { $0.healthy && !$0.learner }.count }
         public var voting: Int { members.filter { !$0.learner }.count }
         public var hasQuorum: Bool { !members.isEmpty && healthyCount >= voting / 2 + 1 }
@@ -343,6 +348,11 @@ extension StatusReport {
     /// The report with its problems, `healthy` and `exitCode` decided from the sections.
     public func evaluated() -> StatusReport {
         var r = self
+        if !r.controlPlane.etcd.members.isEmpty {
+            r.controlPlane.etcd.healthyMembers = r.controlPlane.etcd.healthyCount
+            r.controlPlane.etcd.quorum = r.controlPlane.etcd.voting / 2 + 1
+            r.controlPlane.etcd.quorate = r.controlPlane.etcd.hasQuorum
+        }
         r.problems = problemsFound()
         r.healthy = r.problems.isEmpty
         r.exitCode = Self.exitStatus(for: r.problems).rawValue
@@ -440,7 +450,11 @@ extension StatusReport {
         if let s = n.scheduling, s != "schedulable" {
             if let m = n.maintenance {
                 let how = s == "tainted" ? "tainted runai=drain:NoExecute" : "drained"
-                p.append(.init(.unhealthy, n.name, "\(how) for maintenance: \(m.reason)\(m.recordedBy); `appliance node rejoin \(n.name)` brings it back"))
+                p.append(
+                    .init(
+                        .unhealthy, n.name,
+                        "\(how) for maintenance: \(m.reason)\(m.recordedBy); `appliance node rejoin \(n.name)` brings it back"
+                    ))
             } else if let c = n.cordonReason {
                 p.append(.init(.unhealthy, n.name, "cordoned by the GPU gate: \(c)"))
             } else {
