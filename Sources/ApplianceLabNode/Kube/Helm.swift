@@ -406,6 +406,18 @@ public struct Helm: Sendable {
         let all = try releases(c, f.has("all-namespaces") || f.has("A") ? nil : ns(f))
         var latest: [String: Release] = [:]
         for r in all where r.status != "uninstalled" { latest["\(r.namespace)/\(r.name)"] = r }
+        if f.value("output") == "json" || f.value("o") == "json" {
+            // Helm's `list -o json`: an array of {name, namespace, revision (a string), updated, status,
+            // chart (NAME-VERSION), app_version}; `[]` when there is none.
+            let list: [KObject] = latest.values.sorted(by: { $0.name < $1.name }).map { r in
+                [
+                    "name": r.name, "namespace": r.namespace, "revision": "\(r.version)", "updated": r.updated,
+                    "status": r.status, "chart": "\(r.chart)-\(r.chartVersion)", "app_version": r.appVersion,
+                ]
+            }
+            let data = (try? JSONSerialization.data(withJSONObject: list, options: .sortedKeys)) ?? Data("[]".utf8)
+            return .ok(String(decoding: data, as: UTF8.self) + "\n")
+        }
         var rows = [["NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION"]]
         for r in latest.values.sorted(by: { $0.name < $1.name }) {
             rows.append([
