@@ -95,7 +95,7 @@ let package = Package(
             name: "ApplianceOperations",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
-                "AppliancePlan", .product(name: "Logging", package: "swift-log"),
+                "AppliancePlan", "AppliancePlatform", .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]),
         // appliance support-bundle: collectors, streaming redaction, the bundle's analyzers (issue 16).
