@@ -187,7 +187,11 @@ let package = Package(
         // The stand-ins' output and the real captures, parsed by the same preflight parsers (issue 7).
         .testTarget(
             name: "LabConsistencyTests",
-            dependencies: ["ApplianceLabNode", "AppliancePreflight", "ApplianceModel"]),
+            // ApplianceLab, AppliancePlatform, Yams: the lab charts rendered with the product's values (issue 13).
+            dependencies: [
+                "ApplianceLabNode", "AppliancePreflight", "ApplianceModel", "ApplianceLab", "AppliancePlatform",
+                .product(name: "Yams", package: "Yams"),
+            ]),
         .testTarget(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.

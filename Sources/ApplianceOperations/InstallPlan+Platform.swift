@@ -115,7 +115,7 @@ extension InstallPlan {
         let digest = valuesDigest(r, chart: chart)
         let tls = r.name == "haproxy-ingress" || r.name == PlatformValues.monitoringRelease ? c.site.tls : nil
         let tlsSecret = config.tlsSecretName
-        let timeout = 300
+        let timeout = c.site.install.releaseTimeoutSeconds ?? SiteInventory.InstallSettings.defaultReleaseTimeoutSeconds
         return Step(
             platformRelease(r.name), on: .cluster, after: deps,
             summary:
