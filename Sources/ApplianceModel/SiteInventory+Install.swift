@@ -305,7 +305,8 @@ extension SiteInventory {
         }
         return InstallSettings(
             parallelism: m["parallelism"]?.int(in: 1...1024) ?? InstallSettings.defaultParallelism,
-            dcgmLevel: m["dcgmLevel"]?.int(in: 1...4), releaseTimeoutSeconds: m["releaseTimeoutSeconds"]?.int(in: 10...7200))
+            dcgmLevel: m["dcgmLevel"]?.int(in: 1...4),
+            releaseTimeoutSeconds: m["releaseTimeoutSeconds"]?.int(in: 10...7200))
     }
 
     static func decodeRoles(_ v: YAMLValue) -> RoleSettings {

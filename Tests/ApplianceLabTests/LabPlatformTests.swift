@@ -18,7 +18,8 @@ extension RealLabSuites {
                 printf 'subjectAltName=DNS:%s,DNS:*.%s\\n' "$2" "$2" > ext
                 openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out tls.crt -days 90 -extfile ext 2>/dev/null
                 """
-            try HostCommand.run("/bin/sh", ["-c", script, "sh", dir, domain], context: "cannot make the test certificate")
+            try HostCommand.run(
+                "/bin/sh", ["-c", script, "sh", dir, domain], context: "cannot make the test certificate")
             return .init(certificateFile: dir + "/tls.crt", keyFile: dir + "/tls.key", caFile: dir + "/ca.crt")
         }
 
@@ -64,6 +65,8 @@ extension RealLabSuites {
             let install = [
                 "install", "-i", sitePath, "--bundle", bundle.path, "--trust", bundle.publicKey,
                 "--waive", "cluster.control-plane=lab test: one control plane",
+                "--waive",
+                "storage.nfs=lab test: no NFS server runs in the lab (the dataset cache's class is only stored)",
             ]
             let cp1 = try state.node("cp-1").address
             let releases = [
@@ -102,7 +105,9 @@ extension RealLabSuites {
             var platformPods = 0
             for p in items {
                 let meta = p["metadata"] as? [String: Any] ?? [:]
-                guard let ns = meta["namespace"] as? String, namespaces.contains(ns), ns != "kube-system" else { continue }
+                guard let ns = meta["namespace"] as? String, namespaces.contains(ns), ns != "kube-system" else {
+                    continue
+                }
                 platformPods += 1
                 let name = meta["name"] as? String ?? ""
                 let conditions = (p["status"] as? [String: Any])?["conditions"] as? [[String: Any]] ?? []
@@ -111,7 +116,8 @@ extension RealLabSuites {
                     "\(ns)/\(name) is not Ready: \(p["status"] ?? "")")
                 let owner = (meta["ownerReferences"] as? [[String: Any]])?.first?["kind"] as? String
                 if owner != "DaemonSet" {
-                    #expect((p["spec"] as? [String: Any])?["nodeName"] as? String == "cp-1", "\(ns)/\(name) not on cp-1")
+                    #expect(
+                        (p["spec"] as? [String: Any])?["nodeName"] as? String == "cp-1", "\(ns)/\(name) not on cp-1")
                 }
             }
             #expect(platformPods >= 20, "\(platformPods) platform pods")
@@ -120,7 +126,8 @@ extension RealLabSuites {
             #expect(queues.stdout.contains("queue.scheduling.run.ai/org"), "\(queues.combined)")
             #expect(queues.stdout.contains("queue.scheduling.run.ai/team-a"), "\(queues.combined)")
             let secret = try ssh.run(
-                address: cp1, "kubectl --kubeconfig=/etc/kubernetes/admin.conf get secret platform-tls -n ingress -o name")
+                address: cp1,
+                "kubectl --kubeconfig=/etc/kubernetes/admin.conf get secret platform-tls -n ingress -o name")
             #expect(secret.status == 0, "\(secret.combined)")
 
             // A second install changes nothing: every release stays at revision 1.

@@ -59,7 +59,9 @@ import Yams
                         || String(decoding: affinity, as: UTF8.self).contains(config.placement.labelKey),
                     "\(r.name) \(K.name(w)) is not placed on system nodes: \(spec)")
                 #expect(
-                    (spec["tolerations"] as? [KObject] ?? []).contains { $0["key"] as? String == config.placement.labelKey },
+                    (spec["tolerations"] as? [KObject] ?? []).contains {
+                        $0["key"] as? String == config.placement.labelKey
+                    },
                     "\(r.name) \(K.name(w)) does not tolerate the system taint")
             }
         }
@@ -81,7 +83,9 @@ import Yams
                 try Yams.load(yaml: String(contentsOfFile: Self.chartDirectory(ref) + "/values.yaml", encoding: .utf8))
                     as? [String: Any])
             let base = reference + "/" + ref.referenceDirectory
-            let real = try Yams.load(yaml: String(contentsOfFile: base + "/values.yaml", encoding: .utf8)) as? [String: Any] ?? [:]
+            let real =
+                try Yams.load(yaml: String(contentsOfFile: base + "/values.yaml", encoding: .utf8)) as? [String: Any]
+                ?? [:]
             var subs: [String: Any] = [:]
             for name in (try? FileManager.default.contentsOfDirectory(atPath: base + "/charts")) ?? [] {
                 if let t = try? String(contentsOfFile: base + "/charts/\(name)/values.yaml", encoding: .utf8) {
@@ -97,7 +101,9 @@ import Yams
                         unknown.append(p)
                         continue
                     }
-                    if let m = child as? [String: Any], !["resources", "nodeSelector", "tolerations", "affinity"].contains(k) {
+                    if let m = child as? [String: Any],
+                        !["resources", "nodeSelector", "tolerations", "affinity"].contains(k)
+                    {
                         walk(m, next.compactMap { $0 as? [String: Any] }, p)
                     }
                 }
@@ -147,7 +153,9 @@ import Yams
         #expect(
             try t.render(file: "a.yaml", root: root)
                 == "a: name-v\nb: \"d\"\nc:\n  a:\n  - p\n  - q\n  z: 1\nl0: u\nl1: w\nk: kk")
-        #expect(throws: HelmTemplate.Failure.self) { try HelmTemplate(chartName: "c", sources: [("x.yaml", "{{ upper .x }}")]) }
+        #expect(throws: HelmTemplate.Failure.self) {
+            try HelmTemplate(chartName: "c", sources: [("x.yaml", "{{ upper .x }}")])
+        }
         do {
             _ = try HelmTemplate(chartName: "c", sources: [("bad.yaml", "x: {{ .Values.n | upper }}")])
             Issue.record("upper was accepted")

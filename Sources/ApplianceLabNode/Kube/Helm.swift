@@ -215,8 +215,8 @@ public struct Helm: Sendable {
         ]
         var docs: [KObject] = []
         // Files whose names start with `_` hold only `define`s (helm renders no manifest from them).
-        for (file, _) in chart.templates where !file.hasPrefix("_") && (file.hasSuffix(".yaml") || file.hasSuffix(".yml"))
-        {
+        for (file, _) in chart.templates
+        where !file.hasPrefix("_") && (file.hasSuffix(".yaml") || file.hasSuffix(".yml")) {
             let out: String
             do { out = try engine.render(file: file, root: root) } catch { throw Fail(text: error.text) }
             let loaded: [Any]

@@ -661,7 +661,7 @@ struct HelmTemplate {
             case let a as [Any]: return "[" + a.map { text($0) }.joined(separator: " ") + "]"
             case let m as [String: Any]:
                 return "map[" + m.keys.sorted().map { "\($0):\(text(m[$0]))" }.joined(separator: " ") + "]"
-            default: return "\(v!)"
+            case let other?: return "\(other)"
             }
         }
 
