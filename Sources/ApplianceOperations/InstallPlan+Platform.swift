@@ -325,9 +325,9 @@ extension InstallPlan {
         ]
         let namespaceObject: [String: Any] = ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": namespace]]
         var body = Data("---\n".utf8)
-        body += try JSONSerialization.data(withJSONObject: namespaceObject, options: [.sortedKeys])
+        body += try JSONSerialization.data(withJSONObject: namespaceObject, options: [.sortedKeys, .withoutEscapingSlashes])
         body += Data("\n---\n".utf8)
-        body += try JSONSerialization.data(withJSONObject: secret, options: [.sortedKeys])
+        body += try JSONSerialization.data(withJSONObject: secret, options: [.sortedKeys, .withoutEscapingSlashes])
         body += Data("\n".utf8)
         try await api.runner.run(
             "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) apply -f - >/dev/null",
