@@ -324,10 +324,12 @@ extension InstallPlan {
             "data": ["tls.crt": certificate, "tls.key": try read(tls.keyFile)],
         ]
         let namespaceObject: [String: Any] = ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": namespace]]
+        // `\/` (JSONSerialization's default) is not an escape YAML 1.1 parsers (kubectl's) accept.
+        let options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
         var body = Data("---\n".utf8)
-        body += try JSONSerialization.data(withJSONObject: namespaceObject, options: [.sortedKeys, .withoutEscapingSlashes])
+        body += try JSONSerialization.data(withJSONObject: namespaceObject, options: options)
         body += Data("\n---\n".utf8)
-        body += try JSONSerialization.data(withJSONObject: secret, options: [.sortedKeys, .withoutEscapingSlashes])
+        body += try JSONSerialization.data(withJSONObject: secret, options: options)
         body += Data("\n".utf8)
         try await api.runner.run(
             "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) apply -f - >/dev/null",

@@ -63,6 +63,11 @@ import Yams
                         $0["key"] as? String == config.placement.labelKey
                     },
                     "\(r.name) \(K.name(w)) does not tolerate the system taint")
+                // The system node is also the control plane here: kubeadm's taint is tolerated too.
+                #expect(
+                    (spec["tolerations"] as? [KObject] ?? []).contains {
+                        $0["key"] as? String == "node-role.kubernetes.io/control-plane"
+                    }, "\(r.name) \(K.name(w)) does not tolerate the control-plane taint")
             }
         }
     }
