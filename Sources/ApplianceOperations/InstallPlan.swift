@@ -157,9 +157,11 @@ enum InstallPlan {
             steps.append(rolesStep(c, host))
             if let gate = gpuValidateStep(c, host) { steps.append(gate) }
         }
-        // Here, after the GPU gates, go the GPU Operator release and the platform's charts (issue 13's platform
-        // part): they need validated GPU nodes and the cluster recorded below is the one they deploy onto.
-        steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) }))
+        // After the GPU gates: the platform check, the platform's releases and queues (issue 13; none without
+        // `spec.platform`), before the record.
+        let platform = try platformSteps(c, cp1)
+        steps += platform
+        steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) } + platform.map(\.name)))
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))
     }

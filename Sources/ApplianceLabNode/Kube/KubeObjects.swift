@@ -230,6 +230,26 @@ public struct KResource: Sendable {
         .init(
             plural: "statefulsets", kind: "StatefulSet", group: "apps", version: "v1", namespaced: true,
             shortNames: ["sts", "statefulset"]),
+        // Stored and served, no controller: what the platform's charts and objects create (issue 13).
+        .init(
+            plural: "storageclasses", kind: "StorageClass", group: "storage.k8s.io", version: "v1",
+            namespaced: false, shortNames: ["sc", "storageclass"]),
+        .init(
+            plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", group: "", version: "v1",
+            namespaced: true, shortNames: ["pvc", "persistentvolumeclaim"]),
+        .init(
+            plural: "ingressclasses", kind: "IngressClass", group: "networking.k8s.io", version: "v1",
+            namespaced: false, shortNames: ["ingressclass"]),
+        .init(
+            plural: "ingresses", kind: "Ingress", group: "networking.k8s.io", version: "v1", namespaced: true,
+            shortNames: ["ing", "ingress"]),
+        .init(
+            plural: "csidrivers", kind: "CSIDriver", group: "storage.k8s.io", version: "v1", namespaced: false,
+            shortNames: ["csidriver"]),
+        // KAI Scheduler's queues (the CRD `queues.scheduling.run.ai`, served at its storage version v2).
+        .init(
+            plural: "queues", kind: "Queue", group: "scheduling.run.ai", version: "v2", namespaced: false,
+            shortNames: ["queue"]),
     ]
 
     public static let csrs = KResource(
