@@ -48,6 +48,12 @@ struct PlanRollback: AsyncParsableCommand {
         case StagingPlan.kind:
             // Staging adds verified, content-addressed blobs that later operations use; it has no undo.
             ctx.output.print("operation \(op.id) (\(op.kind)) has no steps to undo: staged blobs are kept")
+        case UpgradeOperation.kind:
+            // The node in flight of a failed upgrade: back to the previous bundle's packages (issue 14).
+            let io = ctx.operationIO(format: .text, quiet: global.quiet)
+            let params = try UpgradeOperation.rollbackParameters(session: session, operation: op)
+            let prepared = try await Operations.prepare(params, session: session, io: io)
+            try await Operations.start(prepared, session: session, io: io)
         default:
             throw ValidationError("operations of kind '\(op.kind)' cannot be rolled back by this version")
         }
