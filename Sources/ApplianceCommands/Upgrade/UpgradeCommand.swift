@@ -57,6 +57,11 @@ struct UpgradeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let timeout = try parseDurationSeconds(drainTimeout)
+        do {
+            _ = try UpgradeOptions.batchSize(maxUnavailable, workers: 1)
+        } catch let e as OperationError {
+            throw ValidationError(e.message)
+        }
         let ctx = CommandContext.make(global, command: "upgrade")
         let io = ctx.operationIO(format: format, quiet: global.quiet)
         let session = try ctx.session(site)
