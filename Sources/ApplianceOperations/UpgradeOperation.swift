@@ -33,7 +33,7 @@ public enum UpgradeOperation {
         guard let profileName = params.profile ?? install?.profile ?? session.site.profile else {
             throw OperationError.invalid("no profile: pass --profile or set spec.profile in the site file", hint: nil)
         }
-        let profile = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(profileName)
+        var profile = try ProfileCatalog(directory: ResourceLocator.profilesDirectory()).load(profileName)
         let verified = try await BundleVerification.verify(
             bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned, io: io)
 
@@ -69,7 +69,9 @@ public enum UpgradeOperation {
                 "dry run: \(cp1.name) could not be read, so the bundle is not checked against the installed version")
         }
         params.upgrade = options
-        // Then the bundle against the profile, as install checks it (after the version rules, which say more).
+        // Then the bundle against the profile, as install checks it (after the version rules, which say more):
+        // the profile's Kubernetes version is the one installed, which the upgrade moves on from.
+        profile.kubernetes.version = verified.manifest.kubernetesVersion
         let problems = InstallBundleCheck.problems(verified.manifest, profile: profile, site: session.site)
         if !problems.isEmpty { throw InstallBundleMismatch(bundle: bundlePath, problems: problems) }
 
