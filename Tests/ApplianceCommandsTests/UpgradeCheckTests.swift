@@ -1,5 +1,6 @@
 import ApplianceBundle
 import ApplianceModel
+import AppliancePlan
 import Foundation
 import Testing
 
@@ -78,5 +79,25 @@ import Testing
         for bad in ["0", "-1", "x", "0%", "150%", ""] {
             #expect(throws: OperationError.self) { try UpgradeOptions.batchSize(bad, workers: 4) }
         }
+    }
+
+    @Test func theNodeInFlightIsTheNodeOfTheFirstFailedStep() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-journal-\(UUID())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let journal = try Journal(stateDirectory: dir)
+        let op = try journal.beginOperation(kind: UpgradeOperation.kind, cluster: "lab")
+        let t0 = Date()
+        try journal.record([
+            StepTransition(operation: op.id, step: "health/cp-1", node: "cp-1", state: .done, time: t0),
+            StepTransition(operation: op.id, step: "drain/w-1", node: "w-1", state: .done, time: t0 + 1),
+            StepTransition(operation: op.id, step: "health/w-1", node: "w-1", state: .failed, time: t0 + 2),
+            StepTransition(operation: op.id, step: "record", node: nil, state: .skipped, time: t0 + 3),
+        ])
+        #expect(try UpgradeOperation.nodeInFlight(journal, operation: op.id) == "w-1")
+        let clean = try journal.beginOperation(kind: UpgradeOperation.kind, cluster: "lab")
+        try journal.record(
+            StepTransition(operation: clean.id, step: "health/cp-1", node: "cp-1", state: .done, time: t0))
+        #expect(try UpgradeOperation.nodeInFlight(journal, operation: clean.id) == nil)
     }
 }

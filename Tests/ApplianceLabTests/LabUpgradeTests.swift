@@ -15,18 +15,37 @@ struct UpgradeLabBundle: Sendable {
     /// same key: small (one file), since it must be refused before its contents matter.
     let skipping: String
 
-    static let built: Result<UpgradeLabBundle, StandInSetupFailure> = {
+    /// Both lab bundles, signed by one key. `APPLIANCE_LAB_BUNDLES=DIR` names a folder that already holds
+    /// `lab.tar`, `upgrade.tar` (`appliance lab bundle -f bundles/lab[-upgrade].yaml`, same static labnode)
+    /// and `keys/appliance-signing.key|pub`: the bundles are then not built again under the lab lock.
+    static let built: Result<(current: FullLabBundle, upgrade: UpgradeLabBundle), StandInSetupFailure> = {
         do {
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-upgrade-bundle-\(getpid())")
                 .path
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            let key = try Ed25519Key.generate()
-            let pub = dir + "/upgrade.pub"
-            try key.publicKeyPEM().write(to: URL(fileURLWithPath: pub))
-            let bundle = LabBundle(
-                specPath: packageRoot + "/bundles/lab-upgrade.yaml", labnode: try staticLabnode.get(),
-                debCacheDirectory: StateDirectory.path() + "/cache/debs", logger: Logger(label: "lab-test"))
-            _ = try bundle.build(output: dir + "/upgrade.tar", signingKey: key)
+            let given = ProcessInfo.processInfo.environment["APPLIANCE_LAB_BUNDLES"].flatMap { $0.isEmpty ? nil : $0 }
+            let key: Ed25519Key
+            let pub: String
+            let current: FullLabBundle
+            let upgrade: String
+            if let given {
+                key = try Ed25519Key.load(path: given + "/keys/appliance-signing.key")
+                pub = given + "/keys/appliance-signing.pub"
+                current = FullLabBundle(path: given + "/lab.tar", publicKey: pub)
+                upgrade = given + "/upgrade.tar"
+            } else {
+                key = try Ed25519Key.generate()
+                pub = dir + "/lab.pub"
+                try key.publicKeyPEM().write(to: URL(fileURLWithPath: pub))
+                for (spec, out) in [("lab.yaml", "lab.tar"), ("lab-upgrade.yaml", "upgrade.tar")] {
+                    _ = try LabBundle(
+                        specPath: packageRoot + "/bundles/" + spec, labnode: try staticLabnode.get(),
+                        debCacheDirectory: StateDirectory.path() + "/cache/debs", logger: Logger(label: "lab-test")
+                    ).build(output: dir + "/" + out, signingKey: key)
+                }
+                current = FullLabBundle(path: dir + "/lab.tar", publicKey: pub)
+                upgrade = dir + "/upgrade.tar"
+            }
 
             try "skipping\n".write(toFile: dir + "/note.txt", atomically: true, encoding: .utf8)
             try """
@@ -48,7 +67,8 @@ struct UpgradeLabBundle: Sendable {
                 spec: try BundleSpec.load(path: dir + "/skip.yaml"), signingKey: key,
                 debCacheDirectory: StateDirectory.path() + "/cache/debs", logger: Logger(label: "lab-test")
             ).build(output: dir + "/skip.tar")
-            return .success(UpgradeLabBundle(path: dir + "/upgrade.tar", publicKey: pub, skipping: dir + "/skip.tar"))
+            return .success(
+                (current, UpgradeLabBundle(path: upgrade, publicKey: pub, skipping: dir + "/skip.tar")))
         } catch { return .failure(.init(description: "\(error)")) }
     }()
 }
@@ -127,8 +147,7 @@ extension RealLabSuites {
                 if: FileManager.default.isExecutableFile(atPath: ApplianceCLI.binary),
                 "the appliance binary is not built (swift build)"))
         func rollingUpgrade() throws {
-            let bundle = try FullLabBundle.built.get()
-            let upgrade = try UpgradeLabBundle.built.get()
+            let (bundle, upgrade) = try UpgradeLabBundle.built.get()
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lab-u1-\(getpid())").path
             let config = try LabConfig(id: "u1", subnet: "10.77.164", directory: dir + "/lab")
             let lab = Lab(config: config, logger: Logger(label: "lab-test"))
