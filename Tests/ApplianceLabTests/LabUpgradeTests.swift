@@ -141,7 +141,7 @@ extension RealLabSuites {
             """
 
         @Test(
-            "1 control plane + 2 workers from bundle 2026.11.0-lab (Kubernetes 1.34): a bundle skipping a minor is refused (exit 11); --drain-policy fail lists the PDB and changes nothing; the upgrade to 2026.12.0-lab completes with never more than one worker cordoned; every node at kubelet v1.35.0, the record says the new version, the old blobs are pruned; a re-run changes nothing",
+            "1 control plane + 2 GPU workers from bundle 2026.11.0-lab (Kubernetes 1.34): a bundle skipping a minor is refused (exit 11); --drain-policy fail lists the PDB and changes nothing; a worker failing its GPU gate stays cordoned and stops the upgrade, plan rollback puts it back on 1.34 uncordoned; the upgrade to 2026.12.0-lab then completes with never more than one worker cordoned; every node at kubelet v1.35.0, the record says the new version, the old blobs are pruned; a re-run changes nothing",
             .enabled(if: labSkipReason() == nil, "\(labSkipReason() ?? "")"),
             .enabled(
                 if: FileManager.default.isExecutableFile(atPath: ApplianceCLI.binary),
@@ -235,8 +235,38 @@ extension RealLabSuites {
                 }
             }
             thread.start()
-            let done = try cli.run(
-                up + ["--max-unavailable", "1", "--drain-timeout", "15s", "--drain-policy", "disable-eviction"])
+            let rolling =
+                up + ["--max-unavailable", "1", "--drain-timeout", "15s", "--drain-policy", "disable-eviction"]
+            // The last worker's GPUs report ECC errors: its gate fails after its packages are upgraded, it stays
+            // cordoned with the reason, and the upgrade stops there.
+            let last = try #require(workers.last)
+            let lastAddress = try state.node(last).address
+            _ = try lab.fault(node: last, kind: .eccErrors)
+            let failed = try cli.run(rolling)
+            #expect(failed.status != 0, "\(failed.combined.suffix(6000))")
+            #expect(failed.combined.contains(last), "\(failed.combined.suffix(4000))")
+            let stopped = try #require(try nodes().first { name($0) == last })
+            #expect(cordoned(stopped), "\(last) not cordoned after its failed gate")
+            #expect(kubelet(stopped) == "v1.35.0", "\(last) at \(kubelet(stopped))")
+            let reason =
+                ((stopped["metadata"] as? [String: Any])?["annotations"] as? [String: String])?[
+                    "appliance.dev/cordon-reason"] ?? ""
+            #expect(reason.contains("GPU validation failed"), "\(reason)")
+            let unchanged = try ssh.run(address: cpAddress, "cat /var/lib/appliance/installed.json")
+            #expect(unchanged.stdout.contains("2026.11.0-lab"), "the record moved on: \(unchanged.stdout)")
+
+            // The node in flight rolled back: the previous packages from its store, Ready at v1.34.3, uncordoned.
+            _ = try lab.fault(node: last, kind: .gpuHealthy)
+            let rollback = try cli.run(["plan", "rollback", "-i", site])
+            #expect(rollback.status == 0, "\(rollback.combined.suffix(6000))")
+            #expect(rollback.stdout.contains("\(last) rolled back to bundle 2026.11.0-lab"), "\(rollback.stdout)")
+            let back = try #require(try nodes().first { name($0) == last })
+            #expect(kubelet(back) == "v1.34.3" && !cordoned(back), "\(last) at \(kubelet(back))")
+            let pkg = try ssh.run(address: lastAddress, "dpkg-query -W -f='${Version}' kubelet nvidia-driver")
+            #expect(pkg.stdout.hasPrefix("1.34.3") && pkg.stdout.contains("535.161.08"), "\(pkg.stdout)")
+
+            // Fixed: the upgrade again finishes it.
+            let done = try cli.run(rolling)
             sampler.finish()
             #expect(done.status == 0, "\(done.combined.suffix(8000))")
             #expect(done.stdout.contains("upgraded 3 node(s) to bundle 2026.12.0-lab"), "\(done.stdout)")
