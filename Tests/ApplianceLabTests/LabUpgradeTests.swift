@@ -235,13 +235,14 @@ extension RealLabSuites {
                 }
             }
             thread.start()
+            defer { sampler.finish() }
             let rolling =
                 up + ["--max-unavailable", "1", "--drain-timeout", "15s", "--drain-policy", "disable-eviction"]
             // The last worker's GPUs report ECC errors: its gate fails after its packages are upgraded, it stays
             // cordoned with the reason, and the upgrade stops there.
             let last = try #require(workers.last)
             let lastAddress = try state.node(last).address
-            _ = try lab.fault(node: last, kind: .eccErrors)
+            _ = try lab.fault(node: last, kind: .eccErrors, argument: "0")
             let failed = try cli.run(rolling)
             #expect(failed.status != 0, "\(failed.combined.suffix(6000))")
             #expect(failed.combined.contains(last), "\(failed.combined.suffix(4000))")

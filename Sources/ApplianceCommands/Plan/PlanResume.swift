@@ -31,7 +31,13 @@ struct PlanResume: AsyncParsableCommand {
 struct PlanRollback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
-        abstract: "Undo the done steps of the last operation, in reverse order, where they have an undo.")
+        abstract: "Undo the done steps of the last operation, in reverse order, where they have an undo.",
+        discussion: """
+            After a failed `appliance upgrade`: the node in flight (the node of its first failed step) goes back to
+            the previous bundle's packages, still in its store, kubelet restarted, health gate at the previous
+            kubelet version, uncordoned and its cordon reason cleared (one operation, kind upgrade-rollback). Then
+            fix the cause and run the upgrade again.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
