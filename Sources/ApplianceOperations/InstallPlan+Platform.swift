@@ -171,12 +171,7 @@ extension InstallPlan {
         let objects = PlatformObjects.all(config)
         let document = PlatformObjects.document(objects)
         let file = NodeFile(path: "\(platformDirectory)/platform-objects.yaml", mode: 0o644, content: document)
-        let queueNames = PlatformObjects.queues(config).compactMap { q -> String? in
-            guard case .map(let pairs) = q, case .map(let meta)? = pairs.first(where: { $0.0 == "metadata" })?.1,
-                case .string(let n)? = meta.first(where: { $0.0 == "name" })?.1
-            else { return nil }
-            return n
-        }
+        let queueNames = config.queues.map(\.name)
         return Step(
             platformQueuesStep, on: .cluster, after: deps,
             summary:
@@ -240,7 +235,6 @@ extension InstallPlan {
         let text = try await api.kubectl(
             ["get", "pods", "-n", r.namespace, "-o", "json"], label: "kubectl get pods -n \(r.namespace)")
         var problems: [PodProblem] = []
-        var found = Set<String>()
         for pod in items(text) {
             let meta = pod["metadata"] as? [String: Any] ?? [:]
             let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
@@ -257,29 +251,9 @@ extension InstallPlan {
                 }
             }
             guard mine else { continue }
-            found.insert(name)
-            if let why = podNotReady(pod) { problems.append(PodProblem(name: name, reason: why)) }
+            if let why = ClusterAPI.whyNotReady(pod: pod) { problems.append(PodProblem(name: name, reason: why)) }
         }
         return problems.sorted { $0.name < $1.name }
-    }
-
-    /// Why a pod is not Ready (nil: it is).
-    static func podNotReady(_ pod: [String: Any]) -> String? {
-        let status = pod["status"] as? [String: Any] ?? [:]
-        let conditions = status["conditions"] as? [[String: Any]] ?? []
-        if conditions.first(where: { $0["type"] as? String == "Ready" })?["status"] as? String == "True" { return nil }
-        for cs in status["containerStatuses"] as? [[String: Any]] ?? [] {
-            if let w = (cs["state"] as? [String: Any])?["waiting"] as? [String: Any] {
-                let reason = w["reason"] as? String ?? "Waiting"
-                let message = w["message"] as? String
-                return "container \(cs["name"] as? String ?? "?"): \(reason)" + (message.map { ": \($0)" } ?? "")
-            }
-        }
-        if let failed = conditions.first(where: { $0["status"] as? String == "False" && $0["message"] != nil }) {
-            let reason = failed["reason"] as? String ?? (failed["type"] as? String ?? "")
-            return "\(reason): \(failed["message"] as? String ?? "")"
-        }
-        return "phase \(status["phase"] as? String ?? "Pending")"
     }
 
     /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.

@@ -37,14 +37,7 @@ struct InstallContext: Sendable {
 
     /// The Debian packages the bundle carries for a host's roles.
     func packages(for host: SiteInventory.Host) -> [StagedPackage] {
-        manifest.allArtifacts.compactMap { (_, a) -> StagedPackage? in
-            guard a.kind == .deb, a.applies(to: host.roles), let name = a.provenance("package"),
-                let version = a.provenance("version")
-            else { return nil }
-            return StagedPackage(
-                name: name, version: version, architecture: a.provenance("architecture") ?? "all",
-                sha256: a.sha256.hex)
-        }
+        StagedPackage.all(in: manifest, for: host.roles)
     }
 
     /// The images every registry node seeds, from the bundle's image artifacts.

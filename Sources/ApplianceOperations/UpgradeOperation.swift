@@ -186,14 +186,7 @@ public enum UpgradeOperation {
         }
         @Sendable func repository() async throws -> (LocalRepository, String) {
             let m = try await previous()
-            let packages = m.allArtifacts.compactMap { (_, a) -> StagedPackage? in
-                guard a.kind == .deb, a.applies(to: host.roles), let name = a.provenance("package"),
-                    let version = a.provenance("version")
-                else { return nil }
-                return StagedPackage(
-                    name: name, version: version, architecture: a.provenance("architecture") ?? "all",
-                    sha256: a.sha256.hex)
-            }
+            let packages = StagedPackage.all(in: m, for: host.roles)
             return (
                 LocalRepository(runner: runner, store: store, packages: packages, available: packages),
                 UpgradeCheck.withV(m.kubernetesVersion)

@@ -286,7 +286,7 @@ struct StatusTests {
         #expect(releases[1].chart == "kube-prometheus-stack" && releases[1].version == "77.0.1")
         #expect(releases[1].revision == 2)
         #expect(releases[1].podsReady == 1 && releases[1].podsTotal == 2)
-        #expect(releases[1].notReady == ["graf-1: ImagePullBackOff"])
+        #expect(releases[1].notReady == ["graf-1: container g: ImagePullBackOff"])
         #expect(try StatusParsers.helmReleases("[]").isEmpty)
         #expect(throws: StatusParseError.self) { try StatusParsers.helmReleases("NAME NAMESPACE REVISION") }
     }

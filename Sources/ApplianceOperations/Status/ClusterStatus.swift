@@ -27,10 +27,7 @@ public enum ClusterStatus {
 
         let installParams = try? OperationParameters.load(session.stateDirectory, kind: InstallOperation.kind)
         let record = cluster.sections["install"].flatMap { s -> InstallRecord? in
-            guard s.succeeded else { return nil }
-            let decoder = JSONDecoder()
-            decoder.dateDecodingStrategy = .iso8601
-            return try? decoder.decode(InstallRecord.self, from: Data(s.stdout.utf8))
+            s.succeeded ? InstallRecord.decode(Data(s.stdout.utf8)) : nil
         }
         let profileName = record?.profile ?? installParams?.profile ?? site.profile
         let profile = profileName.flatMap {

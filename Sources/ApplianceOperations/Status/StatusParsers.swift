@@ -150,32 +150,15 @@ public enum StatusParsers {
                 let phase = status["phase"] as? String ?? "Unknown"
                 if phase == "Succeeded" { continue }
                 r.podsTotal += 1
-                let conditions = status["conditions"] as? [[String: Any]] ?? []
-                if conditions.contains(where: { $0["type"] as? String == "Ready" && $0["status"] as? String == "True" })
-                {
-                    r.podsReady += 1
+                if let why = ClusterAPI.whyNotReady(pod: pod) {
+                    r.notReady.append("\(meta["name"] as? String ?? "?"): \(why)")
                 } else {
-                    r.notReady.append("\(meta["name"] as? String ?? "?"): \(podReason(status, phase: phase))")
+                    r.podsReady += 1
                 }
             }
             r.notReady.sort()
             return r
         }
-    }
-
-    static func podReason(_ status: [String: Any], phase: String) -> String {
-        for c in status["containerStatuses"] as? [[String: Any]] ?? [] {
-            let state = c["state"] as? [String: Any] ?? [:]
-            if let w = state["waiting"] as? [String: Any], let reason = w["reason"] as? String { return reason }
-            if let t = state["terminated"] as? [String: Any], let reason = t["reason"] as? String { return reason }
-        }
-        let conditions = status["conditions"] as? [[String: Any]] ?? []
-        if let c = conditions.first(where: { $0["status"] as? String == "False" && $0["message"] != nil }),
-            let m = c["message"] as? String
-        {
-            return "\(phase): \(m)"
-        }
-        return phase
     }
 }
 
