@@ -230,12 +230,13 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     /// Runs one kind of call as far as it goes. Sets `pending` when it left a packet half sent.
     private func perform(_ what: Pending, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
+        let repeating = pending == what
         pending = nil
         switch what {
         case .write: return performWrite(loop, session)
         case .sendEOF: return performSendEOF(loop, session)
-        case .readStdout: return performRead(stderr: false, loop, session)
-        case .readStderr: return performRead(stderr: true, loop, session)
+        case .readStdout: return performRead(stderr: false, repeating: repeating, loop, session)
+        case .readStderr: return performRead(stderr: true, repeating: repeating, loop, session)
         }
     }
 
@@ -355,17 +356,23 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         }
     }
 
-    private func performRead(stderr: Bool, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
+    /// `repeating`: this read left a packet half sent (a window adjustment) and must be called again before
+    /// anything else is sent on the session, even when the output pipe is full: skipping it and going on to
+    /// write stdin or send EOF made libssh2 refuse that send (BAD_USE, reported as "unable to send eof on
+    /// channel") and the whole connection was lost.
+    private func performRead(stderr: Bool, repeating: Bool, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
         guard let channel else { return .failed }
-        if stderr ? stderrDone : stdoutDone { return .idle }
+        if !repeating, stderr ? stderrDone : stdoutDone { return .idle }
         var progressed = false
         var budget = Self.readBudget
         let toFile = !stderr && stdoutFile != nil
+        var mustCall = repeating
         while budget > 0 {
-            if !toFile && !output.hasSpace() {
+            if !mustCall && !toFile && !output.hasSpace() {
                 outputStalled = true
                 return progressed ? .progressed : .idle
             }
+            mustCall = false
             outputStalled = false
             let base = readBuffer.baseAddress?.assumingMemoryBound(to: CChar.self)
             let rc =
@@ -423,7 +430,8 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     private func stepClose(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {
         guard let channel else { return finishNow(loop) }
-        if failure != nil, let closeDeadline, ContinuousClock.now >= closeDeadline {
+        // Never given up with a close packet half sent: the session could send nothing else after it.
+        if failure != nil, let closeDeadline, ContinuousClock.now >= closeDeadline, !session.outboundBlocked {
             // The server does not answer the close; leave the channel to the session and report.
             self.channel = nil
             return finishNow(loop)
