@@ -8,8 +8,8 @@ import Foundation
 
 /// The platform control plane (issue 13), after the cluster, the roles and the GPU gates (DESIGN.md section 8):
 ///
-/// `platform-check` (capacity, quotas and the site certificate, from the declared hardware and the rendered
-/// requests: refuses before any chart is deployed) → one `platform/<release>` step per Helm release →
+/// `platform-check` (capacity, quotas and the site certificate, from the system nodes' allocatable as their
+/// kubelets report it and the rendered requests: refuses before any chart is deployed) → one `platform/<release>` step per Helm release →
 /// `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
 ///
 /// Release order: the monitoring stack first (its CRDs let the GPU Operator create its ServiceMonitor), the
@@ -63,7 +63,7 @@ extension InstallPlan {
                 "the bundle has no chart for: " + missing.joined(separator: ", "),
                 hint: "build the bundle with a chart artifact of each platform chart at the pinned version")
         }
-        var steps: [Step] = [platformCheck(c)]
+        var steps: [Step] = [platformCheck(c, cp1)]
         let gates = c.site.hosts.compactMap { gpuValidateStep(c, $0)?.name }
         for r in releases {
             guard let chart = charts[r.name] else { continue }
@@ -84,18 +84,39 @@ extension InstallPlan {
         }
     }
 
-    static func platformCheck(_ c: InstallContext) -> Step {
+    static func platformCheck(_ c: InstallContext, _ cp1: SiteInventory.Host) -> Step {
         let (site, profile) = (c.site, c.profile)
+        let api = ClusterAPI(runner: c.runner(cp1))
+        let systemNodes = Set(site.hosts(withRole: .system).map(\.name))
+        /// The system nodes' allocatable as their kubelets report it (every node has joined by now).
+        @Sendable func measured() async throws -> [String: CapacityCheck.Allocatable] {
+            var out: [String: CapacityCheck.Allocatable] = [:]
+            for n in try await api.nodes() where systemNodes.contains(n.name) {
+                out[n.name] = CapacityCheck.Allocatable(cpu: n.allocatableCPU, memory: n.allocatableMemory)
+            }
+            return out
+        }
         return Step(
             platformCheckStep, on: .cluster, after: c.site.hosts.map { roles($0.name) },
             summary:
-                "capacity, quota and TLS check of the platform against the declared hardware (refuses before any chart)",
+                "capacity, quota and TLS check of the platform against the system nodes' allocatable (refuses before any chart)",
             timeout: .seconds(60),
-            check: { _ in try PlatformCheck.run(site: site, profile: profile).passed },
+            check: { _ in
+                let allocatable = try await measured()
+                return try PlatformCheck.run(site: site, profile: profile, allocatable: allocatable).passed
+            },
             apply: { ctx in
-                let result = try PlatformCheck.run(site: site, profile: profile)
+                let allocatable = try await measured()
+                let result = try PlatformCheck.run(site: site, profile: profile, allocatable: allocatable)
                 if let error = result.error { throw error }
-                ctx.appendOutput("platform check passed")
+                let sized = allocatable.keys.sorted().map { name in
+                    allocatable[name].map {
+                        "\(name) \(Quantity.cpuText($0.milliCPU)) CPU / \(Quantity.memoryText($0.memoryBytes))"
+                    } ?? name
+                }
+                ctx.appendOutput(
+                    "platform check passed"
+                        + (sized.isEmpty ? "" : " (system nodes' allocatable: \(sized.joined(separator: ", ")))"))
             })
     }
 
