@@ -239,42 +239,18 @@ extension InstallPlan {
         var reason: String
     }
 
-    /// The release's pods (those of the workloads helm annotated with the release's name) that are not Ready,
-    /// each with why: a container's waiting reason and message, else the failing condition's message.
+    /// The release's pods that are not Ready (`ReleasePods`), each with why.
     static func notReadyPods(_ api: ClusterAPI, _ r: PlatformRelease) async throws -> [PodProblem] {
-        var owners: [(kind: String, name: String)] = []
-        for kind in ["deployments", "daemonsets", "statefulsets"] {
+        var lists: [String: [[String: Any]]] = [:]
+        for kind in ["deployments", "daemonsets", "statefulsets", "pods"] {
             let text = try await api.kubectl(
                 ["get", kind, "-n", r.namespace, "-o", "json"], label: "kubectl get \(kind) -n \(r.namespace)")
-            for item in items(text) {
-                let meta = item["metadata"] as? [String: Any] ?? [:]
-                let ann = meta["annotations"] as? [String: String] ?? [:]
-                guard ann["meta.helm.sh/release-name"] == r.name, let name = meta["name"] as? String else { continue }
-                owners.append((kind, name))
-            }
+            lists[kind] = ReleasePods.items(text)
         }
-        let text = try await api.kubectl(
-            ["get", "pods", "-n", r.namespace, "-o", "json"], label: "kubectl get pods -n \(r.namespace)")
-        var problems: [PodProblem] = []
-        for pod in items(text) {
-            let meta = pod["metadata"] as? [String: Any] ?? [:]
-            let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
-            guard let name = meta["name"] as? String,
-                let ref = refs.first(where: { $0["controller"] as? Bool == true }) ?? refs.first
-            else { continue }
-            let refKind = ref["kind"] as? String ?? ""
-            let refName = ref["name"] as? String ?? ""
-            let mine = owners.contains { o in
-                switch o.kind {
-                case "deployments": refKind == "ReplicaSet" && refName.hasPrefix(o.name + "-")
-                case "daemonsets": refKind == "DaemonSet" && refName == o.name
-                default: refKind == "StatefulSet" && refName == o.name
-                }
-            }
-            guard mine else { continue }
-            if let why = ClusterAPI.whyNotReady(pod: pod) { problems.append(PodProblem(name: name, reason: why)) }
-        }
-        return problems.sorted { $0.name < $1.name }
+        let pods = ReleasePods.of(
+            release: r.name, namespace: r.namespace, deployments: lists["deployments"] ?? [],
+            daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], pods: lists["pods"] ?? [])
+        return pods.notReady.map { PodProblem(name: $0.pod, reason: $0.reason) }
     }
 
     /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.
@@ -285,11 +261,6 @@ extension InstallPlan {
             if problems.isEmpty || Date() >= deadline { return problems }
             try await Task.sleep(for: .seconds(2))
         }
-    }
-
-    static func items(_ json: String) -> [[String: Any]] {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [] }
-        return o["items"] as? [[String: Any]] ?? []
     }
 
     static func secretExists(_ api: ClusterAPI, namespace: String, name: String) async throws -> Bool {
