@@ -462,6 +462,10 @@ final class SessionLoop: @unchecked Sendable {
         switch code {
         case -1, -7, -13, -30, -43, -45:
             .connectionLost(host: host, reason: message)
+        case -9:
+            // LIBSSH2_ERROR_TIMEOUT: libssh2 waited 60 s (LIBSSH2_READ_TIMEOUT) for the server's answer to a
+            // request (a channel open, a channel request) and none came: the node or the path to it is gone.
+            .connectionLost(host: host, reason: "no answer from the server for 60 s while \(step)")
         default:
             .libssh2(host: host, step: step, code: code, message: message)
         }
