@@ -62,6 +62,25 @@ import Testing
         #expect(found.notReady.first?.reason.contains("ImagePullBackOff") == true, "\(found.notReady)")
     }
 
+    @Test func aDeploymentWhoseNameStartsAnotherOnesDoesNotTakeItsPods() {
+        // `gpu-operator` (release a) and `gpu-operator-nfd-master` (release b): the latter's pods are b's only.
+        let pods = [
+            Self.pod(
+                "gpu-operator-nfd-master-c964k-abcde", ns: "gpu", owner: ("ReplicaSet", "gpu-operator-nfd-master-c964k")
+            )
+        ]
+        let workloads = [
+            Self.workload("gpu-operator", release: "a", ns: "gpu"),
+            Self.workload("gpu-operator-nfd-master", release: "b", ns: "gpu"),
+        ]
+        let a = ReleasePods.of(
+            release: "a", namespace: "gpu", deployments: workloads, daemonSets: [], statefulSets: [], pods: pods)
+        let b = ReleasePods.of(
+            release: "b", namespace: "gpu", deployments: workloads, daemonSets: [], statefulSets: [], pods: pods)
+        #expect(a.total == 0)
+        #expect(b.total == 1)
+    }
+
     @Test func aReleaseWithoutPodsHasNone() {
         let found = ReleasePods.of(
             release: "kai", namespace: "kai-scheduler", deployments: [], daemonSets: [], statefulSets: [], pods: [])

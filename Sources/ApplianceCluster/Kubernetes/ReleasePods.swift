@@ -51,7 +51,13 @@ public struct ReleasePods: Sendable, Equatable {
             let owner = ref?["name"] as? String ?? ""
             let byHelm =
                 switch kind {
-                case "ReplicaSet": ownedDeployments.contains { owner.hasPrefix($0 + "-") }
+                // `<deployment>-<hash>`; the hash has no '-' (a bare prefix would give `gpu-operator` the pods of
+                // `gpu-operator-node-feature-discovery-master`).
+                case "ReplicaSet":
+                    ownedDeployments.contains {
+                        owner.hasPrefix($0 + "-") && !owner.dropFirst($0.count + 1).contains("-")
+                            && owner.count > $0.count + 1
+                    }
                 case "DaemonSet": ownedDaemonSets.contains(owner)
                 case "StatefulSet": ownedStatefulSets.contains(owner)
                 default: false
