@@ -9,8 +9,8 @@ import Foundation
 /// The platform control plane (issue 13), after the cluster, the roles and the GPU gates (DESIGN.md section 8):
 ///
 /// `platform-check` (capacity, quotas and the site certificate, from the system nodes' allocatable as their
-/// kubelets report it and the rendered requests: refuses before any chart is deployed) → one `platform/<release>` step per Helm release →
-/// `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
+/// kubelets report it and the rendered requests: refuses before any chart is deployed) → one
+/// `platform/<release>` step per Helm release → `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
 ///
 /// Release order: the monitoring stack first (its CRDs let the GPU Operator create its ServiceMonitor), the
 /// GPU Operator after it and after every GPU gate, the CloudNativePG operator before its cluster, the rest in
@@ -109,10 +109,8 @@ extension InstallPlan {
                 let allocatable = try await measured()
                 let result = try PlatformCheck.run(site: site, profile: profile, allocatable: allocatable)
                 if let error = result.error { throw error }
-                let sized = allocatable.keys.sorted().map { name in
-                    allocatable[name].map {
-                        "\(name) \(Quantity.cpuText($0.milliCPU)) CPU / \(Quantity.memoryText($0.memoryBytes))"
-                    } ?? name
+                let sized = allocatable.sorted { $0.key < $1.key }.map {
+                    "\($0.key) \(Quantity.cpuText($0.value.milliCPU)) CPU / \(Quantity.memoryText($0.value.memoryBytes))"
                 }
                 ctx.appendOutput(
                     "platform check passed"

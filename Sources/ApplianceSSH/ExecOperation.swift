@@ -381,8 +381,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     /// `repeating`: this read left a packet half sent (a window adjustment) and must be called again before
     /// anything else is sent on the session, even when the output pipe is full: skipping it and going on to
-    /// write stdin or send EOF made libssh2 refuse that send (BAD_USE, reported as "unable to send eof on
-    /// channel") and the whole connection was lost.
+    /// write stdin or send EOF would make libssh2 refuse that send as BAD_USE, which ends the connection.
     private func performRead(stderr: Bool, repeating: Bool, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
         guard let channel else { return .failed }
         if !repeating, stderr ? stderrDone : stdoutDone { return .idle }

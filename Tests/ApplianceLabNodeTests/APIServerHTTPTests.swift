@@ -7,15 +7,6 @@ import Testing
 /// transport with client certificates (issue 12).
 @Suite("API server: patches, discovery, tables, TLS")
 struct APIServerHTTPTests {
-    @Test func aDeploymentOwnsOnlyItsOwnReplicaSetsNotThoseOfALongerNamedOne() {
-        #expect(APIServerStandin.isReplicaSet("gpu-operator-7d9fbc", of: "gpu-operator"))
-        #expect(!APIServerStandin.isReplicaSet("gpu-operator-node-feature-discovery-master-c964k", of: "gpu-operator"))
-        #expect(
-            APIServerStandin.isReplicaSet(
-                "gpu-operator-node-feature-discovery-master-c964k", of: "gpu-operator-node-feature-discovery-master"))
-        #expect(!APIServerStandin.isReplicaSet("gpu-operator-", of: "gpu-operator"))
-    }
-
     // MARK: patches
 
     @Test func strategicMergeReplacesTaintsAndMergesConditionsByType() throws {

@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// The pods of one Helm release, as install waits for them and `status` reports them: one reading for both.
@@ -18,8 +19,8 @@ public struct ReleasePods: Sendable, Equatable {
     public var notReady: [NotReady]
     public var total: Int { ready + notReady.count }
 
-    /// `workloads`: items of Deployment, DaemonSet and StatefulSet lists (each item's `kind` set, as kubectl
-    /// prints a single-kind list it is not: pass them per kind); `pods`: items of a PodList.
+    /// The arguments are the `items` of a DeploymentList, DaemonSetList, StatefulSetList and PodList (one
+    /// namespace or all of them: objects of other namespaces are not counted).
     public static func of(
         release: String, namespace: String, deployments: [[String: Any]], daemonSets: [[String: Any]],
         statefulSets: [[String: Any]], pods: [[String: Any]]
@@ -51,13 +52,7 @@ public struct ReleasePods: Sendable, Equatable {
             let owner = ref?["name"] as? String ?? ""
             let byHelm =
                 switch kind {
-                // `<deployment>-<hash>`; the hash has no '-' (a bare prefix would give `gpu-operator` the pods of
-                // `gpu-operator-node-feature-discovery-master`).
-                case "ReplicaSet":
-                    ownedDeployments.contains {
-                        owner.hasPrefix($0 + "-") && !owner.dropFirst($0.count + 1).contains("-")
-                            && owner.count > $0.count + 1
-                    }
+                case "ReplicaSet": ownedDeployments.contains { KubernetesNames.isReplicaSet(owner, of: $0) }
                 case "DaemonSet": ownedDaemonSets.contains(owner)
                 case "StatefulSet": ownedStatefulSets.contains(owner)
                 default: false

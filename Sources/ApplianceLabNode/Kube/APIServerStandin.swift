@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// `kube-apiserver-standin`: a Kubernetes-shaped REST API over plain HTTP on ADDRESS:PORT whose objects live
@@ -667,12 +668,6 @@ public final class APIServerStandin: @unchecked Sendable {
         return ["apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": template["spec"] as? KObject ?? [:]]
     }
 
-    /// Whether `replicaSet` is `<deployment>-<hash>`, the name a Deployment gives its ReplicaSets.
-    static func isReplicaSet(_ replicaSet: String, of deployment: String) -> Bool {
-        replicaSet.hasPrefix(deployment + "-") && !replicaSet.dropFirst(deployment.count + 1).contains("-")
-            && replicaSet.count > deployment.count + 1
-    }
-
     static func templateHash(_ template: KObject) -> String {
         let d = K.json(template)
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
@@ -783,12 +778,11 @@ public final class APIServerStandin: @unchecked Sendable {
             let replicas = K.spec(d)["replicas"] as? Int ?? 1
             let template = K.spec(d)["template"] as? KObject ?? [:]
             let hash = Self.templateHash(template)
-            // A ReplicaSet of this Deployment is named `<deployment>-<hash>` (the hash has no '-'): a bare prefix
-            // match would also take the pods of `gpu-operator-node-feature-discovery-master` for `gpu-operator`'s
-            // and delete them as pods of an old template.
+            // Only this Deployment's own ReplicaSets: a bare prefix match took the pods of
+            // `gpu-operator-node-feature-discovery-master` for `gpu-operator`'s and deleted them as an old template's.
             var mine = pods.filter {
                 K.controller($0)?["kind"] as? String == "ReplicaSet"
-                    && Self.isReplicaSet(K.controller($0)?["name"] as? String ?? "", of: K.name(d))
+                    && KubernetesNames.isReplicaSet(K.controller($0)?["name"] as? String ?? "", of: K.name(d))
                     && K.namespace($0) == ns
             }
             // Rolling update: replace pods of an old template.
