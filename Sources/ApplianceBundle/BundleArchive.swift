@@ -217,11 +217,17 @@ public final class BundleArchive: Sendable {
         trusted: [Ed25519Key], allowUnsigned: Bool, workers: Int = BlockingWork.defaultWorkers,
         progress: (@Sendable (Int64) -> Void)? = nil
     ) throws(BundleError) -> VerifiedBundle {
+        try verifySigned(trusted: trusted, allowUnsigned: allowUnsigned)
+            .verifyBlobs(workers: workers, progress: progress)
+    }
+
+    /// The first part of `verify`, which takes milliseconds: signature, manifest, and the blob list against
+    /// the manifest (every blob present with its size, none extra). The blobs' digests are not yet checked.
+    public func verifySigned(trusted: [Ed25519Key], allowUnsigned: Bool) throws(BundleError) -> SignedBundle {
         let signer = try verifySignature(trusted: trusted, allowUnsigned: allowUnsigned)
         let m = try manifest()
         try checkContents(against: m)
-        let bytes = try verifyBlobs(manifest: m, workers: workers, progress: progress)
-        return VerifiedBundle(archive: self, manifest: m, signer: signer, bytesVerified: bytes)
+        return SignedBundle(archive: self, manifest: m, signer: signer)
     }
 
     /// Streams one blob's bytes (for staging). The digest is checked as it streams; a mismatch throws at the end.
@@ -251,10 +257,29 @@ public final class BundleArchive: Sendable {
     }
 }
 
+/// A bundle whose signature, manifest and blob list have been checked, but not yet its blobs' digests
+/// (`verifyBlobs`). Its manifest can be trusted (it is signed); a blob's bytes cannot until checked.
+public struct SignedBundle: Sendable {
+    public let archive: BundleArchive
+    public let manifest: BundleManifest
+    public let signer: BundleArchive.Signer
+
+    /// Hashes every blob against the signed manifest (see `BundleArchive.verifyBlobs`).
+    public func verifyBlobs(workers: Int = BlockingWork.defaultWorkers, progress: (@Sendable (Int64) -> Void)? = nil)
+        throws(BundleError) -> VerifiedBundle
+    {
+        let bytes = try archive.verifyBlobs(manifest: manifest, workers: workers, progress: progress)
+        return VerifiedBundle(archive: archive, manifest: manifest, signer: signer, bytesVerified: bytes)
+    }
+}
+
 /// A bundle whose signature and every blob digest have been checked.
 public struct VerifiedBundle: Sendable {
     public let archive: BundleArchive
     public let manifest: BundleManifest
     public let signer: BundleArchive.Signer
     public let bytesVerified: Int64
+
+    /// The same bundle, as far as its signature goes.
+    public var signed: SignedBundle { SignedBundle(archive: archive, manifest: manifest, signer: signer) }
 }

@@ -54,7 +54,12 @@ public struct StagingNode: Sendable, Equatable {
 /// authorized_keys lines, scripts and FIFOs are removed when the transfer ends, and any left by a
 /// crashed run are removed at the start of the next.
 public actor Stager {
-    public let bundle: VerifiedBundle
+    /// The bundle: signed, and either fully verified already or with its blobs' check still running
+    /// (`blobCheck`).
+    public nonisolated let bundle: SignedBundle
+    /// The admin host's check of every blob digest, when it still runs as staging starts (see
+    /// `init(signed:blobCheck:...)`).
+    private let blobCheck: Task<VerifiedBundle, Error>?
     public let nodes: [StagingNode]
     public let pool: SSHPool
     public let store: String
@@ -87,8 +92,24 @@ public actor Stager {
         bundle: VerifiedBundle, nodes: [StagingNode], pool: SSHPool, store: String = defaultStore,
         bytesPerSecond: Int64? = nil, connecting: Task<Void, Never>? = nil, logger: Logger
     ) {
+        self.init(
+            signed: bundle.signed, blobCheck: nil, nodes: nodes, pool: pool, store: store,
+            bytesPerSecond: bytesPerSecond, connecting: connecting, logger: logger)
+    }
+
+    /// Staging that starts while the admin host still checks the blobs' digests (`blobCheck`), so that
+    /// check overlaps the inventory, the relay's set-up and the stream instead of coming before them.
+    /// Nothing unchecked can be kept: every node checks each blob against the signed manifest's digest
+    /// before the blob becomes visible in its store, and the bundle's manifest is recorded on a node only
+    /// after `blobCheck` passed. A failing check cancels the transfer and is the error `stage()` throws.
+    public init(
+        signed: SignedBundle, blobCheck: Task<VerifiedBundle, Error>?, nodes: [StagingNode], pool: SSHPool,
+        store: String = defaultStore, bytesPerSecond: Int64? = nil, connecting: Task<Void, Never>? = nil,
+        logger: Logger
+    ) {
         self.warming = connecting
-        self.bundle = bundle
+        self.bundle = signed
+        self.blobCheck = blobCheck
         self.nodes = nodes
         self.pool = pool
         self.store = store
@@ -174,6 +195,30 @@ public actor Stager {
     /// Everything: inventory, rounds of chain transfers, finalize. Returns the nodes now fully staged.
     @discardableResult
     public func stage(maxRounds: Int = 3) async throws -> [String] {
+        guard let check = blobCheck else { return try await rounds(maxRounds) }
+        // The blob check beside the rounds: its failure is thrown first and cancels the rounds.
+        return try await withThrowingTaskGroup(of: [String]?.self) { group in
+            group.addTask {
+                _ = try await check.value
+                return nil
+            }
+            group.addTask { try await self.rounds(maxRounds) }
+            var staged: [String] = []
+            for try await r in group { if let r { staged = r } }
+            return staged
+        }
+    }
+
+    /// Waits for the admin host's check of the blobs, when it still runs.
+    private func blobsChecked() async throws {
+        guard let check = blobCheck else { return }
+        let waiting = ContinuousClock.now
+        _ = try await check.value
+        let waited = ContinuousClock.now - waiting
+        if waited > .milliseconds(10) { logger.info("waited \(Self.seconds(waited)) for the bundle's blob check") }
+    }
+
+    private func rounds(_ maxRounds: Int) async throws -> [String] {
         locations = try bundle.archive.blobLocations()
         var staged: [String] = []
         var pending = nodes
@@ -233,6 +278,11 @@ public actor Stager {
             let finalizing = ContinuousClock.now
             // The relay's files and keys are removed while the nodes check their blobs.
             async let cleaned: Void = cleanup(sent.setUp, run: sent.run)
+            // Nothing is made visible or recorded before the admin host has checked every blob too.
+            do { try await blobsChecked() } catch {
+                await cleaned
+                throw error
+            }
             // A node whose every blob checks out records the bundle's manifest in the same round trip.
             let finals = await forEachNode(chainNodes) { stager, node in
                 try await stager.finalize(node, chainNeeds[node.name] ?? [:], record: true)

@@ -7,15 +7,31 @@ public enum BundleVerification {
         _ path: String, trustedKeys: [String], allowUnsigned: Bool, workers: Int = BlockingWork.defaultWorkers,
         io: OperationIO
     ) async throws -> VerifiedBundle {
-        let keys = try trustedKeys.map { try Ed25519Key.load(path: $0) }
-        let archive = try await BlockingWork.run { try BundleArchive.open(path) }
-        let total = archive.blobs.reduce(Int64(0)) { $0 + $1.size }
+        let signed = try await verifySigned(path, trustedKeys: trustedKeys, allowUnsigned: allowUnsigned)
+        let total = signed.archive.blobs.reduce(Int64(0)) { $0 + $1.size }
         let progress =
             io.isTerminal && !io.quiet && io.format == .text ? io.byteProgress("verifying", total) : .silent
         defer { progress.finish() }
         io.logger.debug("verifying", metadata: ["bundle": "\(path)"])
+        return try await BlockingWork.run { try signed.verifyBlobs(workers: workers) { progress.add($0) } }
+    }
+
+    /// The quick part of the verification (signature, manifest, blob list; milliseconds): what may be used
+    /// before the blobs' digests are checked, which `checkingBlobs` then does in the background.
+    public static func verifySigned(_ path: String, trustedKeys: [String], allowUnsigned: Bool) async throws
+        -> SignedBundle
+    {
+        let keys = try trustedKeys.map { try Ed25519Key.load(path: $0) }
         return try await BlockingWork.run {
-            try archive.verify(trusted: keys, allowUnsigned: allowUnsigned, workers: workers) { progress.add($0) }
+            try BundleArchive.open(path).verifySigned(trusted: keys, allowUnsigned: allowUnsigned)
         }
+    }
+
+    /// Every blob's digest checked on worker threads, started now; no progress display (it runs beside
+    /// the work that waits for it, which has its own).
+    public static func checkingBlobs(_ signed: SignedBundle, workers: Int = BlockingWork.defaultWorkers)
+        -> Task<VerifiedBundle, Error>
+    {
+        Task { try await BlockingWork.run { try signed.verifyBlobs(workers: workers) } }
     }
 }

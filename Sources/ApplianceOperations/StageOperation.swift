@@ -1,3 +1,4 @@
+import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
@@ -16,23 +17,46 @@ public enum StageOperation {
         let targets = try session.stagingNodes(only: params.nodes)
         let connecting = connectAhead ? Stager.connectAhead(targets, pool: session.pool) : nil
         let verifying = ContinuousClock.now
-        let verified = try await BundleVerification.verify(
-            bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned, io: io)
-        session.logger.info("bundle verified in \(ContinuousClock.now - verifying)")
-        let stager = Stager(
-            bundle: verified, nodes: targets, pool: session.pool, store: params.storePath,
-            bytesPerSecond: params.bytesPerSecond, connecting: connecting, logger: session.logger)
+        let stager: Stager
+        let blobCheck: Task<VerifiedBundle, Error>?
+        if connectAhead {
+            // The signature and manifest first (milliseconds); the blobs' digests are checked while the
+            // locks are taken, the nodes inventoried, the relay set up and the stream runs (see the Stager).
+            let signed = try await BundleVerification.verifySigned(
+                bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned)
+            let logger = session.logger
+            let checking = BundleVerification.checkingBlobs(signed)
+            blobCheck = Task {
+                let verified = try await checking.value
+                logger.info("bundle verified in \(ContinuousClock.now - verifying) (beside staging)")
+                return verified
+            }
+            stager = Stager(
+                signed: signed, blobCheck: blobCheck, nodes: targets, pool: session.pool, store: params.storePath,
+                bytesPerSecond: params.bytesPerSecond, connecting: connecting, logger: session.logger)
+        } else {
+            let verified = try await BundleVerification.verify(
+                bundlePath, trustedKeys: params.trustedKeys, allowUnsigned: params.allowUnsigned, io: io)
+            session.logger.info("bundle verified in \(ContinuousClock.now - verifying)")
+            blobCheck = nil
+            stager = Stager(
+                bundle: verified, nodes: targets, pool: session.pool, store: params.storePath,
+                bytesPerSecond: params.bytesPerSecond, connecting: connecting, logger: session.logger)
+        }
         let plan = try StagingPlan.make(stager: stager, nodes: targets, maxParallelism: session.site.ssh.parallelism)
         let names = targets.map(\.name)
         return PreparedOperation(
-            parameters: params, plan: plan, bundleVersion: verified.manifest.version,
+            parameters: params, plan: plan, bundleVersion: stager.bundle.manifest.version,
             whileLocked: removeRelayLeftovers(stager),
             finish: { outcome in
-                try await report(outcome, stager: stager, targets: names, io: io)
+                try await report(outcome, stager: stager, targets: names, blobCheck: blobCheck, io: io)
             })
     }
 
-    static func report(_ outcome: OperationOutcome, stager: Stager, targets: [String], io: OperationIO) async throws {
+    static func report(
+        _ outcome: OperationOutcome, stager: Stager, targets: [String], blobCheck: Task<VerifiedBundle, Error>? = nil,
+        io: OperationIO
+    ) async throws {
         let failures = await stager.failures
         let sent = await stager.bytesSent
         let okNodes = targets.filter { outcome.steps[StagingPlan.stepName(node: $0)] == .done }
@@ -40,6 +64,8 @@ public enum StageOperation {
             "staged \(okNodes.count)/\(targets.count) nodes; sent \(ByteCount.text(sent)) (\(sent) bytes) from this host (operation \(outcome.operation.id))"
         )
         if outcome.operation.state == .interrupted { throw OperationInterrupted(operation: outcome.operation.id) }
+        // A bundle whose blobs failed the check is refused as such, whatever the nodes did meanwhile.
+        if let blobCheck, case .failure(let e) = await blobCheck.result, !(e is CancellationError) { throw e }
         var list: [ClusterError.NodeFailure] = []
         for n in targets where !okNodes.contains(n) {
             if let f = failures[n] {

@@ -15,6 +15,7 @@ struct StagingTests {
     struct Fixture {
         let dir = NSTemporaryDirectory() + "staging-" + UUID().uuidString
         let verified: VerifiedBundle
+        let key: Ed25519Key
         var manifest: BundleManifest { verified.manifest }
 
         init(sizes: [String: (Int, String)]) throws {
@@ -45,7 +46,7 @@ struct StagingTests {
                 \(artifacts)
                 """
             try spec.write(toFile: dir + "/spec.yaml", atomically: true, encoding: .utf8)
-            let key = try Ed25519Key.generate()
+            key = try Ed25519Key.generate()
             _ = try BundleBuilder(
                 spec: try BundleSpec.load(path: dir + "/spec.yaml"), signingKey: key, debCacheDirectory: dir
             )
@@ -140,6 +141,60 @@ struct StagingTests {
             #expect(await again.bytesSent == 0)
             let inv = try await again.inventory(nodes[0])
             #expect(inv.staged == ["1.0.0"])
+        }
+    }
+
+    /// Staging that starts while the admin host still checks the blobs (as `appliance stage` does): both
+    /// checks in a good bundle pass and every node is staged; a blob damaged in the bundle after signing
+    /// stops the staging with that blob named, and no node shows any blob or records the bundle.
+    @Test func stagingBesideTheBlobCheckKeepsNothingOfADamagedBundle() async throws {
+        let f = try Fixture(sizes: ["base": (4 << 20, "all"), "driver": (1 << 20, "gpu-worker")])
+        defer { f.remove() }
+        try await withServers(2) { servers, pool in
+            let nodes = nodes(servers)
+            let signed = f.verified.signed
+            let good = Stager(
+                signed: signed, blobCheck: Task { try signed.verifyBlobs() }, nodes: nodes, pool: pool,
+                logger: Logger(label: "test"))
+            #expect(Set(try await good.stage()) == Set(nodes.map(\.name)))
+            for (node, server) in zip(nodes, servers) { try expectStaged(node, f.manifest, server: server) }
+        }
+        // One byte of the base blob changed in the archive: its signature, manifest and sizes still check out.
+        let damaged = f.dir + "/damaged.tar"
+        try FileManager.default.copyItem(atPath: f.dir + "/b.tar", toPath: damaged)
+        let base = try #require(f.manifest.allArtifacts.first { $0.artifact.name == "base" }?.artifact.sha256)
+        let at = try #require(try BundleArchive.open(damaged).blobLocations()[base]).dataOffset + 1000
+        let file = try FileHandle(forUpdating: URL(fileURLWithPath: damaged))
+        try file.seek(toOffset: UInt64(at))
+        let byte = try #require(try file.read(upToCount: 1)?.first)
+        try file.seek(toOffset: UInt64(at))
+        try file.write(contentsOf: [byte ^ 0xFF])
+        try file.close()
+        let signed = try BundleArchive.open(damaged).verifySigned(trusted: [f.key], allowUnsigned: false)
+        try await withServers(2) { servers, pool in
+            let nodes = nodes(servers)
+            let stager = Stager(
+                signed: signed, blobCheck: Task { try signed.verifyBlobs() }, nodes: nodes, pool: pool,
+                logger: Logger(label: "test"))
+            let error = await #expect(throws: BundleError.self) { try await stager.stage() }
+            guard case .contentMismatch(_, let problems)? = error else {
+                Issue.record("expected contentMismatch, got \(String(describing: error))")
+                return
+            }
+            #expect(
+                problems.contains { $0.contains("artifact 'base'") && $0.contains("digest mismatch") }, "\(problems)")
+            await stager.removeLeftovers()
+            for (node, server) in zip(nodes, servers) {
+                let store = node.store ?? ""
+                let visible = (try? FileManager.default.contentsOfDirectory(atPath: store + "/sha256")) ?? []
+                #expect(visible.isEmpty, "\(node.name) shows \(visible)")
+                let recorded = (try? FileManager.default.contentsOfDirectory(atPath: store + "/bundles")) ?? []
+                #expect(recorded.isEmpty, "\(node.name) recorded \(recorded)")
+                let left = (try? FileManager.default.contentsOfDirectory(atPath: store + "/.staging")) ?? []
+                #expect(left.isEmpty, "\(node.name) still has \(left.sorted())")
+                let auth = (try? String(contentsOfFile: server.directory + "/authorized_keys", encoding: .utf8)) ?? ""
+                #expect(!auth.contains("appliance-staging-"))
+            }
         }
     }
 

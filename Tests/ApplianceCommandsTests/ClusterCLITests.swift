@@ -123,6 +123,33 @@ struct ClusterCLITests {
         #expect(otherHistory.stdout.split(separator: "\n").filter { $0.contains("succeeded") }.count == 2)
     }
 
+    /// `appliance stage` checks the blobs' digests beside the staging: a bundle damaged after signing is
+    /// refused as a bundle that fails verification (exit 7, the blob named), and the node shows nothing.
+    @Test func stageRefusesADamagedBundleWithNothingLeftOnTheNode() async throws {
+        let server = try TestSSHServer()
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let sitePath = try site([server])
+        let (b, pub) = try await bundle()
+        // The payload is 3 MiB of the byte 42: change one in the middle.
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: b))
+        let at = try #require(bytes.firstRange(of: Data(repeating: 42, count: 4096))).lowerBound + (1 << 20)
+        bytes[at] = 43
+        try bytes.write(to: URL(fileURLWithPath: b))
+        let store = server.directory + "/store"
+        let r = try await CLI.run(
+            ["stage", "-i", sitePath, "--bundle", b, "--trust", pub, "--store", store], state: dir)
+        #expect(r.status == 7, "\(r.stderr)")
+        #expect(r.stderr.contains("artifact 'payload'") && r.stderr.contains("digest mismatch"), "\(r.stderr)")
+        let visible = (try? FileManager.default.contentsOfDirectory(atPath: store + "/sha256")) ?? []
+        #expect(visible.isEmpty, "\(visible)")
+        #expect(!FileManager.default.fileExists(atPath: store + "/bundles/3.0.0"))
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: store + "/.staging")) ?? []
+        #expect(left.isEmpty, "\(left)")
+    }
+
     @Test func stageReportsAnUnreachableNodeWithItsOwnExitCode() async throws {
         let server = try TestSSHServer()
         defer {
