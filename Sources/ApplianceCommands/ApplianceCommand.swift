@@ -7,10 +7,11 @@ public struct ApplianceCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "appliance",
         abstract: "Install and run an air-gapped GPU cluster from one signed offline bundle.",
-        discussion: """
+        discussion: Format.help(
+            """
             Exit codes: \(ExitStatus.allCases.map { "\($0.rawValue) \($0.summary)" }.joined(separator: "; ")).
             Every run writes a log file; its path is printed with any error.
-            """,
+            """),
         version: ApplianceVersion.current,
         subcommands: [
             BundleCommand.self, StageCommand.self, InstallCommand.self, UpgradeCommand.self, StatusCommand.self,

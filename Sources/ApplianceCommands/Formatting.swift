@@ -21,6 +21,28 @@ enum Format {
         }.joined(separator: "\n")
     }
 
+    /// A command's help text as paragraphs: the source's line breaks inside a paragraph are joined with
+    /// spaces, so the argument parser wraps the text to the terminal instead of breaking each source line
+    /// again. A blank line, and a line that starts with `-` (an option, a list item) or `Exit codes`, start
+    /// a new line; an indented line (a table row) is kept as it is, on its own.
+    static func help(_ text: String) -> String {
+        var out: [String] = []
+        var joinable = false
+        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || raw.hasPrefix(" ") {
+                out.append(line.isEmpty ? "" : String(raw))
+                joinable = false
+            } else if joinable && !line.hasPrefix("-") && !line.hasPrefix("Exit codes") {
+                out[out.count - 1] += " " + line
+            } else {
+                out.append(line)
+                joinable = true
+            }
+        }
+        return out.joined(separator: "\n")
+    }
+
     static func json(_ object: Any) -> String {
         guard
             let data = try? JSONSerialization.data(

@@ -6,7 +6,8 @@ import Foundation
 struct BundleBuild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "build", abstract: "Assemble and sign a bundle from a spec.",
-        discussion: """
+        discussion: Format.help(
+            """
             Sources in the spec: local files and directories, .deb files, Debian packages by name and version
             (fetched with apt-get download and cached), OCI image layouts, images pulled from registries
             (`image: {ref: REGISTRY/REPO:TAG, platform: linux/amd64}`), Helm chart archives or directories.
@@ -18,7 +19,7 @@ struct BundleBuild: AsyncParsableCommand {
             byte for byte. Registry credentials come from a docker-style config.json (--registry-auth, else
             $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json) or from
             APPLIANCE_REGISTRY_USER, APPLIANCE_REGISTRY_PASSWORD and APPLIANCE_REGISTRY_HOST; they are never logged.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

@@ -8,7 +8,8 @@ struct InstallCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "install",
         abstract: "Install Kubernetes on the site's nodes from a verified bundle: every node Ready with its role.",
-        discussion: """
+        discussion: Format.help(
+            """
             One resumable operation: the bundle verified and checked against the profile, the site validated, a
             preflight gate (what install sets up itself does not block), staging, then per node OS preparation,
             packages through apt from a local repository made of the staged store, containerd, the private
@@ -19,7 +20,7 @@ struct InstallCommand: AsyncParsableCommand {
             first: running it again changes nothing.
             Exit codes: 0 installed; 3 preflight failed (nothing changed); 7 bundle refused; 9 some workers
             failed, the rest is installed (`appliance plan resume` finishes them); 10 locked; 130 interrupted.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

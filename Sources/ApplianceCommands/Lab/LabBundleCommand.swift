@@ -8,12 +8,13 @@ struct LabBundleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bundle",
         abstract: "Build the signed lab bundle (bundles/lab.yaml) from scratch.",
-        discussion: """
+        discussion: Format.help(
+            """
             Makes the lab images (`lab images`) and the stand-in packages (`lab packages`) under \
             <spec folder>/lab/generated/, then runs `bundle build` on the spec: Debian packages by name and \
             version with their dependency closure against the lab node's base set, the stand-ins, the images and \
             the CNI manifest. `scripts/lab-bundle` does this on a fresh machine (bootstrap, build, key).
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

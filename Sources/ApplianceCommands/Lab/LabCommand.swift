@@ -6,10 +6,11 @@ struct LabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lab",
         abstract: "A multi-node rehearsal cluster on this machine (root; systemd-nspawn nodes on a private bridge).",
-        discussion: """
+        discussion: Format.help(
+            """
             The nodes are real Debian systems with systemd and sshd, reached over SSH exactly as servers are.
             `lab up` writes a site file (printed at the end) that every other command takes with -i.
-            """,
+            """),
         subcommands: [
             LabUpCommand.self, LabStatusCommand.self, LabSSHCommand.self, LabFaultCommand.self, LabDownCommand.self,
             LabPackagesCommand.self, LabImagesCommand.self, LabBundleCommand.self,

@@ -7,12 +7,13 @@ struct LabImagesCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "images",
         abstract: "Write the lab's OCI images (pause, the kubeadm 1.34 images, flannel) as OCI image layouts.",
-        discussion: """
+        discussion: Format.help(
+            """
             Made from Debian's statically linked catatonit (fetched with apt-get download and cached): the pause \
             image runs it as a real pause process (catatonit -P); the others carry the upstream names and tags the \
             lab's kubeadm and CNI pull, with the same binary inside (the lab's kubelet runs no containers). \
             Reproducible: the same bytes and digests on every build.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

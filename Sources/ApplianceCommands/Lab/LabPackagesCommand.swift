@@ -7,7 +7,8 @@ struct LabPackagesCommand: ParsableCommand {
         commandName: "packages",
         abstract:
             "Build the lab's Debian packages of the stand-ins (kubeadm, kubelet, kubectl, helm, NVIDIA driver...).",
-        discussion: """
+        discussion: Format.help(
+            """
             Real .deb files made with dpkg-deb, installed on lab nodes with `dpkg -i` like the real packages: \
             appliance-labnode (the multi-call binary, and lspci for the node's declared hardware), kubeadm, \
             kubelet, kubectl, helm, nvidia-driver (nvidia-smi, dcgmi) and nvidia-fabricmanager. The binary must be \
@@ -15,7 +16,7 @@ struct LabPackagesCommand: ParsableCommand {
             The kubectl package carries a real kubectl when this host has one within one minor version of the \
             Kubernetes version (by default the newest of /usr/lib/google-cloud-sdk/bin/kubectl.1.MINOR; --kubectl \
             PATH picks one), else the stand-in.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

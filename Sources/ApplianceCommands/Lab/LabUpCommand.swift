@@ -6,11 +6,12 @@ struct LabUpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "up",
         abstract: "Start a lab: N booted nodes on a private bridge, SSH-ready, with a site file for them.",
-        discussion: """
+        discussion: Format.help(
+            """
             The first run builds the node rootfs with debootstrap from the configured Debian mirror (about a
             minute) and caches it; later runs start 8 nodes in seconds. Profiles: \
             \(LabProfile.all.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")).
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var labOptions: LabOptions

@@ -7,10 +7,11 @@ struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node",
         abstract: "Maintenance of one node: drain with a reason, rejoin, add, remove.",
-        discussion: """
+        discussion: Format.help(
+            """
             Each is one resumable operation of the plan engine (journaled, cluster locks held, `--dry-run` shows
             the plan, `--format ndjson` streams events, `appliance plan resume -i SITE` continues it).
-            """,
+            """),
         subcommands: [NodeDrainCommand.self, NodeRejoinCommand.self, NodeAddCommand.self, NodeRemoveCommand.self])
 }
 
@@ -57,7 +58,8 @@ struct NodeDrainCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drain",
         abstract: "Empty a node for maintenance, with the reason recorded on it (the drain simulation first).",
-        discussion: """
+        discussion: Format.help(
+            """
             First the drain simulation: every pod of the node, whether it would be evicted, left (DaemonSet,
             static pods) or blocked, and by what (a PodDisruptionBudget allowing no disruption, by the API
             server's own dry run of the eviction; a GPU job of kai-scheduler or holding GPUs; emptyDir data; a
@@ -70,7 +72,7 @@ struct NodeDrainCommand: AsyncParsableCommand {
             --method taint applies the Run:ai guide's `runai=drain:NoExecute` instead: pods are deleted at once,
             PodDisruptionBudgets are NOT honoured.
             `appliance node rejoin NODE` brings the node back and clears the reason.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -136,14 +138,15 @@ struct NodeRejoinCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rejoin",
         abstract: "Bring a node back into service, whatever state it comes back in.",
-        discussion: """
+        discussion: Format.help(
+            """
             Install's own steps for this one node, each checking the node first: staging (only what its
             store lacks), OS preparation, packages, containerd, the registry mirror, then `kubeadm join` with a
             fresh token (a control plane with a fresh certificate key) when it is no longer a member (reset or
             reinstalled), its role labels and taints, the health gate (Ready; on GPU nodes the GPU count it had
             before the drain), uncordon, the Run:ai drain taint removed, the maintenance reason cleared.
             A node that rebooted with its kubelet running only gets the gate and the uncordon.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -166,11 +169,12 @@ struct NodeAddCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add",
         abstract: "Add a host newly listed in the site file: preflight, staging, preparation, join, roles, gate.",
-        discussion: """
+        discussion: Format.help(
+            """
             As install does it for one node: preflight of that host in install mode, staging, OS preparation,
             packages, containerd, the registry mirror, join (a control plane with a fresh certificate key),
             roles, health gate; then the install record lists it.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -197,12 +201,13 @@ struct NodeRemoveCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remove",
         abstract: "Take a node out of the cluster: drain, kubeadm reset on it, its Node deleted.",
-        discussion: """
+        discussion: Format.help(
+            """
             A control plane's etcd member leaves with its `kubeadm reset` (run while the API answers); the
             removal is refused when it would leave etcd without quorum, with the arithmetic shown. The site file
             is not edited: remove the host from it yourself. --force is for a worker that is already dead: no
             drain, its reset skipped when it does not answer, its Node deleted.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

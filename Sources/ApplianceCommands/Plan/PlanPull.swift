@@ -8,10 +8,11 @@ struct PlanPull: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pull",
         abstract: "Copy the cluster's journal from its first control-plane node to this admin host.",
-        discussion: """
+        discussion: Format.help(
+            """
             Every operation's journal is mirrored to the first control-plane node. On another admin host, pull it,
             then `plan show` and `plan resume` work there as on the host that started the operation.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

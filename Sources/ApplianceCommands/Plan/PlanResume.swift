@@ -32,12 +32,13 @@ struct PlanRollback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
         abstract: "Undo the done steps of the last operation, in reverse order, where they have an undo.",
-        discussion: """
+        discussion: Format.help(
+            """
             After a failed `appliance upgrade`: the node in flight (the node of its first failed step) goes back to
             the previous bundle's packages, still in its store, kubelet restarted, health gate at the previous
             kubelet version, uncordoned and its cordon reason cleared (one operation, kind upgrade-rollback). Then
             fix the cause and run the upgrade again.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -71,12 +72,13 @@ struct PlanUnlock: AsyncParsableCommand {
         commandName: "unlock",
         abstract:
             "Break a stale cluster lock left by a process or admin host that died (never a live one unless --force).",
-        discussion: """
+        discussion: Format.help(
+            """
             Breaks this admin host's lock when its holder is no longer running, and the cluster-side lock on the
             first control-plane node when it is this admin host's own or stale (not refreshed for 2 minutes).
             --force also breaks a cluster-side lock that another admin host still refreshes: only when that host
             is known to be gone. A live process on this admin host is never broken.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

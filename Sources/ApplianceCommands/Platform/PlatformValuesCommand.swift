@@ -20,13 +20,14 @@ struct PlatformValuesCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "values",
         abstract: "Write the values files of every platform release, as install will pass them to Helm.",
-        discussion: """
+        discussion: Format.help(
+            """
             Writes one <release>.values.yaml per Helm release (in install order) and platform-objects.yaml (the
             dataset cache's StorageClass and claim, the scheduler's Queues, the namespaces mapped to leaf queues),
             rendered from the profile and the site's spec.platform, spec.network.domain, spec.tls, spec.storage.nfs
             and spec.registry. Files are deterministic: the same inputs give the same bytes. The capacity and
             quota check runs too; its findings are printed on stderr (`appliance platform check` fails on them).
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("i"), .long], help: "The site file.") var inventory: String
@@ -70,12 +71,13 @@ struct PlatformCheckCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Check that the platform fits the site (capacity, quotas) and that the site certificate is fit.",
-        discussion: """
+        discussion: Format.help(
+            """
             The checks install runs before deploying the platform: CAP-NODES, CAP-CPU, CAP-MEMORY, CAP-POD, CAP-PACK,
             CAP-STORAGE, CAP-NFS, QUOTA-SUM, QUOTA-CHILD, QUOTA-LIMIT (one line each with both numbers and a
             remedy), and the certificate of spec.tls (key, domain and *.domain, valid for 30 days, chains to the CA).
             Exit 3 when one fails.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("i"), .long], help: "The site file.") var inventory: String

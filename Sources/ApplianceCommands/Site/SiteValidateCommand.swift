@@ -6,10 +6,11 @@ struct SiteValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Validate a site file; every problem is reported at once with file:line:column.",
-        discussion: """
+        discussion: Format.help(
+            """
             With a profile (--profile or spec.profile) the site is also checked the way install checks it before
             touching a node: control-plane count (etcd quorum), CIDR overlaps, the API endpoint, duplicates.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @Option(name: [.customShort("i"), .long], help: "The site file.") var inventory: String

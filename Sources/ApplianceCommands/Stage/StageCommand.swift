@@ -6,14 +6,18 @@ import Foundation
 struct StageCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stage",
-        abstract: "Verify a bundle, then stage it onto every node's store over SSH.",
-        discussion: """
+        abstract: "Verify a bundle and stage it onto every node's store over SSH.",
+        discussion: Format.help(
+            """
             Each node is asked what it holds and gets only what it lacks, through a chain: the admin host sends
             each byte once, and nodes pass the stream on to each other with a temporary key removed afterwards.
-            Every blob's digest is checked on the node before it becomes visible. A broken transfer resumes
-            where it stopped on the next run; a fully staged cluster is left untouched.
-            Exit codes: 0 all nodes staged; 9 some failed (one line each); 5/6 when all failed to connect.
-            """)
+            The bundle's signature is checked first; every blob's digest is then checked on this host while the
+            nodes are asked and the stream runs, and again on each node before the blob becomes visible there.
+            The bundle is recorded on a node only once both checks passed. A broken transfer resumes where it
+            stopped on the next run; a fully staged cluster is left untouched.
+            Exit codes: 0 all nodes staged; 9 some failed (one line each); 5/6 when all failed to connect; 7 the
+            bundle fails verification (nothing it sent is kept).
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

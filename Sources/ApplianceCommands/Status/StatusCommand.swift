@@ -9,7 +9,8 @@ struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "The cluster's health: nodes, GPUs, control plane and etcd, registry, platform releases.",
-        discussion: """
+        discussion: Format.help(
+            """
             Read-only. Per node: roles, Ready, kubelet version and unit, scheduling (cordoned or tainted, with the
             reason `appliance node drain` or the GPU gate recorded), GPUs (declared by the profile, nvidia.com/gpu
             allocatable, healthy) and the fabric manager on NVSwitch profiles. The control plane: the API endpoint
@@ -24,7 +25,7 @@ struct StatusCommand: AsyncParsableCommand {
             Exit codes: 0 healthy; 11 something is not healthy (each problem is a line under PROBLEMS); 5 a node
             or the API did not answer; 1 the site file cannot be read; 2 usage. With --watch, the code of the
             last report.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions

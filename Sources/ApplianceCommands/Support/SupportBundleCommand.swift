@@ -16,7 +16,8 @@ struct SupportBundleCollect: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "collect",
         abstract: "Collect logs, node facts and cluster state into one .tar.gz, with every secret removed.",
-        discussion: """
+        discussion: Format.help(
+            """
             Read-only on every node. The admin host's run logs, journal, site file, profile and installed bundle's
             manifest; per node over SSH (in parallel, at most spec.ssh.parallelism at once): the preflight facts,
             service journals, NVIDIA Xid kernel lines, nvidia-smi -q and topo -m, packages, containerd and kubelet
@@ -28,7 +29,7 @@ struct SupportBundleCollect: AsyncParsableCommand {
             A node that is down is recorded and the bundle is still written.
             Exit codes: 0 written (even with nodes down: see manifest.json); 1 the bundle could not be written;
             2 usage (a bad --since, an unknown --node).
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -75,13 +76,14 @@ struct SupportBundleAnalyze: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "analyze",
         abstract: "Print the known problems a support bundle shows, with evidence and a remedy.",
-        discussion: """
+        discussion: Format.help(
+            """
             Reads the bundle with the product's safe archive reader (no absolute names, no links; nothing is
             extracted). It may come from another site. Findings (stable ids):
             \(SupportAnalyzer.catalog.map { "  \($0.id): \($0.meaning)" }.joined(separator: "\n"))
             Exit codes: 0 no finding of error severity (warnings may be printed); 3 at least one error finding;
             1 not a support bundle; 7 the archive breaks the archive safety rules.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
 

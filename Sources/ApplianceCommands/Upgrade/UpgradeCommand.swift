@@ -8,7 +8,8 @@ struct UpgradeCommand: AsyncParsableCommand {
         commandName: "upgrade",
         abstract:
             "Rolling upgrade of an installed cluster to a new bundle: control planes one at a time, workers in batches.",
-        discussion: """
+        discussion: Format.help(
+            """
             One resumable operation. Refused before anything changes (exit 12) when the bundle's upgradeFrom does not
             name the installed version (the install record on the first control plane) or it would skip a Kubernetes
             minor version. Then: the drain simulation of every worker to be drained, as one table (--drain-policy
@@ -24,7 +25,7 @@ struct UpgradeCommand: AsyncParsableCommand {
             the previous bundle's blobs no node needs are removed from the stores.
             Exit codes: 0 upgraded (or nothing to do); 7 bundle not verified or not for the profile; 8/9 a node
             failed; 10 locked; 12 upgrade refused (upgradeFrom or Kubernetes skew); 130 interrupted.
-            """)
+            """))
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
