@@ -35,6 +35,19 @@ public enum BlockingWork {
         done.unlock()
     }
 
+    /// Lowers the calling thread's scheduling priority to nice 10 (on Linux, nice values are per thread),
+    /// for background work that must leave the CPU to the work it runs beside. Call it on a thread of
+    /// `run`, which ends with the work. Best effort: a refusal leaves the priority as it was.
+    public static func lowerThreadPriority() {
+        #if os(Linux)
+            // The thread's id: /proc/thread-self links to "PID/task/TID".
+            guard let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self"),
+                let tid = link.split(separator: "/").last.flatMap({ id_t($0) })
+            else { return }
+            _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), tid, 10)
+        #endif
+    }
+
     /// How many hashing threads to use by default: one per core.
     public static var defaultWorkers: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }

@@ -27,11 +27,15 @@ public enum BundleVerification {
         }
     }
 
-    /// Every blob's digest checked on worker threads, started now; no progress display (it runs beside
-    /// the work that waits for it, which has its own).
-    public static func checkingBlobs(_ signed: SignedBundle, workers: Int = BlockingWork.defaultWorkers)
-        -> Task<VerifiedBundle, Error>
-    {
-        Task { try await BlockingWork.run { try signed.verifyBlobs(workers: workers) } }
+    /// Every blob's digest checked in the background, started now: one thread at a lower priority, so
+    /// that it takes the CPU the work it runs beside leaves (staging's stream, which waits for it only at
+    /// the end); no progress display (that work has its own).
+    public static func checkingBlobs(_ signed: SignedBundle) -> Task<VerifiedBundle, Error> {
+        Task {
+            try await BlockingWork.run {
+                BlockingWork.lowerThreadPriority()
+                return try signed.verifyBlobs(workers: 1)
+            }
+        }
     }
 }
