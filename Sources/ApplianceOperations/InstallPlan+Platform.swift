@@ -104,9 +104,11 @@ extension InstallPlan {
         SHA256Hasher.hash(Data((release.valuesYAML + "\n" + chart.sha256.hex).utf8)).hex
     }
 
+    /// `leaveAlone` (an upgrade's release whose chart and values are unchanged): when the release is still
+    /// deployed as it was, its pods are only waited for, never `helm upgrade`d again.
     static func releaseStep(
         _ c: InstallContext, _ cp1: SiteInventory.Host, _ r: PlatformRelease, chart: BundleManifest.Artifact,
-        after deps: [String], config: PlatformConfiguration
+        after deps: [String], config: PlatformConfiguration, leaveAlone: Bool = false
     ) -> Step {
         let api = ClusterAPI(runner: c.runner(cp1))
         let chartPath = "\(c.store)/sha256/\(chart.sha256.hex)"
@@ -116,20 +118,33 @@ extension InstallPlan {
         let tls = r.name == "haproxy-ingress" || r.name == PlatformValues.monitoringRelease ? c.site.tls : nil
         let tlsSecret = config.tlsSecretName
         let timeout = c.site.install.releaseTimeoutSeconds ?? SiteInventory.InstallSettings.defaultReleaseTimeoutSeconds
+        // Deployed as this step would deploy it: the chart's version, the values' digest, the TLS Secret.
+        @Sendable func deployed() async throws -> Bool {
+            guard let status = try await releaseStatus(api, r) else { return false }
+            guard status.status == "deployed", status.chartVersion == r.chart.version,
+                status.description == valuesDigestPrefix + digest
+            else { return false }
+            if tls != nil, try await !secretExists(api, namespace: r.namespace, name: tlsSecret) { return false }
+            return true
+        }
         return Step(
             platformRelease(r.name), on: .cluster, after: deps,
             summary:
                 "helm upgrade --install \(r.name) \(r.chart.name) \(r.chart.version) -n \(r.namespace) --wait; its pods Ready",
             timeout: .seconds(timeout + 120),
             check: { _ in
-                guard let status = try await releaseStatus(api, r) else { return false }
-                guard status.status == "deployed", status.chartVersion == r.chart.version,
-                    status.description == valuesDigestPrefix + digest
-                else { return false }
-                if tls != nil, try await !secretExists(api, namespace: r.namespace, name: tlsSecret) { return false }
+                guard try await deployed() else { return false }
                 return try await notReadyPods(api, r).isEmpty
             },
             apply: { ctx in
+                if leaveAlone, try await deployed() {
+                    let pods = try await waitPods(api, r, seconds: 120)
+                    if !pods.isEmpty { throw releaseFailure(r, helm: nil, pods: pods) }
+                    ctx.appendOutput(
+                        "\(r.name): \(r.chart.name) \(r.chart.version) unchanged (same chart and values): left alone, pods Ready"
+                    )
+                    return
+                }
                 try await api.runner.ensure([valuesFile])
                 if let tls {
                     try await applyTLSSecret(api, namespace: r.namespace, name: tlsSecret, tls: tls)
@@ -145,23 +160,29 @@ extension InstallPlan {
                     command, label: "helm upgrade --install \(r.name)", timeout: .seconds(timeout + 60))
                 let pods = try await waitPods(api, r, seconds: out.exit.succeeded ? 120 : 5)
                 if !out.exit.succeeded || !pods.isEmpty {
-                    var lines: [String] = []
-                    if !out.exit.succeeded {
-                        let err = (out.stderrText.isEmpty ? out.stdoutText : out.stderrText)
+                    let helmError =
+                        out.exit.succeeded
+                        ? nil
+                        : (out.stderrText.isEmpty ? out.stdoutText : out.stderrText)
                             .split(separator: "\n").suffix(3).joined(separator: " ")
-                        lines.append("helm: \(err)")
-                    }
-                    lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
-                    if lines.count == (out.exit.succeeded ? 0 : 1) {
-                        lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
-                    }
-                    throw ClusterError.node(
-                        node: "cluster",
-                        reason: "platform release \(r.name) (chart \(r.chart.name) \(r.chart.version)) failed:\n    "
-                            + lines.joined(separator: "\n    "))
+                    throw releaseFailure(r, helm: helmError, pods: pods)
                 }
                 ctx.appendOutput("\(r.name): \(r.chart.name) \(r.chart.version) deployed, pods Ready")
             })
+    }
+
+    /// A failed release: the release and chart, helm's last lines, every pod not Ready with why.
+    static func releaseFailure(_ r: PlatformRelease, helm: String?, pods: [PodProblem]) -> ClusterError {
+        var lines: [String] = []
+        if let helm { lines.append("helm: \(helm)") }
+        lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
+        if pods.isEmpty {
+            lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
+        }
+        return ClusterError.node(
+            node: "cluster",
+            reason: "platform release \(r.name) (chart \(r.chart.name) \(r.chart.version)) failed:\n    "
+                + lines.joined(separator: "\n    "))
     }
 
     static func queuesStep(
@@ -192,7 +213,7 @@ extension InstallPlan {
 
     // MARK: helpers
 
-    struct ReleaseStatus {
+    struct ReleaseStatus: Sendable, Equatable {
         var status: String
         var chartVersion: String
         var description: String

@@ -2,6 +2,7 @@ import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import AppliancePlatform
 import AppliancePreflight
 import ApplianceSSH
 import Foundation
@@ -93,9 +94,22 @@ public enum UpgradeOperation {
         var context = InstallContext.make(
             session: session, profile: profile, bundle: verified, store: params.storePath, waivers: waivers)
         context.dcgmLevel = params.dcgmLevel ?? session.site.install.dcgmLevel ?? 1
-        let plan = try UpgradePlan.make(
-            .init(
-                context: context, options: options, hosts: hosts, stager: stager, stagingNodes: targets, io: io))
+        // The platform releases as deployed now, so the plan can say which the new bundle leaves alone.
+        var deployed: [String: InstallPlan.ReleaseStatus]?
+        if let config = try UpgradePlan.platformConfiguration(context) {
+            do {
+                deployed = try await UpgradePlan.deployedReleases(
+                    ClusterAPI(runner: cpRunner), PlatformValues.releases(config))
+            } catch  where !connectAhead {
+                io.logger.warning(
+                    "dry run: the platform releases on \(cp1.name) could not be read, so the plan cannot say which are unchanged"
+                )
+            }
+        }
+        var inputs = UpgradePlan.Inputs(
+            context: context, options: options, hosts: hosts, stager: stager, stagingNodes: targets, io: io)
+        inputs.deployedReleases = deployed
+        let plan = try UpgradePlan.make(inputs)
         let version = verified.manifest.version
         let k8s = UpgradePlan.target(context)
         return PreparedOperation(

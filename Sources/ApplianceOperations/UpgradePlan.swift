@@ -2,6 +2,7 @@ import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import AppliancePlatform
 import ApplianceSSH
 import Foundation
 
@@ -35,6 +36,8 @@ enum UpgradePlan {
         var stager: Stager
         var stagingNodes: [StagingNode]
         var io: OperationIO
+        /// The platform releases as deployed before the upgrade (`helm status`); nil when not read.
+        var deployedReleases: [String: InstallPlan.ReleaseStatus]? = nil
     }
 
     /// "v1.35.0": the version every upgraded kubelet reports.
@@ -132,7 +135,16 @@ enum UpgradePlan {
 
         // The whole cluster upgraded: the record, then the previous bundle's blobs.
         if Set(input.hosts.map(\.name)) == Set(c.site.hosts.map(\.name)) {
-            steps.append(InstallPlan.recordStep(c, cp1, after: previous))
+            // Then the platform releases (sites with `spec.platform`), re-rendered for the new bundle's charts.
+            var last = previous
+            if let config = try platformConfiguration(c) {
+                let upgrades = try platformUpgrades(
+                    manifest: c.manifest, releases: PlatformValues.releases(config), deployed: input.deployedReleases)
+                let platform = platformSteps(c, cp1, upgrades: upgrades, config: config, after: previous)
+                steps += platform
+                last = platform.map(\.name)
+            }
+            steps.append(InstallPlan.recordStep(c, cp1, after: last))
             if let from = input.options.fromVersion, from != c.manifest.version {
                 for host in c.site.hosts {
                     steps.append(pruneStep(c, host, from: from, after: [InstallPlan.recordStep]))
@@ -140,6 +152,14 @@ enum UpgradePlan {
             }
         }
         return try Plan(steps: steps, failurePolicy: .stopAll, maxParallelism: max(2, batch))
+    }
+
+    /// The site's platform configuration; nil without `spec.platform`.
+    static func platformConfiguration(_ c: InstallContext) throws -> PlatformConfiguration? {
+        guard c.site.platform != nil else { return nil }
+        do { return try PlatformConfiguration.resolve(site: c.site, profile: c.profile) } catch {
+            throw OperationError.invalid(error.message, hint: error.hint)
+        }
     }
 
     // MARK: steps
