@@ -104,7 +104,7 @@ extension UpgradePlan {
         _ c: InstallContext, _ cp1: SiteInventory.Host, upgrades: [PlatformUpgrade], config: PlatformConfiguration,
         after previous: [String]
     ) -> [Step] {
-        var check = InstallPlan.platformCheck(c)
+        var check = InstallPlan.platformCheck(c, cp1)
         check.dependencies = previous
         var steps = [check]
         for u in upgrades {
