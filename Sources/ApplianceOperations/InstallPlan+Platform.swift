@@ -156,6 +156,16 @@ extension InstallPlan {
                 return try await notReadyPods(api, r).isEmpty
             },
             apply: { ctx in
+                // A helm of an earlier run that was killed with it leaves the release pending: wait for it, or
+                // roll the pending operation back, and take a release it finished as this step's.
+                if try await settlePending(api, r, seconds: timeout, ctx), try await deployed() {
+                    let pods = try await waitPods(api, r, seconds: 120)
+                    if !pods.isEmpty { throw releaseFailure(r, helm: nil, pods: pods) }
+                    ctx.appendOutput(
+                        "\(r.name): \(r.chart.name) \(r.chart.version) deployed by the interrupted run's helm, pods Ready"
+                    )
+                    return
+                }
                 if leaveAlone, try await deployed() {
                     let pods = try await waitPods(api, r, seconds: 120)
                     if !pods.isEmpty { throw releaseFailure(r, helm: nil, pods: pods) }
@@ -188,6 +198,47 @@ extension InstallPlan {
                 }
                 ctx.appendOutput("\(r.name): \(r.chart.name) \(r.chart.version) deployed, pods Ready")
             })
+    }
+
+    /// When the release's last helm operation is still pending (an earlier run was killed during its
+    /// `helm upgrade --install`): waits while that helm still runs on the node (at most `seconds`, its own
+    /// `--timeout`), then rolls back an operation that stayed pending (helm refuses any other while it is).
+    /// Returns whether the release was pending.
+    static func settlePending(_ api: ClusterAPI, _ r: PlatformRelease, seconds: Int, _ ctx: StepContext) async throws
+        -> Bool
+    {
+        guard let first = try await releaseStatus(api, r), first.status.hasPrefix("pending-") else { return false }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        // `[h]elm`: the pattern does not match the shell that runs pgrep.
+        let running = "pgrep -f \(shellQuote("[h]elm upgrade --install \(r.name) ")) >/dev/null"
+        var status = first
+        while status.status.hasPrefix("pending-"), clock.now < deadline,
+            try await api.runner.succeeds(running, label: "an earlier helm of \(r.name) still running")
+        {
+            try await Task.sleep(for: .seconds(2))
+            status = try await releaseStatus(api, r) ?? status
+        }
+        status = try await releaseStatus(api, r) ?? status
+        guard status.status.hasPrefix("pending-") else {
+            ctx.appendOutput("\(r.name): the interrupted run's helm finished (\(status.status))")
+            return true
+        }
+        let verb = status.status == "pending-install" ? ["uninstall", r.name] : ["rollback", r.name, "--wait"]
+        let out = try await api.runner.output(
+            (["helm"] + verb + ["-n", r.namespace, "--kubeconfig", ClusterAPI.adminKubeconfig]).map(shellQuote)
+                .joined(separator: " "),
+            label: "helm \(verb[0]) \(r.name)", timeout: .seconds(seconds + 60))
+        guard out.exit.succeeded else {
+            throw ClusterError.node(
+                node: "cluster",
+                reason:
+                    "platform release \(r.name) is \(status.status) (an interrupted helm) and helm \(verb[0]) failed: "
+                    + (out.stderrText.isEmpty ? out.stdoutText : out.stderrText).split(separator: "\n").suffix(3)
+                    .joined(separator: " "))
+        }
+        ctx.appendOutput("\(r.name): was \(status.status) from an interrupted helm: helm \(verb[0]) done")
+        return true
     }
 
     /// A failed release: the release and chart, helm's last lines, every pod not Ready with why.

@@ -57,10 +57,12 @@ extension RealLabSuites {
             let workers = state.nodes.map(\.name).filter { $0 != cp }.sorted()
             try #require(workers.count == 2, "\(state.nodes.map(\.name))")
             let cpAddress = try state.node(cp).address
-            // A pod on the first worker, so its drain has something to evict.
+            // Two pods on the first worker behind a PodDisruptionBudget that allows no disruption: its drain is
+            // blocked until the 15 s drain timeout, then deletes them (--drain-policy disable-eviction), so a kill
+            // a few seconds after the drain started lands inside it.
             _ = try ssh.run(
                 address: cpAddress,
-                "printf '%s' \(quote(LabUpgradeTests.workload.replacingOccurrences(of: "NODE", with: workers[0]).replacingOccurrences(of: "minAvailable: 2", with: "minAvailable: 0"))) | kubectl --kubeconfig=/etc/kubernetes/admin.conf apply -f -"
+                "printf '%s' \(quote(LabUpgradeTests.workload.replacingOccurrences(of: "NODE", with: workers[0]))) | kubectl --kubeconfig=/etc/kubernetes/admin.conf apply -f -"
             )
 
             let up = [
@@ -93,14 +95,15 @@ extension RealLabSuites {
             }
             // 1. Between the control plane's kubeadm upgrade and its packages and kubelet restart.
             try killedRun(up, "after kubeadm upgrade", applies("kubeadm-upgrade/\(cp)"))
-            // 2. Mid-drain of the first worker, after its cordon.
-            try killedRun(resume, "mid-drain", starts("drain/\(workers[0])", after: .milliseconds(700)))
+            // 2. Mid-drain of the first worker, after its cordon (the drain waits 15 s on the PDB).
+            try killedRun(resume, "mid-drain", starts("drain/\(workers[0])", after: .seconds(4)))
             // 3. After the first worker's packages, before its kubelet restart.
             try killedRun(resume, "after packages", applies("upgrade-packages/\(workers[0])"))
             // 4. Before the second worker's uncordon.
             try killedRun(resume, "before uncordon", starts("uncordon/\(workers[1])"))
-            // 5. During the platform release upgrade.
-            try killedRun(resume, "during a release upgrade", starts("platform/cloudnative-pg", after: .seconds(1)))
+            // 5. During the platform release upgrade: the new chart's operator is Ready 10 s after its pod
+            // starts (readiness probe delay), so `helm upgrade --wait` is still waiting 4 s in.
+            try killedRun(resume, "during a release upgrade", starts("platform/cloudnative-pg", after: .seconds(4)))
             let finished = try KilledRun.run(cli, resume)
             runs.append(finished)
             #expect(finished.status == 0, "exit \(finished.status)\n\(finished.stderr.suffix(4000))")
@@ -124,14 +127,16 @@ extension RealLabSuites {
             }
             #expect(appliedAgain.isEmpty, "applied again after done: \(appliedAgain)")
             // Three kills come right after a step finished (nothing in flight); the mid-drain and mid-release ones
-            // leave a step in flight, unless it finished within the delay.
-            // Known: on the last runs the mid-drain (700 ms) and mid-release (1 s) kills landed after their step
-            // finished, so no step was left in flight; the delays need tuning against the journal's timings.
-            withKnownIssue(
-                "the kill delays do not yet land inside the drain and the release upgrade", isIntermittent: true
-            ) {
-                #expect(interrupted >= 1, "the kills left \(interrupted) interrupted steps")
+            // leave their step in flight: the journal shows both interrupted, found by the next run's lock.
+            let transitions = try journal.transitions(operation: op.id)
+            let inFlight = transitions.filter { $0.state == .interrupted }.map(\.step)
+            for step in ["drain/\(workers[0])", "platform/cloudnative-pg"] {
+                let timings = transitions.filter { $0.step == step }.map {
+                    "\($0.state) \($0.time.formatted(.iso8601.time(includingFractionalSeconds: true)))"
+                }
+                #expect(inFlight.contains(step), "\(step) not left in flight by its kill: \(timings)")
             }
+            #expect(interrupted >= 2, "the kills left \(interrupted) interrupted steps")
             var appliedIn: [String: Int] = [:]
             for r in runs { for s in Set(r.applied) { appliedIn[s, default: 0] += 1 } }
             #expect(appliedIn.filter { $0.value > 1 }.isEmpty, "\(appliedIn.filter { $0.value > 1 })")
@@ -174,6 +179,11 @@ extension RealLabSuites {
             )
             #expect(deployment.stdout.hasPrefix("cloudnative-pg-0.29.1 "), "\(deployment.combined)")
 
+            // What the re-run's checks read, for the failure message should it apply anything.
+            let before = try ssh.run(
+                address: cpAddress,
+                "kubectl --kubeconfig=/etc/kubernetes/admin.conf get pods -n gpu-operator -o wide; sha256sum /var/lib/appliance/platform/*; kubectl --kubeconfig=/etc/kubernetes/admin.conf get -f /var/lib/appliance/platform/platform-objects.yaml -o name; helm status gpu-operator -n gpu-operator -o json --kubeconfig=/etc/kubernetes/admin.conf | head -c 600; true"
+            )
             let again = try KilledRun.run(cli, Array(up.prefix(7)))
             #expect(again.status == 0, "\(again.stderr.suffix(4000))")
             // Only the steps that always run (the simulation, the transfer's check, the GPU gates) apply again.
@@ -181,13 +191,18 @@ extension RealLabSuites {
             let changed = again.applied.filter { s in
                 !always.contains { s == $0 || ($0.hasSuffix("/") && s.hasPrefix($0)) }
             }
-            // Known (open): after the killed-and-resumed upgrade, a second upgrade applies platform/gpu-operator and
-            // platform-queues again (their checks say not done); not yet diagnosed.
-            withKnownIssue(
-                "a re-run after the resumed upgrade re-applies gpu-operator and the queues", isIntermittent: true
-            ) {
-                #expect(changed.isEmpty, "the upgrade again applied \(changed)")
+            var why: [String] = []
+            if !changed.isEmpty,
+                let rerun = try journal.operations().first(where: { $0.kind == "upgrade" && $0.id != op.id })
+            {
+                why = try journal.transitions(operation: rerun.id).filter { changed.contains($0.step) }.map {
+                    "\($0.step) \($0.state): \($0.outputTail ?? "") \($0.error ?? "")"
+                }
             }
+            #expect(
+                changed.isEmpty,
+                "the upgrade again applied \(changed): \(why.joined(separator: "\n"))\nbefore the re-run:\n\(before.combined)"
+            )
         }
     }
 }
