@@ -123,9 +123,11 @@ extension InstallPlan {
         SHA256Hasher.hash(Data((release.valuesYAML + "\n" + chart.sha256.hex).utf8)).hex
     }
 
+    /// `leaveAlone` (an upgrade's release whose chart and values are unchanged): when the release is still
+    /// deployed as it was, its pods are only waited for, never `helm upgrade`d again.
     static func releaseStep(
         _ c: InstallContext, _ cp1: SiteInventory.Host, _ r: PlatformRelease, chart: BundleManifest.Artifact,
-        after deps: [String], config: PlatformConfiguration
+        after deps: [String], config: PlatformConfiguration, leaveAlone: Bool = false
     ) -> Step {
         let api = ClusterAPI(runner: c.runner(cp1))
         let chartPath = "\(c.store)/sha256/\(chart.sha256.hex)"
@@ -135,20 +137,43 @@ extension InstallPlan {
         let tls = r.name == "haproxy-ingress" || r.name == PlatformValues.monitoringRelease ? c.site.tls : nil
         let tlsSecret = config.tlsSecretName
         let timeout = c.site.install.releaseTimeoutSeconds ?? SiteInventory.InstallSettings.defaultReleaseTimeoutSeconds
+        // Deployed as this step would deploy it: the chart's version, the values' digest, the TLS Secret.
+        @Sendable func deployed() async throws -> Bool {
+            guard let status = try await releaseStatus(api, r) else { return false }
+            guard status.status == "deployed", status.chartVersion == r.chart.version,
+                status.description == valuesDigestPrefix + digest
+            else { return false }
+            if tls != nil, try await !secretExists(api, namespace: r.namespace, name: tlsSecret) { return false }
+            return true
+        }
         return Step(
             platformRelease(r.name), on: .cluster, after: deps,
             summary:
                 "helm upgrade --install \(r.name) \(r.chart.name) \(r.chart.version) -n \(r.namespace) --wait; its pods Ready",
             timeout: .seconds(timeout + 120),
             check: { _ in
-                guard let status = try await releaseStatus(api, r) else { return false }
-                guard status.status == "deployed", status.chartVersion == r.chart.version,
-                    status.description == valuesDigestPrefix + digest
-                else { return false }
-                if tls != nil, try await !secretExists(api, namespace: r.namespace, name: tlsSecret) { return false }
+                guard try await deployed() else { return false }
                 return try await notReadyPods(api, r).isEmpty
             },
             apply: { ctx in
+                // A helm of an earlier run that was killed with it leaves the release pending: wait for it, or
+                // roll the pending operation back, and take a release it finished as this step's.
+                if try await settlePending(api, r, seconds: timeout, ctx), try await deployed() {
+                    let pods = try await waitPods(api, r, seconds: 120)
+                    if !pods.isEmpty { throw releaseFailure(r, helm: nil, pods: pods) }
+                    ctx.appendOutput(
+                        "\(r.name): \(r.chart.name) \(r.chart.version) deployed by the interrupted run's helm, pods Ready"
+                    )
+                    return
+                }
+                if leaveAlone, try await deployed() {
+                    let pods = try await waitPods(api, r, seconds: 120)
+                    if !pods.isEmpty { throw releaseFailure(r, helm: nil, pods: pods) }
+                    ctx.appendOutput(
+                        "\(r.name): \(r.chart.name) \(r.chart.version) unchanged (same chart and values): left alone, pods Ready"
+                    )
+                    return
+                }
                 try await api.runner.ensure([valuesFile])
                 if let tls {
                     try await applyTLSSecret(api, namespace: r.namespace, name: tlsSecret, tls: tls)
@@ -164,23 +189,70 @@ extension InstallPlan {
                     command, label: "helm upgrade --install \(r.name)", timeout: .seconds(timeout + 60))
                 let pods = try await waitPods(api, r, seconds: out.exit.succeeded ? 120 : 5)
                 if !out.exit.succeeded || !pods.isEmpty {
-                    var lines: [String] = []
-                    if !out.exit.succeeded {
-                        let err = (out.stderrText.isEmpty ? out.stdoutText : out.stderrText)
+                    let helmError =
+                        out.exit.succeeded
+                        ? nil
+                        : (out.stderrText.isEmpty ? out.stdoutText : out.stderrText)
                             .split(separator: "\n").suffix(3).joined(separator: " ")
-                        lines.append("helm: \(err)")
-                    }
-                    lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
-                    if lines.count == (out.exit.succeeded ? 0 : 1) {
-                        lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
-                    }
-                    throw ClusterError.node(
-                        node: "cluster",
-                        reason: "platform release \(r.name) (chart \(r.chart.name) \(r.chart.version)) failed:\n    "
-                            + lines.joined(separator: "\n    "))
+                    throw releaseFailure(r, helm: helmError, pods: pods)
                 }
                 ctx.appendOutput("\(r.name): \(r.chart.name) \(r.chart.version) deployed, pods Ready")
             })
+    }
+
+    /// When the release's last helm operation is still pending (an earlier run was killed during its
+    /// `helm upgrade --install`): waits while that helm still runs on the node (at most `seconds`, its own
+    /// `--timeout`), then rolls back an operation that stayed pending (helm refuses any other while it is).
+    /// Returns whether the release was pending.
+    static func settlePending(_ api: ClusterAPI, _ r: PlatformRelease, seconds: Int, _ ctx: StepContext) async throws
+        -> Bool
+    {
+        guard let first = try await releaseStatus(api, r), first.status.hasPrefix("pending-") else { return false }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(seconds)
+        // `[h]elm`: the pattern does not match the shell that runs pgrep.
+        let running = "pgrep -f \(shellQuote("[h]elm upgrade --install \(r.name) ")) >/dev/null"
+        var status = first
+        while status.status.hasPrefix("pending-"), clock.now < deadline,
+            try await api.runner.succeeds(running, label: "an earlier helm of \(r.name) still running")
+        {
+            try await Task.sleep(for: .seconds(2))
+            status = try await releaseStatus(api, r) ?? status
+        }
+        status = try await releaseStatus(api, r) ?? status
+        guard status.status.hasPrefix("pending-") else {
+            ctx.appendOutput("\(r.name): the interrupted run's helm finished (\(status.status))")
+            return true
+        }
+        let verb = status.status == "pending-install" ? ["uninstall", r.name] : ["rollback", r.name, "--wait"]
+        let out = try await api.runner.output(
+            (["helm"] + verb + ["-n", r.namespace, "--kubeconfig", ClusterAPI.adminKubeconfig]).map(shellQuote)
+                .joined(separator: " "),
+            label: "helm \(verb[0]) \(r.name)", timeout: .seconds(seconds + 60))
+        guard out.exit.succeeded else {
+            throw ClusterError.node(
+                node: "cluster",
+                reason:
+                    "platform release \(r.name) is \(status.status) (an interrupted helm) and helm \(verb[0]) failed: "
+                    + (out.stderrText.isEmpty ? out.stdoutText : out.stderrText).split(separator: "\n").suffix(3)
+                    .joined(separator: " "))
+        }
+        ctx.appendOutput("\(r.name): was \(status.status) from an interrupted helm: helm \(verb[0]) done")
+        return true
+    }
+
+    /// A failed release: the release and chart, helm's last lines, every pod not Ready with why.
+    static func releaseFailure(_ r: PlatformRelease, helm: String?, pods: [PodProblem]) -> ClusterError {
+        var lines: [String] = []
+        if let helm { lines.append("helm: \(helm)") }
+        lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
+        if pods.isEmpty {
+            lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
+        }
+        return ClusterError.node(
+            node: "cluster",
+            reason: "platform release \(r.name) (chart \(r.chart.name) \(r.chart.version)) failed:\n    "
+                + lines.joined(separator: "\n    "))
     }
 
     static func queuesStep(
@@ -211,7 +283,7 @@ extension InstallPlan {
 
     // MARK: helpers
 
-    struct ReleaseStatus {
+    struct ReleaseStatus: Sendable, Equatable {
         var status: String
         var chartVersion: String
         var description: String

@@ -14,6 +14,8 @@ public struct UpgradeOptions: Codable, Sendable, Equatable {
     public var fromVersion: String?
     public var requestedBy: String
     public var requestedAt: Date
+    /// For `plan rollback` (kind `upgrade-rollback`): the failed upgrade whose node in flight it rolls back.
+    public var rollbackOf: String? = nil
 
     public init(
         maxUnavailable: String = "1", drainTimeoutSeconds: Int = 600, drainPolicy: DrainPolicy = .wait,

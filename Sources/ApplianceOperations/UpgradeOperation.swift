@@ -2,6 +2,7 @@ import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import AppliancePlatform
 import AppliancePreflight
 import ApplianceSSH
 import Foundation
@@ -93,9 +94,22 @@ public enum UpgradeOperation {
         var context = InstallContext.make(
             session: session, profile: profile, bundle: verified, store: params.storePath, waivers: waivers)
         context.dcgmLevel = params.dcgmLevel ?? session.site.install.dcgmLevel ?? 1
-        let plan = try UpgradePlan.make(
-            .init(
-                context: context, options: options, hosts: hosts, stager: stager, stagingNodes: targets, io: io))
+        // The platform releases as deployed now, so the plan can say which the new bundle leaves alone.
+        var deployed: [String: InstallPlan.ReleaseStatus]?
+        if let config = try UpgradePlan.platformConfiguration(context) {
+            do {
+                deployed = try await UpgradePlan.deployedReleases(
+                    ClusterAPI(runner: cpRunner), PlatformValues.releases(config))
+            } catch  where !connectAhead {
+                io.logger.warning(
+                    "dry run: the platform releases on \(cp1.name) could not be read, so the plan cannot say which are unchanged"
+                )
+            }
+        }
+        var inputs = UpgradePlan.Inputs(
+            context: context, options: options, hosts: hosts, stager: stager, stagingNodes: targets, io: io)
+        inputs.deployedReleases = deployed
+        let plan = try UpgradePlan.make(inputs)
         let version = verified.manifest.version
         let k8s = UpgradePlan.target(context)
         return PreparedOperation(
@@ -150,8 +164,29 @@ public enum UpgradeOperation {
         var params = upgrade
         params.kind = rollbackKind
         params.nodes = [node]
+        params.upgrade?.rollbackOf = operation.id
         params.lifecycle = LifecycleOptions(node: node, reason: "rollback of upgrade \(operation.id)")
         return params
+    }
+
+    /// After a successful rollback of `node`: every step of the upgrade `upgrade` on that node that the journal
+    /// says done (but its staging: the blobs are still in its store) is journaled `undone`, naming the
+    /// rollback, so a `plan resume` of the upgrade checks and runs them again from the node's first step
+    /// instead of trusting work the rollback took back. Returns the steps reopened.
+    @discardableResult
+    public static func reopen(_ journal: Journal, upgrade: String, node: String, rollback: String) throws -> [String] {
+        let latest = try journal.latestStates(operation: upgrade)
+        let reopened = latest.values.filter {
+            $0.node == node && $0.state == .done && $0.step != StagingPlan.stepName(node: node)
+        }
+        .sorted { ($0.time, $0.step) < ($1.time, $1.step) }
+        try journal.record(
+            reopened.map {
+                StepTransition(
+                    operation: upgrade, step: $0.step, node: node, state: .undone, attempt: $0.attempt,
+                    error: "\(node) rolled back to the previous bundle by operation \(rollback); run again on resume")
+            })
+        return reopened.map(\.step)
     }
 
     /// `plan rollback` after a failed upgrade: the node in flight's packages back to the previous bundle's
@@ -250,9 +285,20 @@ public enum UpgradeOperation {
         }
         steps.append(uncordon)
         let plan = try Plan(steps: steps, failurePolicy: .stopAll, maxParallelism: 1)
+        let upgradeID = params.upgrade?.rollbackOf
         return PreparedOperation(
             parameters: params, plan: plan, bundleVersion: from,
             finish: { outcome in
+                // The node is back at the previous bundle: the failed upgrade's steps on it no longer hold, so
+                // `plan resume` of that upgrade runs the node's upgrade again from its start.
+                if outcome.succeeded, let upgradeID {
+                    let reopened = try reopen(
+                        try session.journal(), upgrade: upgradeID, node: n, rollback: outcome.operation.id)
+                    if !reopened.isEmpty {
+                        io.logger.info(
+                            "upgrade \(upgradeID): \(reopened.count) step(s) of \(n) reopened for `plan resume`")
+                    }
+                }
                 try NodeOperations.finishSingleNode(outcome, plan: plan, io: io) {
                     "\(n) rolled back to bundle \(from): packages, kubelet, Ready, uncordoned (operation \(outcome.operation.id)); the rest of the cluster is as the failed upgrade left it"
                 }

@@ -2,16 +2,17 @@ import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import AppliancePlatform
 import ApplianceSSH
 import Foundation
 
 /// The rolling upgrade as one plan (DESIGN.md section 8, issue 14):
 ///
-/// drain simulation of every worker to be drained (one table; `--drain-policy fail` stops on any blocker
+/// drain simulation of every node to be drained (one table; `--drain-policy fail` stops on any blocker
 /// before anything changed) → staging of what the nodes lack → the new images seeded on the registry nodes →
-/// control planes one at a time (etcd: every member healthy; the new kubeadm; `kubeadm upgrade apply` on the
-/// first, `kubeadm upgrade node` on the others; the node's packages at the new versions; kubelet restarted;
-/// health gate) → workers in batches of `--max-unavailable` (the reason on the node, cordon + drain, packages
+/// control planes one at a time (etcd: every member healthy; the reason on the node, cordon + drain; the new
+/// kubeadm; `kubeadm upgrade apply` on the first, `kubeadm upgrade node` on the others; the node's packages at
+/// the new versions; kubelet restarted; health gate; uncordon) → workers in batches of `--max-unavailable` (the reason on the node, cordon + drain, packages
 /// and `kubeadm upgrade node`, the host GPU stack when the bundle changes it, kubelet restarted, health gate
 /// with install's GPU validation, uncordon) → the new version recorded where install records it → the
 /// previous bundle's blobs no longer needed removed from every store.
@@ -35,6 +36,8 @@ enum UpgradePlan {
         var stager: Stager
         var stagingNodes: [StagingNode]
         var io: OperationIO
+        /// The platform releases as deployed before the upgrade (`helm status`); nil when not read.
+        var deployedReleases: [String: InstallPlan.ReleaseStatus]? = nil
     }
 
     /// "v1.35.0": the version every upgraded kubelet reports.
@@ -52,7 +55,11 @@ enum UpgradePlan {
         let batch = try UpgradeOptions.batchSize(input.options.maxUnavailable, workers: max(1, workers.count))
         let version = target(c)
 
-        var steps: [Step] = [simulationStep(api: api, workers: workers.map(\.name), target: version, input: input)]
+        // Every node is drained before its upgrade: the control planes too (kubeadm's procedure), so the
+        // simulation covers them all.
+        var steps: [Step] = [
+            simulationStep(api: api, workers: (controlPlanes + workers).map(\.name), target: version, input: input)
+        ]
         for var s in StagingPlan.steps(stager: input.stager, nodes: input.stagingNodes) {
             s.dependencies.append(simulationStep)
             steps.append(s)
@@ -66,25 +73,40 @@ enum UpgradePlan {
             seeds.append(seed.name)
         }
 
-        // Control planes, one at a time.
-        var previous: [String] = [simulationStep] + seeds
-        for host in controlPlanes {
-            let n = host.name
-            steps.append(etcdHealthStep(c, host, api: api, after: previous + staged(n)))
-            steps.append(kubeadmUpgradeStep(c, host, api: api, after: [etcdHealth(n)]))
-            steps.append(packagesStep(c, host, after: [kubeadmUpgrade(n)], kubeadmNode: false))
-            steps.append(kubeletRestartStep(c, host, api: api, after: [packages(n)]))
-            steps.append(healthStep(c, host, api: api, after: [kubeletRestart(n)]))
-            previous = [health(n)]
-        }
-
-        // Workers in batches of --max-unavailable.
         let drainOptions = { (n: String) in
             LifecycleOptions(
                 node: n, reason: "upgrade to \(c.manifest.version) (Kubernetes \(version))",
                 timeoutSeconds: input.options.drainTimeoutSeconds, policy: input.options.drainPolicy,
                 requestedBy: input.options.requestedBy, requestedAt: input.options.requestedAt)
         }
+
+        // Control planes, one at a time: etcd healthy, the reason, cordon + drain (like a worker), kubeadm
+        // upgrade, packages, kubelet, health gate, then uncordon.
+        var previous: [String] = [simulationStep] + seeds
+        for host in controlPlanes {
+            let n = host.name
+            let o = drainOptions(n)
+            steps.append(etcdHealthStep(c, host, api: api, after: previous + staged(n)))
+            steps.append(
+                whenUpgraded(
+                    LifecycleSteps.marksStep(api: api, node: n, options: o, after: [etcdHealth(n)]),
+                    api: api, node: n, target: version))
+            steps.append(
+                whenUpgraded(
+                    LifecycleSteps.drainStep(api: api, node: n, options: o, after: [LifecycleSteps.marks(n)]),
+                    api: api, node: n, target: version))
+            steps.append(kubeadmUpgradeStep(c, host, api: api, after: [LifecycleSteps.drain(n)]))
+            steps.append(packagesStep(c, host, after: [kubeadmUpgrade(n)], kubeadmNode: false))
+            steps.append(kubeletRestartStep(c, host, api: api, after: [packages(n)]))
+            steps.append(healthStep(c, host, api: api, after: [kubeletRestart(n)]))
+            steps.append(
+                whenUpgraded(
+                    LifecycleSteps.uncordonStep(api: api, node: n, after: [health(n)]),
+                    api: api, node: n, target: version))
+            previous = [LifecycleSteps.uncordon(n)]
+        }
+
+        // Workers in batches of --max-unavailable.
         var index = 0
         while index < workers.count {
             let group = workers[index..<min(workers.count, index + batch)]
@@ -132,7 +154,16 @@ enum UpgradePlan {
 
         // The whole cluster upgraded: the record, then the previous bundle's blobs.
         if Set(input.hosts.map(\.name)) == Set(c.site.hosts.map(\.name)) {
-            steps.append(InstallPlan.recordStep(c, cp1, after: previous))
+            // Then the platform releases (sites with `spec.platform`), re-rendered for the new bundle's charts.
+            var last = previous
+            if let config = try platformConfiguration(c) {
+                let upgrades = try platformUpgrades(
+                    manifest: c.manifest, releases: PlatformValues.releases(config), deployed: input.deployedReleases)
+                let platform = platformSteps(c, cp1, upgrades: upgrades, config: config, after: previous)
+                steps += platform
+                last = platform.map(\.name)
+            }
+            steps.append(InstallPlan.recordStep(c, cp1, after: last))
             if let from = input.options.fromVersion, from != c.manifest.version {
                 for host in c.site.hosts {
                     steps.append(pruneStep(c, host, from: from, after: [InstallPlan.recordStep]))
@@ -140,6 +171,14 @@ enum UpgradePlan {
             }
         }
         return try Plan(steps: steps, failurePolicy: .stopAll, maxParallelism: max(2, batch))
+    }
+
+    /// The site's platform configuration; nil without `spec.platform`.
+    static func platformConfiguration(_ c: InstallContext) throws -> PlatformConfiguration? {
+        guard c.site.platform != nil else { return nil }
+        do { return try PlatformConfiguration.resolve(site: c.site, profile: c.profile) } catch {
+            throw OperationError.invalid(error.message, hint: error.hint)
+        }
     }
 
     // MARK: steps
@@ -163,14 +202,15 @@ enum UpgradePlan {
         return s
     }
 
-    /// The drain simulation of every worker this run drains, as one table, before the first cordon.
+    /// The drain simulation of every node this run drains (control planes and workers), as one table, before
+    /// the first cordon.
     static func simulationStep(api: ClusterAPI, workers: [String], target: String, input: Inputs) -> Step {
         let io = input.io
         let policy = input.options.drainPolicy
         return Step(
             simulationStep, on: .cluster,
             summary:
-                "drain simulation of \(workers.count) worker(s) before the first cordon (server-side dry-run evictions)",
+                "drain simulation of \(workers.count) node(s) before the first cordon (server-side dry-run evictions)",
             timeout: .seconds(600),
             check: { _ in
                 // Nothing left to drain: every worker is upgraded and back in service.

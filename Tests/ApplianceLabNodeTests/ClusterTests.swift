@@ -241,6 +241,18 @@ struct ClusterTests {
             applied.out
                 == "namespace/ml created\ndeployment.apps/trainer created\npoddisruptionbudget.policy/trainer-pdb created\n"
         )
+        // `get -f`: the file's objects by name; a missing one is an error (exit 1) naming it.
+        #expect(
+            try cp1.run("kubectl", "get", "-f", base + "/app.yaml", "-o", "name").out
+                == "namespace/ml\ndeployment.apps/trainer\npoddisruptionbudget.policy/trainer-pdb\n")
+        try Data((app + "\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: absent}\n").utf8).write(
+            to: URL(fileURLWithPath: base + "/more.yaml"))
+        let partial = try cp1.run("kubectl", "get", "-f", base + "/more.yaml", "-o", "name")
+        #expect(partial.code == 1 && partial.err.contains("namespaces \"absent\" not found"), "\(partial)")
+        // `--server` is the API server asked, with the kubeconfig's credentials: cp-2's own, or none that answers.
+        #expect(
+            try cp1.run("kubectl", "--server=https://\(cp2.address):6443", "get", "--raw", "/readyz").out == "ok")
+        #expect(try cp1.run("kubectl", "--server=https://\(net).9:6443", "get", "--raw", "/readyz").code != 0)
         let rolled = try cp1.run("kubectl", "rollout", "status", "deployment/trainer", "-n", "ml", "--timeout=30s")
         #expect(rolled.out.hasSuffix("deployment \"trainer\" successfully rolled out\n"), "\(rolled)")
 

@@ -141,7 +141,7 @@ extension RealLabSuites {
             """
 
         @Test(
-            "1 control plane + 2 GPU workers from bundle 2026.11.0-lab (Kubernetes 1.34): a bundle skipping a minor is refused (exit 12); --drain-policy fail lists the PDB and changes nothing; a worker failing its GPU gate stays cordoned and stops the upgrade, plan rollback puts it back on 1.34 uncordoned; the upgrade to 2026.12.0-lab then completes with never more than one worker cordoned; every node at kubelet v1.35.0, the record says the new version, the old blobs are pruned; a re-run changes nothing",
+            "1 control plane + 2 GPU workers from bundle 2026.11.0-lab (Kubernetes 1.34): a bundle skipping a minor is refused (exit 12); --drain-policy fail lists the PDB and changes nothing; a worker failing its GPU gate stays cordoned and stops the upgrade, plan rollback puts it back on 1.34 uncordoned; plan resume then upgrades it again and the upgrade to 2026.12.0-lab completes with never more than one worker cordoned; every node at kubelet v1.35.0, the record says the new version, the old blobs are pruned; a re-run changes nothing",
             .enabled(if: labSkipReason() == nil, "\(labSkipReason() ?? "")"),
             .enabled(
                 if: FileManager.default.isExecutableFile(atPath: ApplianceCLI.binary),
@@ -266,8 +266,9 @@ extension RealLabSuites {
             let pkg = try ssh.run(address: lastAddress, "dpkg-query -W -f='${Version}' kubelet nvidia-driver")
             #expect(pkg.stdout.hasPrefix("1.34.3") && pkg.stdout.contains("535.161.08"), "\(pkg.stdout)")
 
-            // Fixed: the upgrade again finishes it.
-            let done = try cli.run(rolling)
+            // Fixed: `plan resume` of the failed upgrade upgrades the rolled-back node again from its start and
+            // finishes (the rollback reopened that node's steps).
+            let done = try cli.run(["plan", "resume", "-i", site])
             sampler.finish()
             #expect(done.status == 0, "\(done.combined.suffix(8000))")
             #expect(done.stdout.contains("upgraded 3 node(s) to bundle 2026.12.0-lab"), "\(done.stdout)")

@@ -36,8 +36,9 @@ struct PlanRollback: AsyncParsableCommand {
             """
             After a failed `appliance upgrade`: the node in flight (the node of its first failed step) goes back to
             the previous bundle's packages, still in its store, kubelet restarted, health gate at the previous
-            kubelet version, uncordoned and its cordon reason cleared (one operation, kind upgrade-rollback). Then
-            fix the cause and run the upgrade again.
+            kubelet version, uncordoned and its cordon reason cleared (one operation, kind upgrade-rollback); the
+            upgrade's steps on that node are journaled undone. Then fix the cause and run `appliance plan resume`
+            (which upgrades that node again from its first step) or the upgrade again.
             """))
 
     @OptionGroup var global: GlobalOptions

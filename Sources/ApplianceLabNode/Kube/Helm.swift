@@ -335,6 +335,11 @@ public struct Helm: Sendable {
                     ok = false; break
                 }
                 let st = K.status(cur)
+                // As helm's wait: the controller has seen the current spec (an upgrade's new template), so the
+                // replicas counted are the new ones, not the old template's still-Ready pods.
+                if (st["observedGeneration"] as? Int ?? 0) < (K.meta(cur)["generation"] as? Int ?? 1) {
+                    ok = false
+                }
                 if r.kind == "Deployment",
                     (st["availableReplicas"] as? Int ?? 0) < (K.spec(cur)["replicas"] as? Int ?? 1)
                 {
@@ -364,6 +369,13 @@ public struct Helm: Sendable {
         }
         let name = f.positional[0], chartPath = f.positional[1], ns = ns(f)
         let history = try releases(c, ns, name: name)
+        if let last = history.last, last.status.hasPrefix("pending-") {
+            // As helm 3: a release whose last operation never finished (its helm was killed) is locked.
+            throw Fail(
+                text:
+                    "Error: \(upgrade ? "UPGRADE" : "INSTALLATION") FAILED: another operation (install/upgrade/rollback) is in progress"
+            )
+        }
         let deployed = history.last { $0.status == "deployed" }
         if upgrade && history.isEmpty && !f.has("install") {
             throw Fail(text: "Error: UPGRADE FAILED: \"\(name)\" has no deployed releases")

@@ -22,7 +22,8 @@ public struct Kubectl: Sendable {
         for c in candidates {
             if let text = context.read(c)
                 ?? FileManager.default.contents(atPath: c).map({ String(decoding: $0, as: UTF8.self) }),
-                let c = try? KubeClient(kubeconfig: text)
+                // `--server` (`-s`) overrides the kubeconfig's server, with its credentials, as kubectl does.
+                let c = try? KubeClient(kubeconfig: text, server: f.value("server") ?? f.value("s"))
             {
                 return c
             }
@@ -166,6 +167,7 @@ public struct Kubectl: Sendable {
 
     func get(_ c: KubeClient, _ f: Flags) throws -> ToolOutput {
         if let path = f.value("raw") { return try getRaw(c, path, f) }
+        if let file = f.value("filename") ?? f.value("f") { return try getFile(c, file, f) }
         let (r, names) = try targets(f.positional)
         let items = try fetch(c, r, names, f)
         let output = f.value("output") ?? f.value("o") ?? ""
@@ -201,6 +203,39 @@ public struct Kubectl: Sendable {
             Table.render(
                 r, items, wide: output == "wide", withNamespace: allNamespaces(f) && r.namespaced,
                 headers: !f.has("no-headers")))
+    }
+
+    /// `get -f FILE`: each object the file describes, as its `kind.group/name` (`-o name` and the default; `-o
+    /// json` gives a List); each missing one as kubectl words it on stderr, exit 1.
+    func getFile(_ c: KubeClient, _ file: String, _ f: Flags) throws -> ToolOutput {
+        var found: [(KResource, KObject)] = []
+        var missing: [String] = []
+        for o in try documents(file) {
+            guard let r = KResource.forKind(o["kind"] as? String ?? "") else {
+                missing.append(
+                    "error: resource mapping not found for name: \"\(K.name(o))\" namespace: \"\(K.namespace(o))\" from \"\(file)\": no matches for kind \"\(o["kind"] as? String ?? "")\" in version \"\(o["apiVersion"] as? String ?? "")\""
+                )
+                continue
+            }
+            let ns: String? = r.namespaced ? (K.namespace(o).isEmpty ? namespace(f) : K.namespace(o)) : nil
+            if let cur = try c.get(r, ns, K.name(o)) {
+                found.append((r, cur))
+            } else {
+                missing.append(
+                    "Error from server (NotFound): \(r.plural)\(r.group.isEmpty ? "" : "." + r.group) \"\(K.name(o))\" not found"
+                )
+            }
+        }
+        let output = f.value("output") ?? f.value("o") ?? ""
+        let stdout =
+            output == "json"
+            ? String(
+                decoding: K.json(
+                    ["apiVersion": "v1", "kind": "List", "metadata": ["resourceVersion": ""], "items": found.map(\.1)],
+                    pretty: true), as: UTF8.self) + "\n"
+            : found.map { ref($0.0, K.name($0.1)) + "\n" }.joined()
+        if missing.isEmpty { return .ok(stdout) }
+        return ToolOutput(stdout: stdout, stderr: missing.joined(separator: "\n") + "\n", exitCode: 1)
     }
 
     /// `get --raw PATH`: the body as the server sent it; a failure as kubectl words it (the Status's reason and

@@ -148,10 +148,19 @@ public struct Kubelet: Sendable {
             where K.annotations(p)["kubernetes.io/config.mirror"] == nil
                 && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True")
             {
+                // A container's readiness probe passes `initialDelaySeconds` after the pod was created (the only
+                // part of a probe the stand-in honours): Running, not Ready until then.
+                let created = K.date(K.meta(p)["creationTimestamp"] as? String) ?? now
+                let delays = (K.spec(p)["containers"] as? [KObject] ?? []).map {
+                    Double(K.get($0, "readinessProbe.initialDelaySeconds") as? Int ?? 0)
+                }
+                let ready = now.timeIntervalSince(created) >= (delays.max() ?? 0)
+                if !ready && K.get(p, "status.phase") as? String == "Running" { continue }
                 let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map {
-                    Self.containerStatus($0, ready: true, now: now)
+                    Self.containerStatus($0, ready: ready, running: true, now: now)
                 }
                 let ts = K.timestamp(now)
+                let readiness = ready ? "True" : "False"
                 _ = try? client.patch(
                     pods, K.namespace(p), K.name(p),
                     [
@@ -162,8 +171,8 @@ public struct Kubelet: Sendable {
                             "conditions": [
                                 ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
                                 ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
-                                ["type": "ContainersReady", "status": "True", "lastTransitionTime": ts],
-                                ["type": "Ready", "status": "True", "lastTransitionTime": ts],
+                                ["type": "ContainersReady", "status": readiness, "lastTransitionTime": ts],
+                                ["type": "Ready", "status": readiness, "lastTransitionTime": ts],
                             ],
                         ] as KObject
                     ])
@@ -213,16 +222,18 @@ extension Kubelet {
     }
 
     /// A container's status as the kubelet reports it (`imageID` and `containerID` are required by the API).
-    static func containerStatus(_ c: KObject, ready: Bool, now: Date) -> KObject {
+    /// `running` without `ready`: started, its readiness probe not passing yet.
+    static func containerStatus(_ c: KObject, ready: Bool, running: Bool? = nil, now: Date) -> KObject {
+        let running = running ?? ready
         let image = c["image"] as? String ?? ""
         let repo = image.split(separator: ":").first.map(String.init) ?? image
         var st: KObject = [
             "name": c["name"] as? String ?? "", "image": image, "imageID": "\(repo)@sha256:\(digest(image))",
             "containerID": "containerd://\(digest(image + (c["name"] as? String ?? "")))", "ready": ready,
-            "started": ready, "restartCount": 0,
+            "started": running, "restartCount": 0,
         ]
         st["state"] =
-            ready
+            running
             ? ["running": ["startedAt": K.timestamp(now)]] as KObject
             : ["waiting": ["reason": "ContainerCreating"]] as KObject
         return st
