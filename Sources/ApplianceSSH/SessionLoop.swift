@@ -431,10 +431,15 @@ final class SessionLoop: @unchecked Sendable {
             // Keepalive only with nothing half sent and room in the socket's send buffer: libssh2 builds the
             // keepalive in a stack buffer and, when it is only partly sent, never repeats it (it counts it as
             // sent), so nothing else could be sent on the session after it.
+            // A keepalive that is due but cannot be sent now waits for room in the socket (POLLOUT), not for its
+            // time, which has passed: polling with that deadline returned at once, and the loop spun while a
+            // slow link kept the send buffer full (staging's relay, at up to half a core).
             let now = ContinuousClock.now
-            if options.keepaliveInterval != nil, sendOwner == nil, !session.outboundBlocked, now >= nextKeepalive,
-                Socket.writable(socketFD)
-            {
+            let keepaliveDue = options.keepaliveInterval != nil && now >= nextKeepalive
+            var keepaliveWaitsForRoom = false
+            if keepaliveDue && (sendOwner != nil || session.outboundBlocked || !Socket.writable(socketFD)) {
+                keepaliveWaitsForRoom = true
+            } else if keepaliveDue {
                 var seconds: Int32 = 0
                 switch session.check(Int(libssh2_keepalive_send(session.raw, &seconds))) {
                 case .failed(let code, let message):
@@ -451,7 +456,8 @@ final class SessionLoop: @unchecked Sendable {
                     nextKeepalive = now + .seconds(max(1, Int(seconds)))
                 }
             }
-            if !waitForEvents(session: session, keepaliveAt: options.keepaliveInterval == nil ? nil : nextKeepalive) {
+            let keepaliveAt = options.keepaliveInterval == nil || keepaliveWaitsForRoom ? nil : nextKeepalive
+            if !waitForEvents(session: session, keepaliveAt: keepaliveAt, forRoom: keepaliveWaitsForRoom) {
                 return
             }
         }
@@ -472,11 +478,12 @@ final class SessionLoop: @unchecked Sendable {
     }
 
     /// Sleeps in poll() until the socket, the wake-up pipe, an operation's descriptor or a deadline
-    /// calls. Returns false when the connection is found dead.
-    private func waitForEvents(session: SessionHandle, keepaliveAt: ContinuousClock.Instant?) -> Bool {
+    /// calls; with `forRoom`, also until the socket can take data (a keepalive waits for it). Returns false
+    /// when the connection is found dead.
+    private func waitForEvents(session: SessionHandle, keepaliveAt: ContinuousClock.Instant?, forRoom: Bool) -> Bool {
         var events: Int16 = 0
         if active.contains(where: { $0.wantsInbound }) { events |= Socket.pollIn }
-        if session.outboundBlocked { events |= Socket.pollOut }
+        if session.outboundBlocked || forRoom { events |= Socket.pollOut }
         if !peerClosedSeen { events |= Socket.pollPeerClosed }
         var fds = [
             pollfd(fd: socketFD, events: events, revents: 0), pollfd(fd: wake.read, events: Socket.pollIn, revents: 0),
