@@ -160,6 +160,7 @@ enum InstallPlan {
         // Here, after the GPU gates, go the GPU Operator release and the platform's charts (issue 13's platform
         // part): they need validated GPU nodes and the cluster recorded below is the one they deploy onto.
         steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) }))
+        steps += smokeSteps(c, existing: steps)
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))
     }

@@ -194,6 +194,11 @@ public final class APIServerStandin: @unchecked Sendable {
         else {
             return Self.status(404, "NotFound", "the server could not find the requested resource")
         }
+        if let crd = r.customResourceDefinition,
+            try get(KResource.all.first { $0.plural == "customresourcedefinitions" } ?? r, nil, crd) == nil
+        {
+            return Self.status(404, "NotFound", "the server could not find the requested resource")
+        }
         let name = rest.dropFirst().first
         let sub = rest.dropFirst(2).first
         let dryRun = req.query["dryRun"] == "All"
@@ -456,7 +461,9 @@ public final class APIServerStandin: @unchecked Sendable {
         try daemonSets()
         try deploymentsController()
         try taintEviction()
+        try jobsController()
         try schedule()
+        try kaiSchedule()
         try pdbStatus()
     }
 
@@ -582,6 +589,13 @@ public final class APIServerStandin: @unchecked Sendable {
         for i in pods.indices {
             let pod = pods[i]
             guard (K.spec(pod)["nodeName"] as? String ?? "").isEmpty else { continue }
+            // Only pods that name the default scheduler (others wait for theirs: `kaiSchedule()`).
+            guard (K.spec(pod)["schedulerName"] as? String ?? "default-scheduler") == "default-scheduler" else {
+                continue
+            }
+            if let phase = K.get(pod, "status.phase") as? String, phase == "Succeeded" || phase == "Failed" {
+                continue
+            }
             var reasons: [String: Int] = [:]
             var best: (String, Double)?
             for node in nodes {

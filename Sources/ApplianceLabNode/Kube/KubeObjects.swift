@@ -230,7 +230,24 @@ public struct KResource: Sendable {
         .init(
             plural: "statefulsets", kind: "StatefulSet", group: "apps", version: "v1", namespaced: true,
             shortNames: ["sts", "statefulset"]),
+        .init(
+            plural: "events", kind: "Event", group: "", version: "v1", namespaced: true, shortNames: ["ev", "event"]),
+        // KAI Scheduler's custom resources: served only while their CRD is stored (`APIServerStandin.route`).
+        queues, podgroups,
     ]
+
+    public static let events = all.first { $0.plural == "events" } ?? jobs
+    public static let queues = KResource(
+        plural: "queues", kind: "Queue", group: "scheduling.run.ai", version: "v2", namespaced: false,
+        shortNames: ["queue"])
+    public static let podgroups = KResource(
+        plural: "podgroups", kind: "PodGroup", group: "scheduling.run.ai", version: "v2alpha2", namespaced: true,
+        shortNames: ["pg", "podgroup"])
+
+    /// The CRD that must be stored for the API to serve this resource (nil: built in).
+    public var customResourceDefinition: String? {
+        group == "scheduling.run.ai" ? "\(plural).\(group)" : nil
+    }
 
     public static let csrs = KResource(
         plural: "certificatesigningrequests", kind: "CertificateSigningRequest", group: "certificates.k8s.io",

@@ -146,8 +146,14 @@ public struct Kubelet: Sendable {
             try syncMirrorPods(o, client: client, existing: mine, now: now)
             for p in mine
             where K.annotations(p)["kubernetes.io/config.mirror"] == nil
-                && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True")
+                && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
+                && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True"
+                    || K.controller(p)?["kind"] as? String == "Job")
             {
+                if K.controller(p)?["kind"] as? String == "Job" {
+                    try finishJobPod(p, o, client: client, now: now)
+                    continue
+                }
                 let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map {
                     Self.containerStatus($0, ready: true, now: now)
                 }
@@ -172,6 +178,51 @@ public struct Kubelet: Sendable {
         } catch {
             return "\(error)"
         }
+    }
+
+    /// Runs a Job's pod to completion as `JobPodModel` decides, and posts its final status.
+    func finishJobPod(_ p: KObject, _ o: Options, client: KubeClient, now: Date) throws {
+        var devices: String?
+        if let cm = K.annotations(p)[KAISchedulerModel.sharedConfigMapAnnotation],
+            let obj = try client.get(KResource.configmaps, K.namespace(p), cm)
+        {
+            devices = (obj["data"] as? [String: String])?["NVIDIA_VISIBLE_DEVICES"]
+        }
+        let outcome = JobPodModel(context: context).run(p, visibleDevices: devices)
+        let ts = K.timestamp(now)
+        let ok = outcome.exitCode == 0
+        let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map { c -> KObject in
+            var st = Self.containerStatus(c, ready: false, now: now)
+            st["started"] = false
+            let terminated: KObject = [
+                "exitCode": Int(outcome.exitCode), "reason": ok ? "Completed" : "Error",
+                "message": outcome.message, "startedAt": ts, "finishedAt": ts,
+                "containerID": st["containerID"] as? String ?? "",
+            ]
+            st["state"] = ["terminated": terminated] as KObject
+            return st
+        }
+        let ready: KObject = [
+            "type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": ts,
+        ]
+        _ = try client.patch(
+            KResource.pods, K.namespace(p), K.name(p),
+            [
+                "status": [
+                    "phase": ok ? "Succeeded" : "Failed", "hostIP": o.nodeIP, "podIP": o.nodeIP, "startTime": ts,
+                    "hostIPs": [["ip": o.nodeIP]], "podIPs": [["ip": o.nodeIP]],
+                    "containerStatuses": containers,
+                    "conditions": [
+                        ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
+                        ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
+                        [
+                            "type": "ContainersReady", "status": "False", "reason": "PodCompleted",
+                            "lastTransitionTime": ts,
+                        ],
+                        ready,
+                    ],
+                ] as KObject
+            ])
     }
 
     /// Runs until SIGTERM (called by the dispatcher with signals blocked).
