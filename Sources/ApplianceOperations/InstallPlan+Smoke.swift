@@ -24,39 +24,47 @@ extension InstallPlan {
         guard c.site.platform != nil, let cp1 = c.firstControlPlane,
             let config = try? PlatformConfiguration.resolve(site: c.site, profile: c.profile)
         else { return [] }
-        let names = Set(existing.map(\.name))
-        let platformSteps = existing.map(\.name).filter {
-            $0 == platformCheckStep || $0 == platformQueuesStep || $0.hasPrefix("platform/")
-        }
-        let gates = existing.map(\.name).filter { $0.hasPrefix("gpu-validate/") }
-        let api = ClusterAPI(runner: c.runner(cp1))
+        let kubectl = SmokeRunner.kubectl(on: c.runner(cp1))
         let state = c.session.stateDirectory
-        let tests = SmokeTests.all(config).filter { names.contains(platformRelease($0.release)) }
+        let order = smokeOrder(SmokeTests.all(config), existing: existing.map(\.name))
         var steps: [Step] = []
-        var previous: String?
-        for (i, test) in tests.enumerated() {
-            let last = i == tests.count - 1
-            let deps = platformSteps + (SmokeRunner.usesScheduler(test) ? gates : []) + (previous.map { [$0] } ?? [])
+        for (i, (test, deps)) in order.enumerated() {
+            let last = i == order.count - 1
             steps.append(
                 Step(
                     smoke(test.name), on: .cluster, after: deps, summary: "smoke test: \(test.summary)",
                     timeout: .seconds(test.timeoutSeconds + 180),
                     apply: { ctx in
                         let evidence = state.appendingPathComponent("operations/\(ctx.operation)/smoke/\(test.name)")
-                        let runner = SmokeRunner(api: api, evidenceDirectory: evidence)
+                        let runner = SmokeRunner(kubectl: kubectl, evidenceDirectory: evidence)
                         do {
                             ctx.appendOutput(try await runner.run(test))
                         } catch let failure as SmokeRunner.Failure {
                             throw ClusterError.node(node: cp1.name, reason: failure.description)
                         }
                         if last {
-                            _ = try? await api.runner.output(
-                                "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) delete namespace \(SmokeTests.namespace) --ignore-not-found --wait=false",
-                                label: "kubectl delete namespace \(SmokeTests.namespace)", timeout: .seconds(60))
+                            _ = try? await kubectl(
+                                ["delete", "namespace", SmokeTests.namespace, "--ignore-not-found", "--wait=false"], nil,
+                                "kubectl delete namespace \(SmokeTests.namespace)")
                         }
                     }))
-            previous = smoke(test.name)
         }
         return steps
+    }
+
+    /// The tests the plan runs (those whose release it deploys), in order, each with its dependencies: the
+    /// platform steps present, the GPU gates (scheduler tests) and the previous smoke test.
+    static func smokeOrder(_ tests: [SmokeTest], existing: [String]) -> [(test: SmokeTest, after: [String])] {
+        let names = Set(existing)
+        let platformSteps = existing.filter {
+            $0 == platformCheckStep || $0 == platformQueuesStep || $0.hasPrefix("platform/")
+        }
+        let gates = existing.filter { $0.hasPrefix("gpu-validate/") }
+        var out: [(SmokeTest, [String])] = []
+        for test in tests where names.contains(platformRelease(test.release)) {
+            let previous = out.last.map { [smoke($0.0.name)] } ?? []
+            out.append((test, platformSteps + (SmokeRunner.usesScheduler(test) ? gates : []) + previous))
+        }
+        return out
     }
 }

@@ -10,10 +10,42 @@ import Foundation
 /// pods, their logs and the namespace's events under `evidenceDirectory` when it fails, and deletes everything
 /// it created in every case.
 struct SmokeRunner: Sendable {
-    let api: ClusterAPI
+    /// What a kubectl command printed.
+    struct Output: Sendable {
+        var status: Int32?
+        var stdout: String
+        var stderr: String
+    }
+    /// Runs `kubectl ARGS` with the cluster's admin credentials (stdin when given); a non-zero exit is returned,
+    /// not thrown.
+    typealias Kubectl = @Sendable (_ args: [String], _ stdin: [UInt8]?, _ label: String) async throws -> Output
+    let kubectl: Kubectl
     /// Where a failure's evidence goes (`<state>/operations/<operation>/smoke/<test>/`).
     let evidenceDirectory: URL
     var pollInterval: Duration = .seconds(2)
+
+    /// kubectl on a node, with the admin kubeconfig kubeadm wrote there (the first control plane).
+    static func kubectl(on runner: NodeRunner) -> Kubectl {
+        { args, stdin, label in
+            let out = try await runner.output(
+                "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) " + args.map(shellQuote).joined(separator: " "),
+                stdin: stdin, label: label, timeout: .seconds(120))
+            return Output(status: out.exit.status, stdout: out.stdoutText, stderr: out.stderrText)
+        }
+    }
+
+    /// kubectl that must succeed: its stdout, or a failure naming the command and its error.
+    @discardableResult
+    func must(_ args: [String], stdin: [UInt8]? = nil, label: String) async throws -> String {
+        let out = try await kubectl(args, stdin, label)
+        guard out.status == 0 else {
+            let err = out.stderr.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").suffix(3)
+            throw Failure(
+                test: "", pod: nil,
+                reason: "\(label) failed (exit \(out.status.map(String.init) ?? "?")): \(err.joined(separator: " "))")
+        }
+        return out.stdout
+    }
 
     struct Failure: Error, CustomStringConvertible {
         var test: String
@@ -50,6 +82,7 @@ struct SmokeRunner: Sendable {
             try await cleanup(t)
             return line
         } catch var failure as Failure {
+            if failure.test.isEmpty { failure.test = t.name }
             failure.evidence = await keepEvidence(t)
             try? await cleanup(t)
             throw failure
@@ -61,8 +94,7 @@ struct SmokeRunner: Sendable {
     }
 
     func apply(_ objects: [YAMLTree], label: String) async throws {
-        try await api.kubectl(
-            ["apply", "-f", "-"], stdin: Array(PlatformObjects.document(objects).utf8), label: label)
+        try await must(["apply", "-f", "-"], stdin: Array(PlatformObjects.document(objects).utf8), label: label)
     }
 
     /// Deletes the test's objects (in reverse order) and, after the scheduler's tests, the smoke queues; what
@@ -74,9 +106,7 @@ struct SmokeRunner: Sendable {
             }
             var args = ["delete", kind.lowercased(), name, "--ignore-not-found", "--wait=false"]
             if let ns = Self.field(object, "metadata", "namespace") { args += ["-n", ns] }
-            _ = try await api.runner.output(
-                "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) " + args.map(shellQuote).joined(separator: " "),
-                label: "kubectl delete \(kind.lowercased()) \(name)", timeout: .seconds(60))
+            _ = try await kubectl(args, nil, "kubectl delete \(kind.lowercased()) \(name)")
         }
         // The Job's pods go with it (background propagation); wait until they are gone so that the next test
         // starts from a clean queue.
@@ -87,9 +117,8 @@ struct SmokeRunner: Sendable {
         if Self.usesScheduler(t) {
             for q in SmokeTests.queues().reversed() {
                 guard let name = Self.field(q, "metadata", "name") else { continue }
-                _ = try await api.runner.output(
-                    "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) delete queues.scheduling.run.ai \(shellQuote(name)) --ignore-not-found",
-                    label: "kubectl delete queue \(name)", timeout: .seconds(60))
+                _ = try await kubectl(
+                    ["delete", "queues.scheduling.run.ai", name, "--ignore-not-found"], nil, "kubectl delete queue \(name)")
             }
         }
     }
@@ -105,7 +134,7 @@ struct SmokeRunner: Sendable {
     }
 
     func json(_ args: [String], label: String) async throws -> [String: Any] {
-        let out = try await api.kubectl(args + ["-o", "json"], label: label)
+        let out = try await must(args + ["-o", "json"], label: label)
         guard let obj = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] else {
             throw Failure(test: "", pod: nil, reason: "kubectl \(args.joined(separator: " ")) printed no JSON object")
         }
@@ -269,12 +298,10 @@ struct SmokeRunner: Sendable {
                 try text.write(to: dir.appendingPathComponent(name), atomically: true, encoding: .utf8)
             }
             func capture(_ args: [String], label: String) async -> String {
-                let cmd =
-                    "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) " + args.map(shellQuote).joined(separator: " ")
-                guard let out = try? await api.runner.output(cmd, label: label, timeout: .seconds(60)) else {
+                guard let out = try? await kubectl(args, nil, label) else {
                     return "kubectl \(args.joined(separator: " ")): could not run\n"
                 }
-                return out.stdoutText + (out.stderrText.isEmpty ? "" : "\n[stderr]\n" + out.stderrText)
+                return out.stdout + (out.stderr.isEmpty ? "" : "\n[stderr]\n" + out.stderr)
             }
             try save(
                 "pods.json",
