@@ -44,7 +44,8 @@ extension InstallPlan {
                         }
                         if last {
                             _ = try? await kubectl(
-                                ["delete", "namespace", SmokeTests.namespace, "--ignore-not-found", "--wait=false"], nil,
+                                ["delete", "namespace", SmokeTests.namespace, "--ignore-not-found", "--wait=false"],
+                                nil,
                                 "kubectl delete namespace \(SmokeTests.namespace)")
                         }
                     }))

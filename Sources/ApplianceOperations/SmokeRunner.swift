@@ -118,7 +118,8 @@ struct SmokeRunner: Sendable {
             for q in SmokeTests.queues().reversed() {
                 guard let name = Self.field(q, "metadata", "name") else { continue }
                 _ = try await kubectl(
-                    ["delete", "queues.scheduling.run.ai", name, "--ignore-not-found"], nil, "kubectl delete queue \(name)")
+                    ["delete", "queues.scheduling.run.ai", name, "--ignore-not-found"], nil,
+                    "kubectl delete queue \(name)")
             }
         }
     }

@@ -33,7 +33,9 @@ import Testing
                     self.calls.append(args)
                     switch (args.first, args.dropFirst().first) {
                     case ("apply", _):
-                        if let stdin, String(decoding: stdin, as: UTF8.self).contains("kind: Job") { self.onApply?(self) }
+                        if let stdin, String(decoding: stdin, as: UTF8.self).contains("kind: Job") {
+                            self.onApply?(self)
+                        }
                         return .init(status: 0, stdout: "", stderr: "")
                     case ("delete", "job"?):
                         self.pods = []
@@ -80,12 +82,14 @@ import Testing
             // The example site names TLS files beside it; the smoke tests read none of them.
             let dir = FileManager.default.temporaryDirectory.appendingPathComponent("smoke-site-\(UUID().uuidString)")
             defer { try? FileManager.default.removeItem(at: dir) }
-            try FileManager.default.createDirectory(at: dir.appendingPathComponent("tls"), withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                at: dir.appendingPathComponent("tls"), withIntermediateDirectories: true)
             for f in ["wildcard.crt", "wildcard.key", "site-ca.crt"] {
                 try Data("unused".utf8).write(to: dir.appendingPathComponent("tls/\(f)"))
             }
             let copy = dir.appendingPathComponent("site.yaml")
-            try FileManager.default.copyItem(at: root.appendingPathComponent("schemas/examples/site-platform.yaml"), to: copy)
+            try FileManager.default.copyItem(
+                at: root.appendingPathComponent("schemas/examples/site-platform.yaml"), to: copy)
             let site = try SiteInventory.load(path: copy.path)
             let profile = try ProfileCatalog(directory: root.appendingPathComponent("profiles").path).load("hpc-8xa100")
             return try PlatformConfiguration.resolve(site: site, profile: profile)
@@ -109,7 +113,8 @@ import Testing
         let line = try await runner(f, tempDir()).run(SmokeTests.gpu(try Self.config))
         #expect(line.contains("smoke-gpu-abcde on gpu-1"))
         #expect(f.deleted)
-        #expect(f.calls.contains { $0.starts(with: ["delete", "queues.scheduling.run.ai", "appliance-smoke-limited"]) })
+        #expect(
+            f.calls.contains { $0.starts(with: ["delete", "queues.scheduling.run.ai", "appliance-smoke-limited"]) })
         #expect(f.calls.contains { $0.first == "apply" })
     }
 
@@ -131,7 +136,9 @@ import Testing
         let f = FakeKubectl()
         f.onApply = { f in
             f.pods = [Self.pod("smoke-gpu-abcde", node: "gpu-1", phase: "Failed", exit: 15)]
-            f.job = ["status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]]
+            f.job = [
+                "status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]
+            ]
         }
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -182,7 +189,8 @@ import Testing
             f.pods = [Self.pod("g-1", node: "gpu-1", phase: "Running"), Self.pod("g-2", node: nil, phase: "Pending")]
         }
         let e = await #expect(throws: SmokeRunner.Failure.self) { try await runner(f, tempDir()).run(test) }
-        #expect(e?.description.contains("pod g-1: was bound to gpu-1 although its queue appliance-smoke-limited") == true)
+        #expect(
+            e?.description.contains("pod g-1: was bound to gpu-1 although its queue appliance-smoke-limited") == true)
         // Held back: both Pending with the scheduler's condition.
         f.onApply = { f in
             let cond: [String: Any] = [
@@ -213,6 +221,10 @@ import Testing
                 "gpu-validate/gpu-1",
             ])
         #expect(order[1].after.last == "smoke/gpu")
-        #expect(order[4].after == ["platform-check", "platform/kai-scheduler", "platform/platform-db", "platform-queues", "smoke/gang-limit"])
+        #expect(
+            order[4].after == [
+                "platform-check", "platform/kai-scheduler", "platform/platform-db", "platform-queues",
+                "smoke/gang-limit",
+            ])
     }
 }

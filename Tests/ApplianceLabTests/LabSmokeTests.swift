@@ -40,7 +40,8 @@ extension RealLabSuites {
                 [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
                   runtime_type = "io.containerd.runc.v2"
                 """)
-            try lab.ok("gpu-1", "nvidia-ctk runtime configure --runtime=containerd && systemctl start nvidia-fabricmanager")
+            try lab.ok(
+                "gpu-1", "nvidia-ctk runtime configure --runtime=containerd && systemctl start nvidia-fabricmanager")
 
             let cp = try lab.address("cp-1")
             try lab.write("cp-1", "/root/kubeadm.yaml", kubeadmConfig(address: cp, node: "cp-1"))
@@ -149,7 +150,8 @@ extension RealLabSuites {
                     default:
                         #expect(
                             line.contains(
-                                "appliance-smoke-limited quota has reached the allowable limit of GPUs. Limit is 1 GPUs"))
+                                "appliance-smoke-limited quota has reached the allowable limit of GPUs. Limit is 1 GPUs"
+                            ))
                     }
                 } catch {
                     Issue.record("smoke test \(test.name): \(error)")
@@ -190,5 +192,9 @@ final class Counter: @unchecked Sendable {
     // @unchecked: the value is guarded by the lock.
     private let lock = NSLock()
     private var value = 0
-    func next() -> Int { lock.withLock { value += 1; return value } }
+    func next() -> Int {
+        lock.withLock {
+            value += 1; return value
+        }
+    }
 }

@@ -14,6 +14,10 @@ extension APIServerStandin {
         let pods = try list(Self.pods)
         guard pods.contains(where: { K.spec($0)["schedulerName"] as? String == KAISchedulerModel.schedulerName })
         else { return }
+        // KAI's components need their CRDs (the chart installs them first); without them nothing is scheduled.
+        for r in [KResource.queues, KResource.podgroups] {
+            guard let crd = r.customResourceDefinition, try get(Self.crds, nil, crd) != nil else { return }
+        }
         let snapshot = KAISchedulerModel.Snapshot(
             nodes: try list(Self.nodes), pods: pods, queues: try listIfServed(KResource.queues),
             podGroups: try listIfServed(KResource.podgroups), jobs: try list(KResource.jobs),
@@ -21,10 +25,7 @@ extension APIServerStandin {
         for action in KAISchedulerModel.plan(snapshot) {
             switch action {
             case .createPodGroup(let pg):
-                // Without the PodGroup CRD the real pod grouper cannot create it either: the pods stay Pending.
-                if try get(Self.crds, nil, KResource.podgroups.customResourceDefinition ?? "") != nil {
-                    _ = try create(KResource.podgroups, pg, namespace: K.namespace(pg))
-                }
+                _ = try create(KResource.podgroups, pg, namespace: K.namespace(pg))
             case .annotatePodGroup(let ns, let pod, let group):
                 try update(Self.pods, ns, pod) {
                     K.set(&$0, ["metadata", "annotations", KAISchedulerModel.podGroupAnnotation], group)
