@@ -189,6 +189,7 @@ struct SmokeRunner: Sendable {
         let deadline = start + .seconds(t.timeoutSeconds)
         var gpuNodes: Set<String>?
         var sawPartialGang: String?
+        var partialPolls = 0
         while true {
             let pods = try await pods(t)
             let job = try await json(["get", "job", t.job, "-n", t.namespace], label: "kubectl get job \(t.job)")
@@ -225,8 +226,13 @@ struct SmokeRunner: Sendable {
                     return "\(t.summary): \(pods.count) pods pending for \(seconds)s (\(msg))"
                 }
             case .startsTogether(let n), .sharesOneGPU(let n):
+                // Bound pods while others of the gang wait, in two polls in a row (a binder binds one pod after
+                // the other, so one poll may fall between two binds of the same decision).
                 if !bound.isEmpty && bound.count < n && pods.count >= n && !complete {
-                    sawPartialGang = bound.map(Self.name).joined(separator: ", ")
+                    partialPolls += 1
+                    if partialPolls >= 2 { sawPartialGang = bound.map(Self.name).joined(separator: ", ") }
+                } else {
+                    partialPolls = 0
                 }
                 if complete {
                     guard pods.count >= n, bound.count >= n else {

@@ -21,6 +21,8 @@ import Testing
         ]
         /// After the Job is applied, how pods and the Job look.
         var onApply: ((FakeKubectl) -> Void)?
+        /// Called before each `get pods` answer (pods changing over time).
+        var onGetPods: ((FakeKubectl) -> Void)?
         var deleted = false
 
         func json(_ o: Any) -> String {
@@ -42,6 +44,7 @@ import Testing
                         self.deleted = true
                         return .init(status: 0, stdout: "", stderr: "")
                     case ("get", "pods"?):
+                        self.onGetPods?(self)
                         return .init(status: 0, stdout: self.json(["items": self.pods]), stderr: "")
                     case ("get", "job"?):
                         return .init(status: 0, stdout: self.json(self.job), stderr: "")
@@ -179,6 +182,35 @@ import Testing
         }
         let line = try await runner(f, tempDir()).run(SmokeTests.gpuFraction(try Self.config))
         #expect(line.contains("2 pods on gpu-1 in GPU group g1"))
+    }
+
+    @Test func aGangSeenPartlyBoundDidNotStartTogether() async throws {
+        let f = FakeKubectl()
+        var polls = 0
+        f.onApply = { f in
+            polls = 0
+            f.deleted = false
+        }
+        f.onGetPods = { f in
+            polls += 1
+            guard !f.deleted else { return }
+            if polls < 4 {
+                f.pods = [
+                    Self.pod("g-1", node: "gpu-1", phase: "Running"), Self.pod("g-2", node: nil, phase: "Pending"),
+                ]
+            } else {
+                f.pods = [
+                    Self.pod("g-1", node: "gpu-1", phase: "Succeeded"),
+                    Self.pod("g-2", node: "gpu-1", phase: "Succeeded"),
+                ]
+                Self.complete(f)
+            }
+        }
+        let e = await #expect(throws: SmokeRunner.Failure.self) {
+            try await runner(f, tempDir()).run(SmokeTests.gang(try Self.config))
+        }
+        #expect(
+            e?.description.contains("pod g-1: started before the rest of its gang") == true, "\(String(describing: e))")
     }
 
     @Test func aGangThatStartsIsRefusedWhenItsQueueAdmitsOneGPU() async throws {

@@ -31,6 +31,7 @@ extension RealLabSuites {
             try lab.install(["appliance-labnode", "kubeadm", "kubelet", "kubectl"], on: all, from: packages)
             try lab.install(
                 ["nvidia-driver", "nvidia-fabricmanager", "nvidia-container-toolkit"], on: ["gpu-1"], from: packages)
+            try lab.ok("gpu-1", "mkdir -p /etc/containerd")
             try lab.write(
                 "gpu-1", "/etc/containerd/config.toml",
                 """
