@@ -95,7 +95,7 @@ let package = Package(
             name: "ApplianceOperations",
             dependencies: [
                 "ApplianceModel", "ApplianceBundle", "AppliancePreflight", "ApplianceSSH", "ApplianceCluster",
-                "AppliancePlan", .product(name: "Logging", package: "swift-log"),
+                "AppliancePlan", "AppliancePlatform", .product(name: "Logging", package: "swift-log"),
             ],
             exclude: ["README.md"]),
         // appliance support-bundle: collectors, streaming redaction, the bundle's analyzers (issue 16).
@@ -187,7 +187,11 @@ let package = Package(
         // The stand-ins' output and the real captures, parsed by the same preflight parsers (issue 7).
         .testTarget(
             name: "LabConsistencyTests",
-            dependencies: ["ApplianceLabNode", "AppliancePreflight", "ApplianceModel"]),
+            // ApplianceLab, AppliancePlatform, Yams: the lab charts rendered with the product's values (issue 13).
+            dependencies: [
+                "ApplianceLabNode", "AppliancePreflight", "ApplianceModel", "ApplianceLab", "AppliancePlatform",
+                .product(name: "Yams", package: "Yams"),
+            ]),
         .testTarget(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
@@ -201,7 +205,9 @@ let package = Package(
             dependencies: ["ApplianceSupport", "ApplianceBundle", "ApplianceModel", "ApplianceTestSupport"]),
         .testTarget(
             name: "ApplianceCommandsTests",
-            dependencies: ["ApplianceCommands", "ApplianceOperations", "ApplianceTestSupport"]),
+            dependencies: ["ApplianceCommands", "ApplianceOperations", "ApplianceTestSupport"],
+            // Expected `appliance status` reports (read from the source tree).
+            exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6]
 )

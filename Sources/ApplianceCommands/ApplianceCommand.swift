@@ -13,7 +13,8 @@ public struct ApplianceCommand: AsyncParsableCommand {
             """,
         version: ApplianceVersion.current,
         subcommands: [
-            BundleCommand.self, StageCommand.self, InstallCommand.self, NodeCommand.self, PlanCommand.self,
+            BundleCommand.self, StageCommand.self, InstallCommand.self, UpgradeCommand.self, StatusCommand.self,
+            NodeCommand.self, PlanCommand.self,
             HistoryCommand.self,
             ProfileCommand.self,
             SiteCommand.self, PreflightCommand.self, PlatformCommand.self, SupportBundleCommand.self, LabCommand.self,

@@ -34,10 +34,14 @@ public struct LabBundle: Sendable {
         self.logger = logger
     }
 
-    /// Where the generated inputs go: next to the spec, where it names them.
+    /// Where the generated inputs go: next to the spec, where it names them: `lab/generated` for `lab.yaml`,
+    /// `lab/generated-NAME` for `lab-NAME.yaml` (the upgrade bundle's `lab-upgrade.yaml`), so the two bundles'
+    /// inputs (other Kubernetes and driver versions) never overwrite each other.
     public var inputsDirectory: String {
         let dir = (specPath as NSString).deletingLastPathComponent
-        return "\(dir.isEmpty ? "." : dir)/lab/generated"
+        let base = ((specPath as NSString).lastPathComponent as NSString).deletingPathExtension
+        let suffix = base == "lab" ? "" : "-" + (base.hasPrefix("lab-") ? String(base.dropFirst(4)) : base)
+        return "\(dir.isEmpty ? "." : dir)/lab/generated\(suffix)"
     }
 
     public struct Report: Sendable {

@@ -80,7 +80,42 @@ public struct LabImages: Sendable {
             Image(
                 directory: "flannel-cni-plugin", repository: "ghcr.io/flannel-io/flannel-cni-plugin",
                 tag: Self.flannelCNIPluginTag, purpose: "stand-in: the lab CNI's plugin installer image"),
-        ]
+        ] + Self.platformImages
+    }
+
+    /// The images the lab charts' workloads name (`bundles/lab/charts`), at the tags those charts (and the real
+    /// ones) default to or the product pins: every image a platform release names is in the registry.
+    public static let platformImages: [Image] = [
+        ("quay.io/prometheus-operator/prometheus-operator", "v0.93.1"),
+        ("quay.io/prometheus-operator/prometheus-config-reloader", "v0.93.1"),
+        ("quay.io/prometheus/prometheus", "v3.14.0-distroless"),
+        ("quay.io/prometheus/alertmanager", "v0.34.0"),
+        ("docker.io/grafana/grafana", "13.2.0"),
+        ("registry.k8s.io/kube-state-metrics/kube-state-metrics", "v2.20.0"),
+        ("quay.io/prometheus/node-exporter", "v1.12.1"),
+        ("nvcr.io/nvidia/gpu-operator", "v26.3.3"),
+        ("registry.k8s.io/nfd/node-feature-discovery", "v0.18.3"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/operator", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/scheduler", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/binder", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/podgrouper", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/podgroupcontroller", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/queuecontroller", "v0.16.8"),
+        ("ghcr.io/kai-scheduler/kai-scheduler/admission", "v0.16.8"),
+        ("ghcr.io/cloudnative-pg/cloudnative-pg", "1.30.0"),
+        ("ghcr.io/cloudnative-pg/postgresql", "16"),
+        ("registry.k8s.io/sig-storage/csi-provisioner", "v6.3.0"),
+        ("registry.k8s.io/sig-storage/csi-resizer", "v2.2.0"),
+        ("registry.k8s.io/sig-storage/csi-snapshotter", "v8.6.0"),
+        ("registry.k8s.io/sig-storage/livenessprobe", "v2.19.0"),
+        ("registry.k8s.io/sig-storage/csi-node-driver-registrar", "v2.17.0"),
+        ("registry.k8s.io/sig-storage/nfsplugin", "v4.13.4"),
+        ("docker.io/chrislusf/seaweedfs", "4.44"),
+        ("docker.io/haproxytech/kubernetes-ingress", "3.2.12"),
+    ].map { repository, tag in
+        Image(
+            directory: "platform-" + (repository.split(separator: "/").dropFirst().joined(separator: "-")),
+            repository: repository, tag: tag, purpose: "stand-in: a platform chart's workload image (issue 13)")
     }
 
     public struct Built: Sendable, Equatable {

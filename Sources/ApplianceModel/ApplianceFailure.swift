@@ -21,6 +21,11 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
     case partialFailure = 9
     /// Another operation holds the cluster lock.
     case locked = 10
+    /// `status`: the cluster answered, and something in it is not healthy (each problem is a line of the report).
+    case unhealthy = 11
+    /// An upgrade bundle that cannot upgrade the installed cluster (not in `upgradeFrom`, or a skipped
+    /// Kubernetes minor version); nothing was changed.
+    case upgradeRefused = 12
     /// Internal error: a bug in appliance.
     case `internal` = 70
     /// Interrupted by the operator (SIGINT); the operation can be resumed.
@@ -39,6 +44,8 @@ public enum ExitStatus: Int32, Sendable, CaseIterable {
         case .remoteCommandFailed: "a command on a node failed"
         case .partialFailure: "some nodes failed, the others completed"
         case .locked: "another operation holds the cluster lock"
+        case .unhealthy: "status: the cluster is not healthy (the report names each problem)"
+        case .upgradeRefused: "the bundle cannot upgrade the installed cluster (upgradeFrom or Kubernetes skew)"
         case .internal: "internal error (a bug: please report it with the log file)"
         case .interrupted: "interrupted; resume with `appliance plan resume`"
         }

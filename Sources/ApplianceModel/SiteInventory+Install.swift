@@ -72,9 +72,13 @@ extension SiteInventory {
         public static let defaultParallelism = 10
         /// `dcgmi diag -r` level of the GPU validation gate (1-4; nil: 1, or the command line's).
         public var dcgmLevel: Int?
-        public init(parallelism: Int = defaultParallelism, dcgmLevel: Int? = nil) {
+        /// Seconds `helm upgrade --install --wait` waits for one platform release (issue 13; nil: 300).
+        public var releaseTimeoutSeconds: Int?
+        public static let defaultReleaseTimeoutSeconds = 300
+        public init(parallelism: Int = defaultParallelism, dcgmLevel: Int? = nil, releaseTimeoutSeconds: Int? = nil) {
             self.parallelism = parallelism
             self.dcgmLevel = dcgmLevel
+            self.releaseTimeoutSeconds = releaseTimeoutSeconds
         }
     }
 
@@ -296,10 +300,13 @@ extension SiteInventory {
     }
 
     static func decodeInstall(_ v: YAMLValue) -> InstallSettings {
-        guard let m = v.mapping(allowing: ["parallelism", "dcgmLevel"]) else { return InstallSettings() }
+        guard let m = v.mapping(allowing: ["parallelism", "dcgmLevel", "releaseTimeoutSeconds"]) else {
+            return InstallSettings()
+        }
         return InstallSettings(
             parallelism: m["parallelism"]?.int(in: 1...1024) ?? InstallSettings.defaultParallelism,
-            dcgmLevel: m["dcgmLevel"]?.int(in: 1...4))
+            dcgmLevel: m["dcgmLevel"]?.int(in: 1...4),
+            releaseTimeoutSeconds: m["releaseTimeoutSeconds"]?.int(in: 10...7200))
     }
 
     static func decodeRoles(_ v: YAMLValue) -> RoleSettings {
@@ -377,6 +384,7 @@ extension SiteInventory {
         if install != InstallSettings() {
             var pairs: [(String, YAMLTree)] = [("parallelism", .int(install.parallelism))]
             if let l = install.dcgmLevel { pairs.append(("dcgmLevel", .int(l))) }
+            if let t = install.releaseTimeoutSeconds { pairs.append(("releaseTimeoutSeconds", .int(t))) }
             out.append(("install", .map(pairs)))
         }
         if roles != RoleSettings() {

@@ -238,14 +238,8 @@ extension InstallContext {
     /// The node's packages, each with its host GPU stack part (nil: the packages step installs it).
     func stagedPackages(for host: SiteInventory.Host) -> [(package: StagedPackage, part: GPUHostPackages.Part?)] {
         manifest.allArtifacts.compactMap { (_, a) -> (StagedPackage, GPUHostPackages.Part?)? in
-            guard a.kind == .deb, a.applies(to: host.roles), let name = a.provenance("package"),
-                let version = a.provenance("version")
-            else { return nil }
-            return (
-                StagedPackage(
-                    name: name, version: version, architecture: a.provenance("architecture") ?? "all",
-                    sha256: a.sha256.hex), gpuPart(a)
-            )
+            guard a.applies(to: host.roles), let package = StagedPackage(artifact: a) else { return nil }
+            return (package, gpuPart(a))
         }
     }
 

@@ -16,9 +16,6 @@ import Foundation
 /// command (`ClusterError.node` on the first control plane).
 extension InstallPlan {
     static func smoke(_ name: String) -> String { "smoke/\(name)" }
-    static let platformCheckStep = "platform-check"
-    static let platformQueuesStep = "platform-queues"
-    static func platformRelease(_ release: String) -> String { "platform/\(release)" }
 
     static func smokeSteps(_ c: InstallContext, existing: [Step]) -> [Step] {
         guard c.site.platform != nil, let cp1 = c.firstControlPlane,

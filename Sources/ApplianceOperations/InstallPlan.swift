@@ -37,14 +37,7 @@ struct InstallContext: Sendable {
 
     /// The Debian packages the bundle carries for a host's roles.
     func packages(for host: SiteInventory.Host) -> [StagedPackage] {
-        manifest.allArtifacts.compactMap { (_, a) -> StagedPackage? in
-            guard a.kind == .deb, a.applies(to: host.roles), let name = a.provenance("package"),
-                let version = a.provenance("version")
-            else { return nil }
-            return StagedPackage(
-                name: name, version: version, architecture: a.provenance("architecture") ?? "all",
-                sha256: a.sha256.hex)
-        }
+        StagedPackage.all(in: manifest, for: host.roles)
     }
 
     /// The images every registry node seeds, from the bundle's image artifacts.
@@ -157,9 +150,11 @@ enum InstallPlan {
             steps.append(rolesStep(c, host))
             if let gate = gpuValidateStep(c, host) { steps.append(gate) }
         }
-        // Here, after the GPU gates, go the GPU Operator release and the platform's charts (issue 13's platform
-        // part): they need validated GPU nodes and the cluster recorded below is the one they deploy onto.
-        steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) }))
+        // After the GPU gates: the platform check, the platform's releases and queues (issue 13; none without
+        // `spec.platform`), before the record; then the smoke tests of what the platform deployed.
+        let platform = try platformSteps(c, cp1)
+        steps += platform
+        steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) } + platform.map(\.name)))
         steps += smokeSteps(c, existing: steps)
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))

@@ -23,12 +23,16 @@ public struct OperationParameters: Codable, Sendable {
     public var lifecycle: LifecycleOptions?
     /// `dcgmi diag -r` level of install's GPU validation gate (nil: the site's, else 1).
     public var dcgmLevel: Int?
+    /// The rolling upgrade's options (`appliance upgrade`).
+    public var upgrade: UpgradeOptions?
 
     public init(
         kind: String, site: String, bundle: String?, trustedKeys: [String], allowUnsigned: Bool, nodes: [String] = [],
         bytesPerSecond: Int64? = nil, store: String? = nil, profile: String? = nil, waivers: [String]? = nil,
-        trustNewHosts: Bool? = nil, lifecycle: LifecycleOptions? = nil, dcgmLevel: Int? = nil
+        trustNewHosts: Bool? = nil, lifecycle: LifecycleOptions? = nil, dcgmLevel: Int? = nil,
+        upgrade: UpgradeOptions? = nil
     ) {
+        self.upgrade = upgrade
         self.dcgmLevel = dcgmLevel
         self.kind = kind
         self.site = site

@@ -31,7 +31,7 @@ public struct PreparedOperation: Sendable {
 /// (the same for a new run and for `plan resume`) and runs it under the locks.
 public enum Operations {
     /// The kinds `plan resume` can rebuild.
-    public static let kinds = [StagingPlan.kind, InstallOperation.kind] + NodeOperations.kinds
+    public static let kinds = [StagingPlan.kind, InstallOperation.kind] + NodeOperations.kinds + UpgradeOperation.kinds
 
     /// Builds the plan of an operation from its parameters. A dry run connects to no node.
     public static func prepare(
@@ -44,6 +44,10 @@ public enum Operations {
             return try await InstallOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
         case let k where NodeOperations.kinds.contains(k):
             return try await NodeOperations.prepare(params, session: session, io: io, connectAhead: !dryRun)
+        case UpgradeOperation.kind:
+            return try await UpgradeOperation.prepare(params, session: session, io: io, connectAhead: !dryRun)
+        case UpgradeOperation.rollbackKind:
+            return try await UpgradeOperation.prepareRollback(params, session: session, io: io, connectAhead: !dryRun)
         default: throw OperationError.unknownKind(params.kind)
         }
     }

@@ -33,6 +33,9 @@ public struct PlatformConfiguration: Sendable, Equatable {
         /// Whether system nodes carry the `NoSchedule` taint (`spec.roles.dedicatedSystemNodes`); the platform
         /// tolerates it either way.
         public var tainted: Bool
+        /// Whether a system node is also a control plane: the platform then tolerates kubeadm's
+        /// `node-role.kubernetes.io/control-plane:NoSchedule` taint too, or it could not run there.
+        public var onControlPlanes: Bool = false
     }
 
     /// Volume sizes in GiB and their classes (nil class: the cluster's default StorageClass).
@@ -94,7 +97,8 @@ public struct PlatformConfiguration: Sendable, Equatable {
         let placement = Placement(
             labelKey: RoleLabelStyle.labelKey(.system, style: style),
             labelValue: RoleLabelStyle.labelValue(.system, style: style),
-            tainted: site.roles.dedicatedSystemNodes)
+            tainted: site.roles.dedicatedSystemNodes,
+            onControlPlanes: site.hosts.contains { $0.roles.contains(.system) && $0.roles.contains(.controlPlane) })
         let component = { (name: String) in profile.controlPlane.components.first { $0.name == name } }
         let s = platform.storage
         let storage = Storage(

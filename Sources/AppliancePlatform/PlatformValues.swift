@@ -61,7 +61,15 @@ public enum PlatformValues {
         ])
     }
 
-    static func tolerations(_ c: PlatformConfiguration) -> YAMLTree { .list([toleration(c)]) }
+    /// The system role's toleration, and kubeadm's control-plane taint's where system nodes are control planes.
+    static func tolerations(_ c: PlatformConfiguration) -> YAMLTree {
+        guard c.placement.onControlPlanes else { return .list([toleration(c)]) }
+        let controlPlane: YAMLTree = .map([
+            ("key", .string("node-role.kubernetes.io/control-plane")), ("operator", .string("Exists")),
+            ("effect", .string("NoSchedule")),
+        ])
+        return .list([toleration(c), controlPlane])
+    }
 
     /// Required node affinity on the system label (charts that have no nodeSelector key).
     static func systemAffinity(_ c: PlatformConfiguration) -> YAMLTree {

@@ -154,6 +154,38 @@ struct ClusterCLITests {
         #expect(FileManager.default.fileExists(atPath: server.directory + "/store/bundles/3.0.0/manifest.yaml"))
     }
 
+    /// `appliance status` on hosts that answer SSH but run no cluster, and one that does not answer: every
+    /// section says what it could not read, exit 5, in bounded time, in text and in JSON.
+    @Test func statusDegradesWhenNothingAnswers() async throws {
+        let server = try TestSSHServer()
+        defer {
+            server.stop()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        let deadPort = try TestSSHServer.freePort()
+        let sitePath = try site(
+            [server], extra: "    - {name: node-dead, address: 127.0.0.1, port: \(deadPort), roles: [cpu-worker]}\n")
+        let started = Date()
+        let r = try await CLI.run(["status", "-i", sitePath, "--timeout", "10"], state: dir)
+        #expect(Date().timeIntervalSince(started) < 120)
+        #expect(r.status == 5, "\(r.stdout)\n\(r.stderr)")
+        #expect(r.stdout.contains("status: NOT HEALTHY"), "\(r.stdout)")
+        #expect(
+            r.stdout.contains("api: the API did not answer through any control plane (node-1: kubectl get nodes:"),
+            "\(r.stdout)")
+        #expect(r.stdout.contains("node-dead: not reachable over SSH"), "\(r.stdout)")
+        #expect(r.stdout.contains("LAST OPERATION\n  none recorded on this admin host"), "\(r.stdout)")
+        let j = try await CLI.run(["status", "-i", sitePath, "--timeout", "10", "--format", "json"], state: dir)
+        #expect(j.status == 5)
+        let doc = try #require(try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as? [String: Any])
+        #expect(doc["schema"] as? String == "appliance.dev/status/v1")
+        #expect(doc["healthy"] as? Bool == false)
+        #expect(doc["exitCode"] as? Int == 5)
+        let nodes = try #require(doc["nodes"] as? [[String: Any]])
+        #expect(nodes.first { $0["name"] as? String == "node-dead" }?["reachable"] as? Bool == false)
+        #expect(nodes.first { $0["name"] as? String == "node-1" }?["reachable"] as? Bool == true)
+    }
+
     @Test func preflightRunsTheCollectorOverSSH() async throws {
         let servers = [try TestSSHServer(), try TestSSHServer()]
         defer {

@@ -355,6 +355,16 @@ struct ClusterTests {
         #expect(applied2.code == 0, "\(applied2.err)")
         #expect(applied2.out.contains("[upgrade/successful] SUCCESS! Your cluster was upgraded to \"v1.35.1\". Enjoy!"))
         #expect(try cp1.run("kubectl", "version").out.contains("Server Version: v1.35.1"))
+        // As kubeadm: the control plane's static pod manifests now run the new version, the old ones backed up.
+        let apiserver = try String(
+            contentsOfFile: cp1.root + "/etc/kubernetes/manifests/kube-apiserver.yaml", encoding: .utf8)
+        #expect(apiserver.contains("image: registry.k8s.io/kube-apiserver:v1.35.1\n"), "\(apiserver)")
+        let backups = try FileManager.default.contentsOfDirectory(atPath: cp1.root + "/etc/kubernetes/tmp")
+        #expect(backups.contains { $0.hasPrefix("kubeadm-backup-manifests-") }, "\(backups)")
+        // `upgrade node` refuses a kubeadm older than the cluster.
+        try cp1.write("/var/lib/appliance-lab/versions/kubeadm", "v1.34.3\n")
+        let older = try cp1.run("kubeadm", "upgrade", "node")
+        #expect(older.code == 1 && older.err.contains("lower than the cluster version v1.35.1"), "\(older)")
 
         // reset on the worker stops its kubelet and removes its files
         let reset = try gpu.run("kubeadm", "reset", "-f")

@@ -310,7 +310,7 @@ struct SSHServerTests {
             let error = await #expect(throws: SSHError.self) {
                 try await connection.run("sleep 37.25", timeout: .seconds(1))
             }
-            #expect(ContinuousClock.now - start < .seconds(15), "the timeout did not end the wait for the 37 s command")
+            #expect(ContinuousClock.now - start < .seconds(30), "the timeout did not end the wait for the 37 s command")
             if case .timeout(_, let operation, let seconds) = error {
                 #expect(operation == "command `sleep`")
                 #expect(seconds == 1)
@@ -347,7 +347,7 @@ struct SSHServerTests {
             let start = ContinuousClock.now
             task.cancel()
             let result = await task.result
-            #expect(ContinuousClock.now - start < .seconds(15), "cancelling did not end the wait for the 38 s command")
+            #expect(ContinuousClock.now - start < .seconds(30), "cancelling did not end the wait for the 38 s command")
             guard case .failure(let error) = result else {
                 Issue.record("expected cancellation")
                 return

@@ -53,9 +53,14 @@ public struct InstallRecord: Codable, Sendable, Equatable {
         let out = try await runner.output(
             "[ -f \(path) ] && cat \(path)", label: "read the install record", timeout: .seconds(30))
         guard out.exit.succeeded, !out.stdout.isEmpty else { return nil }
+        return decode(Data(out.stdout))
+    }
+
+    /// The record as `write` stores it; nil when the text is not one.
+    public static func decode(_ data: Data) -> InstallRecord? {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
-        return try? decoder.decode(InstallRecord.self, from: Data(out.stdout))
+        return try? decoder.decode(InstallRecord.self, from: data)
     }
 
     public func write(_ runner: NodeRunner) async throws {

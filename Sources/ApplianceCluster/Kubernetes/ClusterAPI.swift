@@ -110,4 +110,28 @@ public struct ClusterAPI: Sendable {
                 internalIP: addresses.first { $0["type"] as? String == "InternalIP" }?["address"] as? String)
         }
     }
+
+    /// Why a pod (a `PodList` item as JSON) is not Ready; nil when it is. The first waiting or terminated
+    /// container with its reason and message, else the failing condition's reason and message, else the phase.
+    public static func whyNotReady(pod: [String: Any]) -> String? {
+        let status = pod["status"] as? [String: Any] ?? [:]
+        let conditions = status["conditions"] as? [[String: Any]] ?? []
+        if conditions.contains(where: { $0["type"] as? String == "Ready" && $0["status"] as? String == "True" }) {
+            return nil
+        }
+        for cs in status["containerStatuses"] as? [[String: Any]] ?? [] {
+            let state = cs["state"] as? [String: Any] ?? [:]
+            if let s = (state["waiting"] ?? state["terminated"]) as? [String: Any], let reason = s["reason"] as? String
+            {
+                let message = (s["message"] as? String).map { ": \($0)" } ?? ""
+                return "container \(cs["name"] as? String ?? "?"): \(reason)\(message)"
+            }
+        }
+        if let failed = conditions.first(where: { $0["status"] as? String == "False" && $0["message"] != nil }) {
+            let reason = failed["reason"] as? String ?? (failed["type"] as? String ?? "")
+            return "\(reason): \(failed["message"] as? String ?? "")"
+        }
+        return "phase \(status["phase"] as? String ?? "Pending")"
+    }
+
 }

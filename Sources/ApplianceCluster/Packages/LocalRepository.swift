@@ -1,3 +1,5 @@
+import ApplianceBundle
+import ApplianceModel
 import ApplianceSSH
 import Foundation
 
@@ -19,6 +21,22 @@ public struct StagedPackage: Sendable, Equatable {
     public var poolName: String {
         let v = version.split(separator: ":", maxSplits: 1).last.map(String.init) ?? version
         return "\(name)_\(v)_\(architecture).deb"
+    }
+}
+
+extension StagedPackage {
+    /// The package a bundle's `deb` artifact carries (nil for other kinds, or without package and version).
+    public init?(artifact a: BundleManifest.Artifact) {
+        guard a.kind == .deb, let name = a.provenance("package"), let version = a.provenance("version") else {
+            return nil
+        }
+        self.init(
+            name: name, version: version, architecture: a.provenance("architecture") ?? "all", sha256: a.sha256.hex)
+    }
+
+    /// The Debian packages a bundle carries for a node of these roles.
+    public static func all(in manifest: BundleManifest, for roles: [NodeRole]) -> [StagedPackage] {
+        manifest.allArtifacts.compactMap { $0.artifact.applies(to: roles) ? StagedPackage(artifact: $0.artifact) : nil }
     }
 }
 

@@ -31,7 +31,13 @@ struct PlanResume: AsyncParsableCommand {
 struct PlanRollback: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rollback",
-        abstract: "Undo the done steps of the last operation, in reverse order, where they have an undo.")
+        abstract: "Undo the done steps of the last operation, in reverse order, where they have an undo.",
+        discussion: """
+            After a failed `appliance upgrade`: the node in flight (the node of its first failed step) goes back to
+            the previous bundle's packages, still in its store, kubelet restarted, health gate at the previous
+            kubelet version, uncordoned and its cordon reason cleared (one operation, kind upgrade-rollback). Then
+            fix the cause and run the upgrade again.
+            """)
 
     @OptionGroup var global: GlobalOptions
     @OptionGroup var site: SiteOptions
@@ -48,6 +54,12 @@ struct PlanRollback: AsyncParsableCommand {
         case StagingPlan.kind:
             // Staging adds verified, content-addressed blobs that later operations use; it has no undo.
             ctx.output.print("operation \(op.id) (\(op.kind)) has no steps to undo: staged blobs are kept")
+        case UpgradeOperation.kind:
+            // The node in flight of a failed upgrade: back to the previous bundle's packages (issue 14).
+            let io = ctx.operationIO(format: .text, quiet: global.quiet)
+            let params = try UpgradeOperation.rollbackParameters(session: session, operation: op)
+            let prepared = try await Operations.prepare(params, session: session, io: io)
+            try await Operations.start(prepared, session: session, io: io)
         default:
             throw ValidationError("operations of kind '\(op.kind)' cannot be rolled back by this version")
         }

@@ -91,7 +91,9 @@ public final class APIServerStandin: @unchecked Sendable {
         if r.namespaced { m["namespace"] = namespace ?? (m["namespace"] as? String) ?? "default" }
         m["uid"] = K.uid()
         m["creationTimestamp"] = K.timestamp()
-        if m["generation"] == nil, r.kind == "Deployment" || r.kind == "DaemonSet" { m["generation"] = 1 }
+        if m["generation"] == nil, r.kind == "Deployment" || r.kind == "DaemonSet" || r.kind == "StatefulSet" {
+            m["generation"] = 1
+        }
         o["metadata"] = m
         if r.kind == "Pod" { Self.defaultPod(&o) }
         Self.defaultWorkload(r, &o)
@@ -460,6 +462,7 @@ public final class APIServerStandin: @unchecked Sendable {
         try garbageCollect()
         try daemonSets()
         try deploymentsController()
+        try statefulSetsController()
         try taintEviction()
         try jobsController()
         try schedule()
@@ -555,6 +558,12 @@ public final class APIServerStandin: @unchecked Sendable {
         for (k, v) in K.spec(pod)["nodeSelector"] as? [String: String] ?? [:] where K.labels(node)[k] != v {
             return "node(s) didn't match Pod's node affinity/selector"
         }
+        if let terms = K.get(
+            pod, "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms")
+            as? [KObject], !terms.isEmpty, !terms.contains(where: { matches($0, labels: K.labels(node)) })
+        {
+            return "node(s) didn't match Pod's node affinity/selector"
+        }
         let tol = K.spec(pod)["tolerations"] as? [KObject] ?? []
         for t in K.spec(node)["taints"] as? [KObject] ?? [] where (t["effect"] as? String) != "PreferNoSchedule" {
             if !K.tolerates(tol, t) {
@@ -568,6 +577,23 @@ public final class APIServerStandin: @unchecked Sendable {
         }
         if Double(used["pods", default: 0]) + 1 > K.quantity(alloc["pods"] ?? "110") { return "Too many pods" }
         return nil
+    }
+
+    /// One node selector term of a required node affinity (its `matchExpressions`, all of them).
+    static func matches(_ term: KObject, labels: [String: String]) -> Bool {
+        for e in term["matchExpressions"] as? [KObject] ?? [] {
+            let key = e["key"] as? String ?? ""
+            let values = e["values"] as? [String] ?? []
+            let have = labels[key]
+            switch e["operator"] as? String ?? "" {
+            case "In": if !(have.map { values.contains($0) } ?? false) { return false }
+            case "NotIn": if let have, values.contains(have) { return false }
+            case "Exists": if have == nil { return false }
+            case "DoesNotExist": if have != nil { return false }
+            default: return false
+            }
+        }
+        return true
     }
 
     func usage(_ pods: [KObject]) -> [String: [String: Double]] {
@@ -682,11 +708,16 @@ public final class APIServerStandin: @unchecked Sendable {
     func garbageCollect() throws {
         let dsUIDs = Set(try list(Self.daemonsets).compactMap { K.meta($0)["uid"] as? String })
         let deploys = Set(try list(Self.deployments).map { K.namespace($0) + "/" + K.name($0) })
+        let stsUIDs = Set(try list(Self.statefulsets).compactMap { K.meta($0)["uid"] as? String })
         for p in try list(Self.pods) {
             guard let owner = K.controller(p) else { continue }
             switch owner["kind"] as? String {
             case "DaemonSet":
                 if let uid = owner["uid"] as? String, !dsUIDs.contains(uid) {
+                    try delete(Self.pods, K.namespace(p), K.name(p))
+                }
+            case "StatefulSet":
+                if let uid = owner["uid"] as? String, !stsUIDs.contains(uid) {
                     try delete(Self.pods, K.namespace(p), K.name(p))
                 }
             case "ReplicaSet":

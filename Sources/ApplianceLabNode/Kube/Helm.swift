@@ -138,6 +138,8 @@ public struct Helm: Sendable {
         var appVersion: String
         var values: KObject
         var templates: [(String, String)]
+        /// `crds/*.yaml`: applied as they are (not templated) before the templates, on install only, as helm 3.
+        var crds: [(String, String)] = []
     }
 
     func loadChart(_ path: String) throws -> Chart {
@@ -175,50 +177,48 @@ public struct Helm: Sendable {
             }).map { Kubectl.jsonSafe($0) } as? KObject ?? [:]
         var templates: [(String, String)] = []
         for t in ((try? fm.contentsOfDirectory(atPath: dir + "/templates")) ?? []).sorted()
-        where t.hasSuffix(".yaml") || t.hasSuffix(".yml") {
+        where t.hasSuffix(".yaml") || t.hasSuffix(".yml") || t.hasSuffix(".tpl") {
             templates.append(
                 (t, String(decoding: fm.contents(atPath: dir + "/templates/" + t) ?? Data(), as: UTF8.self)))
         }
+        var crds: [(String, String)] = []
+        for t in ((try? fm.contentsOfDirectory(atPath: dir + "/crds")) ?? []).sorted()
+        where t.hasSuffix(".yaml") || t.hasSuffix(".yml") {
+            crds.append((t, String(decoding: fm.contents(atPath: dir + "/crds/" + t) ?? Data(), as: UTF8.self)))
+        }
+        guard meta["apiVersion"] as? String == "v2" || meta["apiVersion"] as? String == "v1" else {
+            throw Fail(text: "Error: validation: chart.metadata.apiVersion is required")
+        }
+        guard let chartName = meta["name"] as? String, !chartName.isEmpty else {
+            throw Fail(text: "Error: validation: chart.metadata.name is required")
+        }
+        guard meta["version"] != nil else { throw Fail(text: "Error: validation: chart.metadata.version is required") }
         return Chart(
-            name: meta["name"] as? String ?? "", version: "\(meta["version"] ?? "")",
-            appVersion: "\(meta["appVersion"] ?? "")", values: values, templates: templates)
+            name: chartName, version: "\(meta["version"] ?? "")",
+            appVersion: "\(meta["appVersion"] ?? "")", values: values, templates: templates, crds: crds)
     }
 
-    func render(_ chart: Chart, release: String, namespace: String, values: KObject) throws -> [KObject] {
+    func render(_ chart: Chart, release: String, namespace: String, values: KObject, upgrade: Bool = false) throws
+        -> [KObject]
+    {
+        let engine: HelmTemplate
+        do { engine = try HelmTemplate(chartName: chart.name, sources: chart.templates) } catch {
+            throw Fail(text: error.text)
+        }
+        let root: [String: Any] = [
+            "Values": values,
+            "Release": [
+                "Name": release, "Namespace": namespace, "Service": "Helm", "IsInstall": !upgrade,
+                "IsUpgrade": upgrade,
+            ],
+            "Chart": ["Name": chart.name, "Version": chart.version, "AppVersion": chart.appVersion],
+        ]
         var docs: [KObject] = []
-        let regex = try NSRegularExpression(pattern: "\\{\\{-?\\s*([^}]*?)\\s*-?\\}\\}")
-        for (file, text) in chart.templates {
-            var out = ""
-            var last = text.startIndex
-            for m in regex.matches(in: text, range: NSRange(text.startIndex..., in: text)) {
-                guard let r = Range(m.range, in: text), let er = Range(m.range(at: 1), in: text) else { continue }
-                out += text[last..<r.lowerBound]
-                var expr = String(text[er])
-                var quote = false
-                if expr.hasSuffix("| quote") {
-                    quote = true; expr = String(expr.dropLast(7)).trimmingCharacters(in: .whitespaces)
-                }
-                let value: Any?
-                switch expr {
-                case ".Release.Name": value = release
-                case ".Release.Namespace": value = namespace
-                case ".Chart.Name": value = chart.name
-                case ".Chart.Version": value = chart.version
-                case ".Chart.AppVersion": value = chart.appVersion
-                default:
-                    guard expr.hasPrefix(".Values.") else {
-                        throw Fail(
-                            text:
-                                "Error: parse error in \"\(chart.name)/templates/\(file)\": lab helm stand-in cannot evaluate {{ \(expr) }} (supported: .Values.*, .Release.Name/Namespace, .Chart.Name/Version/AppVersion, | quote)"
-                        )
-                    }
-                    value = K.get(values, String(expr.dropFirst(8)))
-                }
-                let s = value.map { JSONPath.text($0) } ?? ""
-                out += quote ? "\"\(s)\"" : s
-                last = r.upperBound
-            }
-            out += text[last...]
+        // Files whose names start with `_` hold only `define`s (helm renders no manifest from them).
+        for (file, _) in chart.templates
+        where !file.hasPrefix("_") && (file.hasSuffix(".yaml") || file.hasSuffix(".yml")) {
+            let out: String
+            do { out = try engine.render(file: file, root: root) } catch { throw Fail(text: error.text) }
             let loaded: [Any]
             do { loaded = Array(try Yams.load_all(yaml: out)) } catch {
                 throw Fail(text: "Error: YAML parse error on \(chart.name)/templates/\(file): \(error)")
@@ -269,6 +269,23 @@ public struct Helm: Sendable {
 
     // MARK: commands
 
+    /// Helm 3 installs a chart's `crds/` once, before its templates, and never upgrades or deletes them.
+    func installCRDs(_ c: KubeClient, _ chart: Chart) throws {
+        for (file, text) in chart.crds {
+            let loaded: [Any]
+            do { loaded = Array(try Yams.load_all(yaml: text)) } catch {
+                throw Fail(text: "Error: failed to install CRD crds/\(file): \(error)")
+            }
+            for d in loaded {
+                guard let data = try? JSONSerialization.data(withJSONObject: Kubectl.jsonSafe(d)),
+                    let o = K.parse(data), o["kind"] as? String == "CustomResourceDefinition"
+                else { continue }
+                let crds = KResource.forKind("CustomResourceDefinition") ?? Self.secrets
+                if try c.get(crds, nil, K.name(o)) == nil { _ = try c.create(crds, nil, o) }
+            }
+        }
+    }
+
     func deployedBlock(_ r: Release) -> String {
         let f = DateFormatter()
         f.locale = Locale(identifier: "en_US_POSIX")
@@ -278,7 +295,7 @@ public struct Helm: Sendable {
             "NAME: \(r.name)\nLAST DEPLOYED: \(d)\nNAMESPACE: \(r.namespace)\nSTATUS: \(r.status)\nREVISION: \(r.version)\nTEST SUITE: None\n"
     }
 
-    func applyManifests(_ c: KubeClient, _ docs: [KObject], ns: String, previous: [KObject]) throws {
+    func applyManifests(_ c: KubeClient, _ docs: [KObject], ns: String, previous: [KObject], release: String) throws {
         for o in docs {
             guard let r = KResource.forKind(o["kind"] as? String ?? "") else {
                 throw Fail(
@@ -292,7 +309,7 @@ public struct Helm: Sendable {
                 a, _ in a
             }
             m["annotations"] = (m["annotations"] as? [String: String] ?? [:]).merging([
-                "meta.helm.sh/release-name": K.name(obj), "meta.helm.sh/release-namespace": ns,
+                "meta.helm.sh/release-name": release, "meta.helm.sh/release-namespace": ns,
             ]) { a, _ in a }
             obj["metadata"] = m
             _ = try c.apply(r, r.namespaced ? (K.namespace(o).isEmpty ? ns : K.namespace(o)) : nil, obj)
@@ -312,7 +329,7 @@ public struct Helm: Sendable {
             var ok = true
             for o in docs {
                 guard let r = KResource.forKind(o["kind"] as? String ?? ""),
-                    r.kind == "Deployment" || r.kind == "DaemonSet"
+                    r.kind == "Deployment" || r.kind == "DaemonSet" || r.kind == "StatefulSet"
                 else { continue }
                 guard let cur = try? c.get(r, K.namespace(o).isEmpty ? ns : K.namespace(o), K.name(o)) else {
                     ok = false; break
@@ -320,6 +337,11 @@ public struct Helm: Sendable {
                 let st = K.status(cur)
                 if r.kind == "Deployment",
                     (st["availableReplicas"] as? Int ?? 0) < (K.spec(cur)["replicas"] as? Int ?? 1)
+                {
+                    ok = false
+                }
+                if r.kind == "StatefulSet",
+                    (st["readyReplicas"] as? Int ?? 0) < (K.spec(cur)["replicas"] as? Int ?? 1)
                 {
                     ok = false
                 }
@@ -361,16 +383,18 @@ public struct Helm: Sendable {
         }
         let chart = try loadChart(chartPath)
         let values = try mergedValues(chart, f)
-        let docs = try render(chart, release: name, namespace: ns, values: values)
+        if history.isEmpty { try installCRDs(c, chart) }
+        let docs = try render(chart, release: name, namespace: ns, values: values, upgrade: !history.isEmpty)
         let version = (history.last?.version ?? 0) + 1
         var rel = Release(
             name: name, namespace: ns, version: version, status: "pending-\(history.isEmpty ? "install" : "upgrade")",
             chart: chart.name, chartVersion: chart.version, appVersion: chart.appVersion,
-            updated: K.timestamp(context.now()), description: history.isEmpty ? "Install complete" : "Upgrade complete",
+            updated: K.timestamp(context.now()),
+            description: f.value("description") ?? (history.isEmpty ? "Install complete" : "Upgrade complete"),
             manifests: docs, values: values, chartPath: chartPath)
         try save(c, rel)
         var out = history.isEmpty && upgrade ? "Release \"\(name)\" does not exist. Installing it now.\n" : ""
-        try applyManifests(c, docs, ns: ns, previous: deployed?.manifests ?? [])
+        try applyManifests(c, docs, ns: ns, previous: deployed?.manifests ?? [], release: name)
         if f.has("wait") || f.has("atomic") {
             let t = f.value("timeout").flatMap(KubeadmConfigParser.parseDuration) ?? 300
             if !waitReady(c, docs, ns: ns, timeout: t) {
@@ -406,6 +430,17 @@ public struct Helm: Sendable {
         let all = try releases(c, f.has("all-namespaces") || f.has("A") ? nil : ns(f))
         var latest: [String: Release] = [:]
         for r in all where r.status != "uninstalled" { latest["\(r.namespace)/\(r.name)"] = r }
+        if f.value("output") == "json" || f.value("o") == "json" {
+            // helm's `list -o json`: revision as a string, `updated` in Go's time.Time format, `app_version`.
+            let rows: [KObject] = latest.values.sorted(by: { $0.name < $1.name }).map { r in
+                [
+                    "name": r.name, "namespace": r.namespace, "revision": "\(r.version)",
+                    "updated": Self.goTime(r.updated), "status": r.status, "chart": "\(r.chart)-\(r.chartVersion)",
+                    "app_version": r.appVersion,
+                ]
+            }
+            return .ok(String(decoding: K.json(rows), as: UTF8.self) + "\n")
+        }
         var rows = [["NAME", "NAMESPACE", "REVISION", "UPDATED", "STATUS", "CHART", "APP VERSION"]]
         for r in latest.values.sorted(by: { $0.name < $1.name }) {
             rows.append([
@@ -413,6 +448,16 @@ public struct Helm: Sendable {
             ])
         }
         return .ok(Self.tabular(rows))
+    }
+
+    /// Go's `time.Time.String()` of an RFC 3339 time stamp (`2026-11-30 19:03:25.000000000 +0000 UTC`).
+    static func goTime(_ stamp: String) -> String {
+        guard let d = K.date(stamp) else { return stamp }
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss.SSSSSSSSS"
+        return f.string(from: d) + " +0000 UTC"
     }
 
     static func tabular(_ rows: [[String]]) -> String {
@@ -449,7 +494,7 @@ public struct Helm: Sendable {
         guard let target = h.first(where: { $0.version == targetV }) else {
             throw Fail(text: "Error: release: not found")
         }
-        try applyManifests(c, target.manifests, ns: n, previous: cur.manifests)
+        try applyManifests(c, target.manifests, ns: n, previous: cur.manifests, release: name)
         var prev = cur
         prev.status = "superseded"
         try save(c, prev)
@@ -471,7 +516,7 @@ public struct Helm: Sendable {
         guard let cur = h.last else {
             throw Fail(text: "Error: uninstall: Release not loaded: \(name): release: not found")
         }
-        try applyManifests(c, [], ns: n, previous: cur.manifests)
+        try applyManifests(c, [], ns: n, previous: cur.manifests, release: name)
         for r in h { try? c.delete(Self.secrets, n, "sh.helm.release.v1.\(r.name).v\(r.version)") }
         return .ok("release \"\(name)\" uninstalled\n")
     }

@@ -232,6 +232,22 @@ public struct KResource: Sendable {
             shortNames: ["sts", "statefulset"]),
         .init(
             plural: "events", kind: "Event", group: "", version: "v1", namespaced: true, shortNames: ["ev", "event"]),
+        // Stored and served, no controller: what the platform's charts and objects create (issue 13).
+        .init(
+            plural: "storageclasses", kind: "StorageClass", group: "storage.k8s.io", version: "v1",
+            namespaced: false, shortNames: ["sc", "storageclass"]),
+        .init(
+            plural: "persistentvolumeclaims", kind: "PersistentVolumeClaim", group: "", version: "v1",
+            namespaced: true, shortNames: ["pvc", "persistentvolumeclaim"]),
+        .init(
+            plural: "ingressclasses", kind: "IngressClass", group: "networking.k8s.io", version: "v1",
+            namespaced: false, shortNames: ["ingressclass"]),
+        .init(
+            plural: "ingresses", kind: "Ingress", group: "networking.k8s.io", version: "v1", namespaced: true,
+            shortNames: ["ing", "ingress"]),
+        .init(
+            plural: "csidrivers", kind: "CSIDriver", group: "storage.k8s.io", version: "v1", namespaced: false,
+            shortNames: ["csidriver"]),
         // KAI Scheduler's custom resources: served only while their CRD is stored (`APIServerStandin.route`).
         queues, podgroups,
     ]

@@ -453,8 +453,19 @@ struct KubeadmUpgrade {
                     "[upgrade] Running cluster health checks\n[upgrade/version] You have chosen to change the cluster version to \"\(target)\"\n[upgrade/versions] Cluster version: \(cluster.version)\n[upgrade/versions] kubeadm version: \(kubeadm.version)\n"
                 let newYAML = cluster.clusterConfigYAML.replacingOccurrences(
                     of: "kubernetesVersion: \(cluster.version)", with: "kubernetesVersion: \(target)")
+                let unhealthy = controlPlaneProblems(nodes)
+                if !unhealthy.isEmpty {
+                    return ToolOutput(
+                        stdout: out,
+                        stderr:
+                            "[upgrade/health] FATAL: [preflight] Some fatal errors occurred:\n"
+                            + unhealthy.map { "\t[ERROR ControlPlaneNodesReady]: \($0)\n" }.joined()
+                            + "[preflight] If you know what you are doing, you can make a check non-fatal with `--ignore-preflight-errors=...`\n"
+                            + Kubeadm.stackHint + "\n", exitCode: 1)
+                }
                 _ = try client.patch(
                     KResource.configmaps, "kube-system", "kubeadm-config", ["data": ["ClusterConfiguration": newYAML]])
+                try upgradeStaticPods(to: target)
                 try restartLocalAPIServer(version: target)
                 out +=
                     "[upgrade/staticpods] Writing new Static Pod manifests to \"/etc/kubernetes/tmp/kubeadm-upgraded-manifests\"\n[upgrade/staticpods] Component \"kube-apiserver\" upgraded successfully!\n[upgrade/staticpods] Component \"kube-controller-manager\" upgraded successfully!\n[upgrade/staticpods] Component \"kube-scheduler\" upgraded successfully!\n[upgrade] The control plane instance for this node was successfully upgraded!\n[addons] Applied essential addon: CoreDNS\n[addons] Applied essential addon: kube-proxy\n\n"
@@ -463,6 +474,12 @@ struct KubeadmUpgrade {
                 return .ok(out)
             case "node":
                 if context.exists("/etc/kubernetes/manifests/kube-apiserver.yaml") {
+                    if kubeadm.version < cluster.version {
+                        return kubeadm.fail(
+                            "the kubeadm version \(kubeadm.version) is lower than the cluster version \(cluster.version): upgrade kubeadm first"
+                        )
+                    }
+                    try upgradeStaticPods(to: cluster.version)
                     try restartLocalAPIServer(version: cluster.version)
                     out +=
                         "[upgrade] Upgrading your Static Pod-hosted control plane instance to version \"\(cluster.version)\"...\n[upgrade] The control plane instance for this node was successfully upgraded!\n"
@@ -477,6 +494,33 @@ struct KubeadmUpgrade {
             }
         } catch {
             return kubeadm.fail("\(error)")
+        }
+    }
+
+    /// Control-plane nodes that are not Ready (kubeadm's upgrade health check refuses to go on).
+    func controlPlaneProblems(_ nodes: [KObject]) -> [String] {
+        nodes.filter { K.labels($0)["node-role.kubernetes.io/control-plane"] != nil }.compactMap { n in
+            let conds = K.status(n)["conditions"] as? [KObject] ?? []
+            let ready = conds.first { $0["type"] as? String == "Ready" }?["status"] as? String == "True"
+            return ready ? nil : "there are NotReady control-planes in the cluster: [\(K.name(n))]"
+        }
+    }
+
+    /// As kubeadm: the control plane's static pod manifests rewritten with the new version's images (the old
+    /// ones kept under /etc/kubernetes/tmp/kubeadm-backup-manifests-*).
+    func upgradeStaticPods(to version: KubeVersion) throws {
+        let backup = "/etc/kubernetes/tmp/kubeadm-backup-manifests-\(Int(context.now().timeIntervalSince1970))"
+        for c in ["kube-apiserver", "kube-controller-manager", "kube-scheduler"] {
+            let path = "/etc/kubernetes/manifests/\(c).yaml"
+            guard let text = context.read(path) else { continue }
+            try context.write("\(backup)/\(c).yaml", text)
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+                guard line.trimmingCharacters(in: .whitespaces).hasPrefix("image: "), line.contains("/\(c):")
+                else { return String(line) }
+                let prefix = line[..<(line.range(of: "/\(c):")?.upperBound ?? line.endIndex)]
+                return String(prefix) + version.description
+            }
+            try context.write(path, lines.joined(separator: "\n"))
         }
     }
 

@@ -1,0 +1,312 @@
+import ApplianceBundle
+import ApplianceCluster
+import ApplianceModel
+import AppliancePlan
+import AppliancePlatform
+import ApplianceSSH
+import Foundation
+
+/// The platform control plane (issue 13), after the cluster, the roles and the GPU gates (DESIGN.md section 8):
+///
+/// `platform-check` (capacity, quotas and the site certificate, from the declared hardware and the rendered
+/// requests: refuses before any chart is deployed) → one `platform/<release>` step per Helm release →
+/// `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
+///
+/// Release order: the monitoring stack first (its CRDs let the GPU Operator create its ServiceMonitor), the
+/// GPU Operator after it and after every GPU gate, the CloudNativePG operator before its cluster, the rest in
+/// parallel after the check; the queues after KAI (their CRD) and the NFS CSI driver (the cache's class).
+///
+/// Each release step copies the rendered values to the first control plane (0600, under
+/// `/var/lib/appliance/platform/`), runs `helm upgrade --install` on the chart blob the staging put in the node's
+/// store, then waits for the release's pods to be Ready. The check — the release is deployed at the chart's
+/// version, its description carries the values' digest, and its pods are Ready — makes a second install a
+/// no-op. A failure names the release and every pod that is not Ready with why.
+///
+/// Secrets: the site's TLS certificate and key go to the cluster as a `kubernetes.io/tls` Secret through
+/// kubectl's stdin (never a command line, never the journal); values hold only the Secret's name.
+extension InstallPlan {
+    static let platformCheckStep = "platform-check"
+    static let platformQueuesStep = "platform-queues"
+    static func platformRelease(_ release: String) -> String { "platform/\(release)" }
+    static let platformDirectory = "/var/lib/appliance/platform"
+    /// The prefix of the release description that records the values digest.
+    static let valuesDigestPrefix = "appliance values sha256:"
+
+    /// The platform releases' dependencies among themselves.
+    static func platformDependencies(_ release: String) -> [String] {
+        switch release {
+        case "gpu-operator": [platformRelease(PlatformValues.monitoringRelease)]
+        case "platform-db": [platformRelease("cloudnative-pg")]
+        default: []
+        }
+    }
+
+    /// The platform's steps (none when the site has no `spec.platform`), and the step names `record` waits for.
+    static func platformSteps(_ c: InstallContext, _ cp1: SiteInventory.Host) throws -> [Step] {
+        guard c.site.platform != nil else { return [] }
+        let config: PlatformConfiguration
+        do { config = try PlatformConfiguration.resolve(site: c.site, profile: c.profile) } catch {
+            throw OperationError.invalid(error.message, hint: error.hint)
+        }
+        let releases = PlatformValues.releases(config)
+        var charts: [String: BundleManifest.Artifact] = [:]
+        var missing: [String] = []
+        for r in releases {
+            if let a = chartArtifact(c.manifest, r.chart) {
+                charts[r.name] = a
+            } else {
+                missing.append("\(r.chart.name) \(r.chart.version) (release \(r.name))")
+            }
+        }
+        guard missing.isEmpty else {
+            throw OperationError.invalid(
+                "the bundle has no chart for: " + missing.joined(separator: ", "),
+                hint: "build the bundle with a chart artifact of each platform chart at the pinned version")
+        }
+        var steps: [Step] = [platformCheck(c)]
+        let gates = c.site.hosts.compactMap { gpuValidateStep(c, $0)?.name }
+        for r in releases {
+            guard let chart = charts[r.name] else { continue }
+            var deps = [platformCheckStep] + platformDependencies(r.name)
+            if r.name == "gpu-operator" { deps += gates }
+            steps.append(releaseStep(c, cp1, r, chart: chart, after: deps, config: config))
+        }
+        steps.append(
+            queuesStep(
+                c, cp1, config: config, after: [platformRelease("kai-scheduler"), platformRelease("csi-driver-nfs")]))
+        return steps
+    }
+
+    /// The chart artifact of the bundle for a chart reference (name and version from its Chart.yaml).
+    static func chartArtifact(_ manifest: BundleManifest, _ chart: ChartReference) -> BundleManifest.Artifact? {
+        manifest.allArtifacts.map(\.artifact).first {
+            $0.kind == .chart && $0.provenance("chart") == chart.name && $0.provenance("version") == chart.version
+        }
+    }
+
+    static func platformCheck(_ c: InstallContext) -> Step {
+        let (site, profile) = (c.site, c.profile)
+        return Step(
+            platformCheckStep, on: .cluster, after: c.site.hosts.map { roles($0.name) },
+            summary:
+                "capacity, quota and TLS check of the platform against the declared hardware (refuses before any chart)",
+            timeout: .seconds(60),
+            check: { _ in try PlatformCheck.run(site: site, profile: profile).passed },
+            apply: { ctx in
+                let result = try PlatformCheck.run(site: site, profile: profile)
+                if let error = result.error { throw error }
+                ctx.appendOutput("platform check passed")
+            })
+    }
+
+    /// The digest recorded in a release's description: the values file and the chart blob.
+    static func valuesDigest(_ release: PlatformRelease, chart: BundleManifest.Artifact) -> String {
+        SHA256Hasher.hash(Data((release.valuesYAML + "\n" + chart.sha256.hex).utf8)).hex
+    }
+
+    static func releaseStep(
+        _ c: InstallContext, _ cp1: SiteInventory.Host, _ r: PlatformRelease, chart: BundleManifest.Artifact,
+        after deps: [String], config: PlatformConfiguration
+    ) -> Step {
+        let api = ClusterAPI(runner: c.runner(cp1))
+        let chartPath = "\(c.store)/sha256/\(chart.sha256.hex)"
+        let valuesFile = NodeFile(
+            path: "\(platformDirectory)/\(r.valuesFileName)", mode: 0o600, content: r.valuesYAML)
+        let digest = valuesDigest(r, chart: chart)
+        let tls = r.name == "haproxy-ingress" || r.name == PlatformValues.monitoringRelease ? c.site.tls : nil
+        let tlsSecret = config.tlsSecretName
+        let timeout = c.site.install.releaseTimeoutSeconds ?? SiteInventory.InstallSettings.defaultReleaseTimeoutSeconds
+        return Step(
+            platformRelease(r.name), on: .cluster, after: deps,
+            summary:
+                "helm upgrade --install \(r.name) \(r.chart.name) \(r.chart.version) -n \(r.namespace) --wait; its pods Ready",
+            timeout: .seconds(timeout + 120),
+            check: { _ in
+                guard let status = try await releaseStatus(api, r) else { return false }
+                guard status.status == "deployed", status.chartVersion == r.chart.version,
+                    status.description == valuesDigestPrefix + digest
+                else { return false }
+                if tls != nil, try await !secretExists(api, namespace: r.namespace, name: tlsSecret) { return false }
+                return try await notReadyPods(api, r).isEmpty
+            },
+            apply: { ctx in
+                try await api.runner.ensure([valuesFile])
+                if let tls {
+                    try await applyTLSSecret(api, namespace: r.namespace, name: tlsSecret, tls: tls)
+                }
+                let command =
+                    [
+                        "helm", "upgrade", "--install", r.name, chartPath, "--namespace", r.namespace,
+                        "--create-namespace", "-f", valuesFile.path, "--wait", "--timeout", "\(timeout)s",
+                        "--description", valuesDigestPrefix + digest,
+                        "--kubeconfig", ClusterAPI.adminKubeconfig,
+                    ].map(shellQuote).joined(separator: " ")
+                let out = try await api.runner.output(
+                    command, label: "helm upgrade --install \(r.name)", timeout: .seconds(timeout + 60))
+                let pods = try await waitPods(api, r, seconds: out.exit.succeeded ? 120 : 5)
+                if !out.exit.succeeded || !pods.isEmpty {
+                    var lines: [String] = []
+                    if !out.exit.succeeded {
+                        let err = (out.stderrText.isEmpty ? out.stdoutText : out.stderrText)
+                            .split(separator: "\n").suffix(3).joined(separator: " ")
+                        lines.append("helm: \(err)")
+                    }
+                    lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
+                    if lines.count == (out.exit.succeeded ? 0 : 1) {
+                        lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
+                    }
+                    throw ClusterError.node(
+                        node: "cluster",
+                        reason: "platform release \(r.name) (chart \(r.chart.name) \(r.chart.version)) failed:\n    "
+                            + lines.joined(separator: "\n    "))
+                }
+                ctx.appendOutput("\(r.name): \(r.chart.name) \(r.chart.version) deployed, pods Ready")
+            })
+    }
+
+    static func queuesStep(
+        _ c: InstallContext, _ cp1: SiteInventory.Host, config: PlatformConfiguration, after deps: [String]
+    ) -> Step {
+        let api = ClusterAPI(runner: c.runner(cp1))
+        let objects = PlatformObjects.all(config)
+        let document = PlatformObjects.document(objects)
+        let file = NodeFile(path: "\(platformDirectory)/platform-objects.yaml", mode: 0o644, content: document)
+        let queueNames = config.queues.map(\.name)
+        return Step(
+            platformQueuesStep, on: .cluster, after: deps,
+            summary:
+                "kubectl apply the site's \(queueNames.count) scheduler Queue(s) (scheduling.run.ai/v2), their namespaces and the dataset cache",
+            timeout: .seconds(120),
+            check: { _ in
+                guard try await api.runner.differing([file]).isEmpty else { return false }
+                return try await api.runner.succeeds(
+                    "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) get -f \(shellQuote(file.path)) -o name >/dev/null",
+                    label: "platform objects present")
+            },
+            apply: { ctx in
+                try await api.runner.ensure([file])
+                try await api.kubectl(["apply", "-f", file.path], label: "kubectl apply the platform objects")
+                ctx.appendOutput("queues: " + queueNames.joined(separator: ", "))
+            })
+    }
+
+    // MARK: helpers
+
+    struct ReleaseStatus {
+        var status: String
+        var chartVersion: String
+        var description: String
+    }
+
+    /// `helm status NAME -n NS -o json`; nil when there is no such release.
+    static func releaseStatus(_ api: ClusterAPI, _ r: PlatformRelease) async throws -> ReleaseStatus? {
+        let out = try await api.runner.output(
+            "helm status \(shellQuote(r.name)) -n \(shellQuote(r.namespace)) -o json --kubeconfig=\(ClusterAPI.adminKubeconfig)",
+            label: "helm status \(r.name)", timeout: .seconds(60))
+        guard out.exit.succeeded,
+            let o = try? JSONSerialization.jsonObject(with: Data(out.stdoutText.utf8)) as? [String: Any]
+        else { return nil }
+        let info = o["info"] as? [String: Any] ?? [:]
+        let meta = (o["chart"] as? [String: Any])?["metadata"] as? [String: Any] ?? [:]
+        return ReleaseStatus(
+            status: info["status"] as? String ?? "", chartVersion: meta["version"] as? String ?? "",
+            description: info["description"] as? String ?? "")
+    }
+
+    struct PodProblem: Equatable {
+        var name: String
+        var reason: String
+    }
+
+    /// The release's pods (those of the workloads helm annotated with the release's name) that are not Ready,
+    /// each with why: a container's waiting reason and message, else the failing condition's message.
+    static func notReadyPods(_ api: ClusterAPI, _ r: PlatformRelease) async throws -> [PodProblem] {
+        var owners: [(kind: String, name: String)] = []
+        for kind in ["deployments", "daemonsets", "statefulsets"] {
+            let text = try await api.kubectl(
+                ["get", kind, "-n", r.namespace, "-o", "json"], label: "kubectl get \(kind) -n \(r.namespace)")
+            for item in items(text) {
+                let meta = item["metadata"] as? [String: Any] ?? [:]
+                let ann = meta["annotations"] as? [String: String] ?? [:]
+                guard ann["meta.helm.sh/release-name"] == r.name, let name = meta["name"] as? String else { continue }
+                owners.append((kind, name))
+            }
+        }
+        let text = try await api.kubectl(
+            ["get", "pods", "-n", r.namespace, "-o", "json"], label: "kubectl get pods -n \(r.namespace)")
+        var problems: [PodProblem] = []
+        for pod in items(text) {
+            let meta = pod["metadata"] as? [String: Any] ?? [:]
+            let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
+            guard let name = meta["name"] as? String,
+                let ref = refs.first(where: { $0["controller"] as? Bool == true }) ?? refs.first
+            else { continue }
+            let refKind = ref["kind"] as? String ?? ""
+            let refName = ref["name"] as? String ?? ""
+            let mine = owners.contains { o in
+                switch o.kind {
+                case "deployments": refKind == "ReplicaSet" && refName.hasPrefix(o.name + "-")
+                case "daemonsets": refKind == "DaemonSet" && refName == o.name
+                default: refKind == "StatefulSet" && refName == o.name
+                }
+            }
+            guard mine else { continue }
+            if let why = ClusterAPI.whyNotReady(pod: pod) { problems.append(PodProblem(name: name, reason: why)) }
+        }
+        return problems.sorted { $0.name < $1.name }
+    }
+
+    /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.
+    static func waitPods(_ api: ClusterAPI, _ r: PlatformRelease, seconds: Int) async throws -> [PodProblem] {
+        let deadline = Date().addingTimeInterval(Double(seconds))
+        while true {
+            let problems = try await notReadyPods(api, r)
+            if problems.isEmpty || Date() >= deadline { return problems }
+            try await Task.sleep(for: .seconds(2))
+        }
+    }
+
+    static func items(_ json: String) -> [[String: Any]] {
+        guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [] }
+        return o["items"] as? [[String: Any]] ?? []
+    }
+
+    static func secretExists(_ api: ClusterAPI, namespace: String, name: String) async throws -> Bool {
+        try await api.runner.succeeds(
+            "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) get secret \(shellQuote(name)) -n \(shellQuote(namespace)) -o name >/dev/null",
+            label: "kubectl get secret \(name)")
+    }
+
+    /// The site certificate as a `kubernetes.io/tls` Secret, through kubectl's stdin: the key never appears
+    /// on a command line, in the journal or in a log (only the label is logged).
+    static func applyTLSSecret(
+        _ api: ClusterAPI, namespace: String, name: String, tls: SiteInventory.TLSSettings
+    ) async throws {
+        func read(_ path: String) throws -> String {
+            guard let d = FileManager.default.contents(atPath: path) else {
+                throw ClusterError.io(path: path, reason: "cannot read the site certificate file")
+            }
+            return d.base64EncodedString()
+        }
+        let certificate = try read(tls.certificateFile)
+        let secret: [String: Any] = [
+            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+            "metadata": [
+                "name": name, "namespace": namespace,
+                "labels": ["app.kubernetes.io/managed-by": "appliance"],
+            ],
+            "data": ["tls.crt": certificate, "tls.key": try read(tls.keyFile)],
+        ]
+        let namespaceObject: [String: Any] = ["apiVersion": "v1", "kind": "Namespace", "metadata": ["name": namespace]]
+        // `\/` (JSONSerialization's default) is not an escape YAML 1.1 parsers (kubectl's) accept.
+        let options: JSONSerialization.WritingOptions = [.sortedKeys, .withoutEscapingSlashes]
+        var body = Data("---\n".utf8)
+        body += try JSONSerialization.data(withJSONObject: namespaceObject, options: options)
+        body += Data("\n---\n".utf8)
+        body += try JSONSerialization.data(withJSONObject: secret, options: options)
+        body += Data("\n".utf8)
+        try await api.runner.run(
+            "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) apply -f - >/dev/null",
+            stdin: Array(body), label: "kubectl apply the TLS secret \(namespace)/\(name)")
+    }
+}
