@@ -167,6 +167,104 @@ extension RealLabSuites {
                 })
             #expect(try lab.ok("cp-1", "\(k) get queues.scheduling.run.ai -o name").isEmpty)
 
+            // (g) The NFS smoke test on the lab host's export: the NFS CSI model provisions a directory per claim
+            // on the export and binds a PV; the kubelet runs the Job's script for real with the volume mounted.
+            let export = lab.lab.config.nfsExportDirectory + "/export/datasets"
+            try FileManager.default.createDirectory(atPath: export, withIntermediateDirectories: true)
+            let server = lab.lab.config.adminAddress
+            try lab.write(
+                "cp-1", "/root/nfs.yaml",
+                """
+                apiVersion: storage.k8s.io/v1
+                kind: StorageClass
+                metadata: {name: \(config.storage.datasetStorageClass)}
+                provisioner: nfs.csi.k8s.io
+                parameters: {server: "\(server)", share: /export/datasets}
+                reclaimPolicy: Delete
+                ---
+                apiVersion: storage.k8s.io/v1
+                kind: StorageClass
+                metadata: {name: not-exported}
+                provisioner: nfs.csi.k8s.io
+                parameters: {server: "\(server)", share: /no/such/export}
+                ---
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: csi-nfs-controller, namespace: kube-system}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app: csi-nfs-controller}}
+                  template:
+                    metadata: {labels: {app: csi-nfs-controller}}
+                    spec:
+                      containers: [{name: nfs, image: registry.k8s.io/sig-storage/nfsplugin:v4.13.4}]
+                """)
+            try lab.ok("cp-1", "\(k) apply -f /root/nfs.yaml")
+            let nfsTest = try #require(SmokeTests.all(config).first { $0.name == "nfs" })
+            do {
+                let line = try await runner.run(nfsTest)
+                print("smoke nfs: \(line)")
+            } catch {
+                Issue.record("smoke test nfs: \(error)")
+            }
+            // A probe claim and Job: what the pod writes is on the host's export, in the claim's directory.
+            try lab.write(
+                "cp-1", "/root/probe.yaml",
+                """
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: probe, namespace: default}
+                spec:
+                  accessModes: [ReadWriteMany]
+                  storageClassName: \(config.storage.datasetStorageClass)
+                  resources: {requests: {storage: 1Gi}}
+                ---
+                apiVersion: batch/v1
+                kind: Job
+                metadata: {name: probe, namespace: default}
+                spec:
+                  backoffLimit: 0
+                  template:
+                    spec:
+                      restartPolicy: Never
+                      containers:
+                      - name: write
+                        image: busybox
+                        command: [/bin/sh, -c, 'hostname > /data/probe; echo "$GREETING" >> /data/probe']
+                        env: [{name: GREETING, value: hello-nfs}]
+                        volumeMounts: [{name: data, mountPath: /data}]
+                      volumes: [{name: data, persistentVolumeClaim: {claimName: probe}}]
+                ---
+                apiVersion: v1
+                kind: PersistentVolumeClaim
+                metadata: {name: lost, namespace: default}
+                spec:
+                  accessModes: [ReadWriteMany]
+                  storageClassName: not-exported
+                  resources: {requests: {storage: 1Gi}}
+                """)
+            try lab.ok("cp-1", "\(k) apply -f /root/probe.yaml")
+            #expect(
+                try lab.eventually(60) {
+                    try lab.run("cp-1", "\(k) get job probe -o jsonpath='{.status.succeeded}'").stdout == "1"
+                }, "the probe Job did not succeed")
+            let pv = try lab.ok("cp-1", "\(k) get pvc probe -o jsonpath='{.spec.volumeName}'")
+            #expect(pv.hasPrefix("pvc-"), "\(pv)")
+            let written = (try? String(contentsOfFile: export + "/\(pv)/probe", encoding: .utf8)) ?? ""
+            #expect(written.hasPrefix("probe-") && written.hasSuffix("\nhello-nfs\n"), "\(written)")
+            #expect(try lab.ok("cp-1", "\(k) get pv \(pv) -o jsonpath='{.spec.csi.volumeAttributes.server}'") == server)
+            #expect(try lab.ok("cp-1", "\(k) get pvc lost -o jsonpath='{.status.phase}'") != "Bound")
+            #expect(
+                try lab.eventually(20) {
+                    try lab.run("cp-1", "\(k) get events -n default").stdout.contains("ProvisioningFailed")
+                })
+            // Deleting the claim deletes its volume and its directory (reclaim policy Delete).
+            try lab.ok("cp-1", "\(k) delete job probe && \(k) delete pvc probe lost")
+            #expect(
+                try lab.eventually(30) { !FileManager.default.fileExists(atPath: export + "/\(pv)") },
+                "\(pv)'s directory was not removed")
+            #expect(try lab.run("cp-1", "\(k) get pv \(pv)").status != 0)
+
             // A failing test names the pod and why, and keeps its evidence: the GPU test on a node where GPU 0 fell
             // off the bus (nvidia-smi -L exits 15 in the container).
             try lab.lab.fault(node: "gpu-1", kind: .gpuMissing, argument: "0")

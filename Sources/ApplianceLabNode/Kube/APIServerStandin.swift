@@ -13,12 +13,16 @@ public final class APIServerStandin: @unchecked Sendable {
     public let identity: String
     /// The cluster CA, to sign kubelet client certificate requests (nil: requests stay unsigned).
     public let pki: LabPKI?
+    /// Where this node sees the lab's NFS exports (`LabPaths.nfsRoot` under the node's state root): the NFS CSI
+    /// driver's provisioner model makes and removes volume directories there.
+    public let nfsRoot: String
 
     public init(
         etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString,
-        pki: LabPKI? = nil
+        pki: LabPKI? = nil, nfsRoot: String = LabPaths.nfsRoot
     ) {
         self.pki = pki
+        self.nfsRoot = nfsRoot
         self.etcd = etcd
         self.version = version
         self.nodeGraceSeconds = nodeGraceSeconds
@@ -465,6 +469,7 @@ public final class APIServerStandin: @unchecked Sendable {
         try statefulSetsController()
         try taintEviction()
         try jobsController()
+        try nfsProvisioner()
         try schedule()
         try kaiSchedule()
         try pdbStatus()

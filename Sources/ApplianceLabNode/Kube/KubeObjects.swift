@@ -246,6 +246,9 @@ public struct KResource: Sendable {
             plural: "ingresses", kind: "Ingress", group: "networking.k8s.io", version: "v1", namespaced: true,
             shortNames: ["ing", "ingress"]),
         .init(
+            plural: "persistentvolumes", kind: "PersistentVolume", group: "", version: "v1", namespaced: false,
+            shortNames: ["pv", "persistentvolume"]),
+        .init(
             plural: "csidrivers", kind: "CSIDriver", group: "storage.k8s.io", version: "v1", namespaced: false,
             shortNames: ["csidriver"]),
         // KAI Scheduler's custom resources: served only while their CRD is stored (`APIServerStandin.route`).
@@ -253,6 +256,10 @@ public struct KResource: Sendable {
     ]
 
     public static let events = all.first { $0.plural == "events" } ?? jobs
+    public static let services = all.first { $0.plural == "services" } ?? jobs
+    public static let persistentvolumes = all.first { $0.plural == "persistentvolumes" } ?? jobs
+    public static let persistentvolumeclaims = all.first { $0.plural == "persistentvolumeclaims" } ?? jobs
+    public static let storageclasses = all.first { $0.plural == "storageclasses" } ?? jobs
     public static let queues = KResource(
         plural: "queues", kind: "Queue", group: "scheduling.run.ai", version: "v2", namespaced: false,
         shortNames: ["queue"])

@@ -3,7 +3,8 @@ import Yams
 
 /// The `kubelet` stand-in: registers its Node (capacity from the hardware declaration, `nvidia.com/gpu` as the
 /// GPU Operator's device plugin would advertise it: `DevicePluginModel`), renews its Lease and posts Ready every
-/// heartbeat, and marks the pods bound to it Running/Ready. Runs no containers.
+/// heartbeat, and marks the pods bound to it Running/Ready. Runs no containers: a Job's pod's command is run on
+/// the node as `JobPodModel` says (`Kubelet+JobPods.swift`).
 public struct Kubelet: Sendable {
     public let context: LabNodeContext
     public init(context: LabNodeContext) { self.context = context }
@@ -180,15 +181,46 @@ public struct Kubelet: Sendable {
         }
     }
 
-    /// Runs a Job's pod to completion as `JobPodModel` decides, and posts its final status.
+    /// Runs a Job's pod to completion as `JobPodModel` decides (on a thread of its own: a real process may take a
+    /// while, and the heartbeat goes on), and posts its final status. A pod whose container cannot be created yet
+    /// (a missing Secret or ConfigMap, an unbound claim) waits with the kubelet's reason and is tried again.
     func finishJobPod(_ p: KObject, _ o: Options, client: KubeClient, now: Date) throws {
+        let uid = K.meta(p)["uid"] as? String ?? K.name(p)
+        guard JobPods.shared.claim(uid) else { return }
         var devices: String?
         if let cm = K.annotations(p)[KAISchedulerModel.sharedConfigMapAnnotation],
             let obj = try client.get(KResource.configmaps, K.namespace(p), cm)
         {
             devices = (obj["data"] as? [String: String])?["NVIDIA_VISIBLE_DEVICES"]
         }
-        let outcome = JobPodModel(context: context).run(p, visibleDevices: devices)
+        let runtime: JobPodModel.Runtime
+        switch try podRuntime(p, o, client: client) {
+        case .failure(let waiting):
+            JobPods.shared.release(uid)
+            try postWaiting(p, o, client: client, now: now, reason: waiting.reason, message: waiting.message)
+            return
+        case .success(let r): runtime = r
+        }
+        try postRunning(p, o, client: client, now: now)
+        let context = self.context
+        let pod = PodBox(p)
+        let visible = devices
+        let t = Thread {
+            let p = pod.pod
+            let outcome = JobPodModel(context: context).run(p, visibleDevices: visible, runtime: runtime)
+            Kubelet.writeLog(context: context, pod: p, log: outcome.log)
+            do { try Kubelet.postTerminated(p, o, client: client, now: Date(), outcome: outcome) } catch {
+                JobPods.shared.release(uid)
+                return
+            }
+            JobPods.shared.finish(uid)
+        }
+        t.start()
+    }
+
+    static func postTerminated(_ p: KObject, _ o: Options, client: KubeClient, now: Date, outcome: JobPodModel.Outcome)
+        throws
+    {
         let ts = K.timestamp(now)
         let ok = outcome.exitCode == 0
         let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map { c -> KObject in
@@ -395,7 +427,8 @@ extension APIServerStandin {
         }
         let api = APIServerStandin(
             etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)",
-            pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent))
+            pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent),
+            nfsRoot: context.path(LabPaths.nfsRoot))
         let server: HTTPServer
         do {
             server = try HTTPServer(
