@@ -256,7 +256,7 @@ extension RealLabSuites {
             #expect(try lab.ok("cp-1", "\(k) get pvc lost -o jsonpath='{.status.phase}'") != "Bound")
             #expect(
                 try lab.eventually(20) {
-                    try lab.run("cp-1", "\(k) get events -n default").stdout.contains("ProvisioningFailed")
+                    try lab.run("cp-1", "\(k) get events -n default -o json").stdout.contains("ProvisioningFailed")
                 })
             // Deleting the claim deletes its volume and its directory (reclaim policy Delete).
             try lab.ok("cp-1", "\(k) delete job probe && \(k) delete pvc probe lost")
