@@ -231,15 +231,13 @@ public actor Stager {
             // 2. Finalize every chain node: digests checked on the node, blobs made visible.
             let chainNeeds = needs
             let finalizing = ContinuousClock.now
+            // The relay's files and keys are removed while the nodes check their blobs.
+            async let cleaned: Void = cleanup(sent.setUp, run: sent.run)
             // A node whose every blob checks out records the bundle's manifest in the same round trip.
             let finals = await forEachNode(chainNodes) { stager, node in
                 try await stager.finalize(node, chainNeeds[node.name] ?? [:], record: true)
             }
-            // Then the relay's files and keys are removed. Not alongside the check: two commands on one node's
-            // pooled session at that moment (the check's input still being written, the cleanup's end of input
-            // sent) lost the session now and then ("unable to send eof on channel": libssh2 refuses a second
-            // packet while another is half sent), failing a node whose blobs were all in place.
-            await cleanup(sent.setUp, run: sent.run)
+            await cleaned
             logger.info(
                 "blobs checked and made visible on \(chainNodes.count) nodes in \(Self.seconds(ContinuousClock.now - finalizing))"
             )

@@ -17,6 +17,9 @@ public struct Lab: Sendable {
         public var profile: String
         public var nodes: Int
         public var controlPlanes: Int
+        /// Dedicated system nodes (the platform's services) after the control planes; 0: the control planes
+        /// carry the system role.
+        public var systemNodes: Int
         public var linkRate: String?
         public var adminLinkRate: String?
         public var adminNamespace: Bool
@@ -25,13 +28,15 @@ public struct Lab: Sendable {
         public var readyTimeout: TimeInterval
 
         public init(
-            profile: String = "lab", nodes: Int = 3, controlPlanes: Int = 1, linkRate: String? = nil,
+            profile: String = "lab", nodes: Int = 3, controlPlanes: Int = 1, systemNodes: Int = 0,
+            linkRate: String? = nil,
             adminLinkRate: String? = nil, adminNamespace: Bool = false, diskSizeMiB: Int = 4096, mirror: String? = nil,
             readyTimeout: TimeInterval = 90
         ) {
             self.profile = profile
             self.nodes = nodes
             self.controlPlanes = controlPlanes
+            self.systemNodes = systemNodes
             self.linkRate = linkRate
             self.adminLinkRate = adminLinkRate
             self.adminNamespace = adminNamespace
@@ -86,6 +91,11 @@ public struct Lab: Sendable {
         guard (1...o.nodes).contains(o.controlPlanes) else {
             throw .invalidArgument("--control-planes must be between 1 and the number of nodes (\(o.nodes))")
         }
+        guard o.systemNodes >= 0, o.controlPlanes + o.systemNodes <= o.nodes else {
+            throw .invalidArgument(
+                "--system-nodes must be between 0 and the nodes left after the control planes (\(o.nodes - o.controlPlanes))"
+            )
+        }
         for rate in [o.linkRate, o.adminLinkRate].compactMap({ $0 }) { _ = try LabNetwork.bitsPerSecond(rate) }
         try Self.requireTools(["ip", "tc", "nft", "mount", "unshare", "nsenter", "systemd-nspawn", "ssh", "ssh-keygen"])
         try Self.probeHost()
@@ -111,12 +121,14 @@ public struct Lab: Sendable {
             rootfs: rootfs.path, adminNamespace: o.adminNamespace ? config.adminNamespace : nil,
             adminAddress: config.adminAddress, linkRate: o.linkRate, adminLinkRate: o.adminLinkRate,
             diskSizeMiB: o.diskSizeMiB, nodes: [])
-        let names = Self.nodeNames(profile: profile, count: o.nodes, controlPlanes: o.controlPlanes)
+        let names = Self.nodeNames(
+            profile: profile, count: o.nodes, controlPlanes: o.controlPlanes, systemNodes: o.systemNodes)
         for (i, name) in names.enumerated() {
             state.nodes.append(
                 .init(
                     name: name, index: i + 1, address: config.nodeAddress(i + 1),
-                    roles: profile.roles(index: i, count: o.nodes, controlPlanes: o.controlPlanes),
+                    roles: profile.roles(
+                        index: i, count: o.nodes, controlPlanes: o.controlPlanes, systemNodes: o.systemNodes),
                     hostKeyFingerprint: "", pid: nil, faults: []))
         }
         try state.save(config.statePath)
@@ -193,10 +205,14 @@ public struct Lab: Sendable {
         }
     }
 
-    /// cp-1.., then gpu-1.. (or cpu-1..) for workers.
-    static func nodeNames(profile: LabProfile, count: Int, controlPlanes: Int) -> [String] {
+    /// cp-1.., then sys-1.. for dedicated system nodes, then gpu-1.. (or cpu-1..) for workers.
+    static func nodeNames(profile: LabProfile, count: Int, controlPlanes: Int, systemNodes: Int = 0) -> [String] {
         let worker = profile.workerRole == .gpuWorker ? "gpu" : "cpu"
-        return (0..<count).map { $0 < controlPlanes ? "cp-\($0 + 1)" : "\(worker)-\($0 - controlPlanes + 1)" }
+        return (0..<count).map {
+            if $0 < controlPlanes { return "cp-\($0 + 1)" }
+            if $0 < controlPlanes + systemNodes { return "sys-\($0 - controlPlanes + 1)" }
+            return "\(worker)-\($0 - controlPlanes - systemNodes + 1)"
+        }
     }
 
     public func ssh(_ state: LabState) -> LabSSH { LabSSH(config: config, adminNamespace: state.adminNamespace) }

@@ -8,7 +8,7 @@ import ApplianceModel
 public struct LabProfile: Sendable, Equatable {
     public var name: String
     public var summary: String
-    /// Control-plane (and system) nodes.
+    /// Control-plane and system nodes.
     public var controlPlane: Machine
     /// Every other node.
     public var worker: Machine
@@ -21,18 +21,23 @@ public struct LabProfile: Sendable, Equatable {
         public var nics: [HardwareDeclaration.NIC]
     }
 
-    /// Roles of node `index` (0-based) in a lab of `count` nodes with `controlPlanes` control planes.
-    public func roles(index: Int, count: Int, controlPlanes: Int) -> [NodeRole] {
+    /// Roles of node `index` (0-based) in a lab of `count` nodes: `controlPlanes` control planes first, then
+    /// `systemNodes` dedicated system nodes, then workers. Without dedicated system nodes the control planes
+    /// carry the system role (and, in a lab of control planes only, the worker role too).
+    public func roles(index: Int, count: Int, controlPlanes: Int, systemNodes: Int = 0) -> [NodeRole] {
         if index < controlPlanes {
+            if systemNodes > 0 { return [.controlPlane] }
             return count == controlPlanes ? [.controlPlane, .system, workerRole] : [.controlPlane, .system]
         }
+        if index < controlPlanes + systemNodes { return [.system] }
         return [workerRole]
     }
 
     public var workerRole: NodeRole { worker.gpus == nil ? .cpuWorker : .gpuWorker }
 
     public func declaration(node: String, roles: [NodeRole]) -> HardwareDeclaration {
-        let m = roles.contains(.controlPlane) && !roles.contains(workerRole) ? controlPlane : worker
+        let server = roles.contains(.controlPlane) || roles.contains(.system)
+        let m = server && !roles.contains(workerRole) ? controlPlane : worker
         return HardwareDeclaration(
             node: node, profile: name, roles: roles, cpu: m.cpu, memoryGiB: m.memoryGiB, disks: m.disks,
             gpus: m.gpus, nics: m.nics)

@@ -8,9 +8,9 @@ import Foundation
 
 /// The platform control plane (issue 13), after the cluster, the roles and the GPU gates (DESIGN.md section 8):
 ///
-/// `platform-check` (capacity, quotas and the site certificate, from the declared hardware and the rendered
-/// requests: refuses before any chart is deployed) → one `platform/<release>` step per Helm release →
-/// `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
+/// `platform-check` (capacity, quotas and the site certificate, from the system nodes' allocatable as their
+/// kubelets report it and the rendered requests: refuses before any chart is deployed) → one
+/// `platform/<release>` step per Helm release → `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
 ///
 /// Release order: the monitoring stack first (its CRDs let the GPU Operator create its ServiceMonitor), the
 /// GPU Operator after it and after every GPU gate, the CloudNativePG operator before its cluster, the rest in
@@ -63,7 +63,7 @@ extension InstallPlan {
                 "the bundle has no chart for: " + missing.joined(separator: ", "),
                 hint: "build the bundle with a chart artifact of each platform chart at the pinned version")
         }
-        var steps: [Step] = [platformCheck(c)]
+        var steps: [Step] = [platformCheck(c, cp1)]
         let gates = c.site.hosts.compactMap { gpuValidateStep(c, $0)?.name }
         for r in releases {
             guard let chart = charts[r.name] else { continue }
@@ -84,18 +84,37 @@ extension InstallPlan {
         }
     }
 
-    static func platformCheck(_ c: InstallContext) -> Step {
+    static func platformCheck(_ c: InstallContext, _ cp1: SiteInventory.Host) -> Step {
         let (site, profile) = (c.site, c.profile)
+        let api = ClusterAPI(runner: c.runner(cp1))
+        let systemNodes = Set(site.hosts(withRole: .system).map(\.name))
+        /// The system nodes' allocatable as their kubelets report it (every node has joined by now).
+        @Sendable func measured() async throws -> [String: CapacityCheck.Allocatable] {
+            var out: [String: CapacityCheck.Allocatable] = [:]
+            for n in try await api.nodes() where systemNodes.contains(n.name) {
+                out[n.name] = CapacityCheck.Allocatable(cpu: n.allocatableCPU, memory: n.allocatableMemory)
+            }
+            return out
+        }
         return Step(
             platformCheckStep, on: .cluster, after: c.site.hosts.map { roles($0.name) },
             summary:
-                "capacity, quota and TLS check of the platform against the declared hardware (refuses before any chart)",
+                "capacity, quota and TLS check of the platform against the system nodes' allocatable (refuses before any chart)",
             timeout: .seconds(60),
-            check: { _ in try PlatformCheck.run(site: site, profile: profile).passed },
+            check: { _ in
+                let allocatable = try await measured()
+                return try PlatformCheck.run(site: site, profile: profile, allocatable: allocatable).passed
+            },
             apply: { ctx in
-                let result = try PlatformCheck.run(site: site, profile: profile)
+                let allocatable = try await measured()
+                let result = try PlatformCheck.run(site: site, profile: profile, allocatable: allocatable)
                 if let error = result.error { throw error }
-                ctx.appendOutput("platform check passed")
+                let sized = allocatable.sorted { $0.key < $1.key }.map {
+                    "\($0.key) \(Quantity.cpuText($0.value.milliCPU)) CPU / \(Quantity.memoryText($0.value.memoryBytes))"
+                }
+                ctx.appendOutput(
+                    "platform check passed"
+                        + (sized.isEmpty ? "" : " (system nodes' allocatable: \(sized.joined(separator: ", ")))"))
             })
     }
 
@@ -218,42 +237,18 @@ extension InstallPlan {
         var reason: String
     }
 
-    /// The release's pods (those of the workloads helm annotated with the release's name) that are not Ready,
-    /// each with why: a container's waiting reason and message, else the failing condition's message.
+    /// The release's pods that are not Ready (`ReleasePods`), each with why.
     static func notReadyPods(_ api: ClusterAPI, _ r: PlatformRelease) async throws -> [PodProblem] {
-        var owners: [(kind: String, name: String)] = []
-        for kind in ["deployments", "daemonsets", "statefulsets"] {
+        var lists: [String: [[String: Any]]] = [:]
+        for kind in ["deployments", "daemonsets", "statefulsets", "pods"] {
             let text = try await api.kubectl(
                 ["get", kind, "-n", r.namespace, "-o", "json"], label: "kubectl get \(kind) -n \(r.namespace)")
-            for item in items(text) {
-                let meta = item["metadata"] as? [String: Any] ?? [:]
-                let ann = meta["annotations"] as? [String: String] ?? [:]
-                guard ann["meta.helm.sh/release-name"] == r.name, let name = meta["name"] as? String else { continue }
-                owners.append((kind, name))
-            }
+            lists[kind] = ReleasePods.items(text)
         }
-        let text = try await api.kubectl(
-            ["get", "pods", "-n", r.namespace, "-o", "json"], label: "kubectl get pods -n \(r.namespace)")
-        var problems: [PodProblem] = []
-        for pod in items(text) {
-            let meta = pod["metadata"] as? [String: Any] ?? [:]
-            let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
-            guard let name = meta["name"] as? String,
-                let ref = refs.first(where: { $0["controller"] as? Bool == true }) ?? refs.first
-            else { continue }
-            let refKind = ref["kind"] as? String ?? ""
-            let refName = ref["name"] as? String ?? ""
-            let mine = owners.contains { o in
-                switch o.kind {
-                case "deployments": refKind == "ReplicaSet" && refName.hasPrefix(o.name + "-")
-                case "daemonsets": refKind == "DaemonSet" && refName == o.name
-                default: refKind == "StatefulSet" && refName == o.name
-                }
-            }
-            guard mine else { continue }
-            if let why = ClusterAPI.whyNotReady(pod: pod) { problems.append(PodProblem(name: name, reason: why)) }
-        }
-        return problems.sorted { $0.name < $1.name }
+        let pods = ReleasePods.of(
+            release: r.name, namespace: r.namespace, deployments: lists["deployments"] ?? [],
+            daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], pods: lists["pods"] ?? [])
+        return pods.notReady.map { PodProblem(name: $0.pod, reason: $0.reason) }
     }
 
     /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.
@@ -264,11 +259,6 @@ extension InstallPlan {
             if problems.isEmpty || Date() >= deadline { return problems }
             try await Task.sleep(for: .seconds(2))
         }
-    }
-
-    static func items(_ json: String) -> [[String: Any]] {
-        guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [] }
-        return o["items"] as? [[String: Any]] ?? []
     }
 
     static func secretExists(_ api: ClusterAPI, namespace: String, name: String) async throws -> Bool {

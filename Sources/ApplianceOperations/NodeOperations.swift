@@ -175,13 +175,16 @@ public enum NodeOperations {
             InstallPlan.osPrepStep(c, host, after: [StagingPlan.stepName(node: n), StagingPlan.transferStep]))
         steps.append(InstallPlan.packagesStep(c, host))
         steps.append(try InstallPlan.runtimeStep(c, host))
+        // A GPU node gets its host GPU stack again where it lacks it (each step checks first: a rebooted node
+        // changes nothing, a reinstalled one gets the driver, fabric manager, persistence and toolkit back).
+        steps += try InstallPlan.gpuStackSteps(c, host)
         var mirrorAfter = [InstallPlan.runtime(n)]
         if c.site.registryHosts.contains(where: { $0.name == n }) {
             steps.append(try InstallPlan.registryStep(c, host))
             steps.append(InstallPlan.seedStep(c, host))
             mirrorAfter.append(InstallPlan.seed(n))
         }
-        var joinAfter = [InstallPlan.mirror(n)]
+        var joinAfter = [InstallPlan.mirror(n)] + InstallPlan.gpuJoinDependencies(c, host)
         if c.site.effectiveAPIEndpoint?.mode == .virtualIP && host.roles.contains(.controlPlane) {
             steps.append(try InstallPlan.loadBalancerStep(c, host))
             joinAfter.append(InstallPlan.loadBalancer(n))
@@ -191,7 +194,14 @@ public enum NodeOperations {
         let membership = host.roles.contains(.controlPlane) ? InstallPlan.joinControlPlane(n) : InstallPlan.join(n)
         steps.append(InstallPlan.readyStep(c, host, after: [membership]))
         steps.append(InstallPlan.rolesStep(c, host))
-        steps.append(LifecycleSteps.gpuGateStep(api: api, host: host, after: [InstallPlan.roles(n)]))
+        // The GPU validation install runs (count, model, driver, fabric manager and NVLinks, ECC, dcgmi diag,
+        // allocatable): a repaired node that still has a fault stays cordoned with the finding as its reason.
+        var gateAfter = InstallPlan.roles(n)
+        if let validate = InstallPlan.gpuValidateStep(c, host) {
+            steps.append(validate)
+            gateAfter = validate.name
+        }
+        steps.append(LifecycleSteps.gpuGateStep(api: api, host: host, after: [gateAfter]))
         steps.append(LifecycleSteps.uncordonStep(api: api, node: n, after: [LifecycleSteps.gpuGate(n)]))
         if adding {
             steps.append(recordStep(c, node: host, adding: true, after: [LifecycleSteps.uncordon(n)]))

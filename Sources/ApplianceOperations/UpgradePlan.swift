@@ -218,9 +218,11 @@ enum UpgradePlan {
             summary: "every etcd member healthy before \(host.name) is upgraded (never a step that could lose quorum)",
             timeout: .seconds(180),
             check: { _ in
-                // Already upgraded: its static pods run the target version and its kubelet reports it.
-                guard try await manifestsAt(runner, version) else { return false }
-                return try await api.node(host.name)?.kubeletVersion == version
+                // Already upgraded: its kubelet reports the target version (read through the API first, so a
+                // control plane that does not answer is reported by the etcd check below, not by SSH) and its
+                // static pods run it.
+                guard try await api.node(host.name)?.kubeletVersion == version else { return false }
+                return try await manifestsAt(runner, version)
             },
             apply: { ctx in
                 var check = try await NodeOperations.quorum(api: api, session: session, removing: "")

@@ -19,7 +19,9 @@ public struct CapacityFinding: Sendable, Equatable, CustomStringConvertible {
 ///
 /// Node allocatable is the declared capacity less what Kubernetes keeps (`reservedMilliCPU`,
 /// `reservedMemory`: kube-reserved + system-reserved + the default hard eviction threshold), less the control
-/// plane's static pods on control-plane nodes, less the DaemonSets of every node.
+/// plane's static pods on control-plane nodes, less the DaemonSets of every node. Where the node is up and its
+/// kubelet reports `status.allocatable` (install's `platform-check` runs after every node joined), that
+/// measured figure replaces the declared one: Kubernetes already took its reservations out of it.
 public enum CapacityCheck {
     /// kube-reserved + system-reserved CPU per node.
     public static let reservedMilliCPU = 200
@@ -39,9 +41,24 @@ public enum CapacityCheck {
         public var diskGiB: Int
     }
 
+    /// A node's `status.allocatable` as its kubelet reports it.
+    public struct Allocatable: Sendable, Equatable {
+        public var milliCPU: Int
+        public var memoryBytes: Int
+        public init(milliCPU: Int, memoryBytes: Int) {
+            self.milliCPU = milliCPU
+            self.memoryBytes = memoryBytes
+        }
+        /// From the kubelet's quantities (`cpu: "56"`, `memory: "263941120Ki"`); nil when either does not parse.
+        public init?(cpu: String?, memory: String?) {
+            guard let c = cpu.flatMap(Quantity.milliCPU), let m = memory.flatMap(Quantity.bytes) else { return nil }
+            self.init(milliCPU: c, memoryBytes: m)
+        }
+    }
+
     public static func check(
         site: SiteInventory, profile: HardwareProfile, configuration c: PlatformConfiguration,
-        releases: [PlatformRelease]
+        releases: [PlatformRelease], allocatable: [String: Allocatable] = [:]
     ) -> [CapacityFinding] {
         var out: [CapacityFinding] = []
         let pods = releases.flatMap(\.pods)
@@ -65,8 +82,10 @@ public enum CapacityCheck {
         var nodes: [NodeCapacity] = []
         for h in systemHosts {
             guard let req = profile.requirements(for: h.roles) else { continue }
-            var cpu = req.cpus * 1000 - reservedMilliCPU - daemonCPU
-            var mem = req.memoryGiB * Quantity.gibibyte - reservedMemory - daemonMemory
+            var cpu = (allocatable[h.name]?.milliCPU ?? (req.cpus * 1000 - reservedMilliCPU)) - daemonCPU
+            var mem =
+                (allocatable[h.name]?.memoryBytes ?? (req.memoryGiB * Quantity.gibibyte - reservedMemory))
+                - daemonMemory
             if h.roles.contains(.controlPlane) {
                 cpu -= controlPlaneMilliCPU
                 mem -= controlPlaneMemory

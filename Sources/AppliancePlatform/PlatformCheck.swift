@@ -36,13 +36,16 @@ public struct PlatformCheckResult: Sendable, Equatable {
 
 public enum PlatformCheck {
     /// Renders the releases from profile + site and checks them; throws only when the site cannot carry the
-    /// platform at all (no `spec.platform`, domain or NFS export).
-    public static func run(site: SiteInventory, profile: HardwareProfile, now: Date = Date()) throws(PlatformError)
-        -> PlatformCheckResult
-    {
+    /// platform at all (no `spec.platform`, domain or NFS export). `allocatable`: what the kubelets of nodes
+    /// that are up report, by node name; the others are sized from the profile's role requirements.
+    public static func run(
+        site: SiteInventory, profile: HardwareProfile, now: Date = Date(),
+        allocatable: [String: CapacityCheck.Allocatable] = [:]
+    ) throws(PlatformError) -> PlatformCheckResult {
         let config = try PlatformConfiguration.resolve(site: site, profile: profile)
         let findings = CapacityCheck.check(
-            site: site, profile: profile, configuration: config, releases: PlatformValues.releases(config))
+            site: site, profile: profile, configuration: config, releases: PlatformValues.releases(config),
+            allocatable: allocatable)
         var tlsProblems: [String] = []
         if let tls = site.tls {
             tlsProblems = SiteCertificateCheck.problems(

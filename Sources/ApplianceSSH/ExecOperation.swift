@@ -23,7 +23,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     }
 
     fileprivate enum Phase { case open, exec, running, close, waitClosed, free, done }
-    private enum Pending { case write, sendEOF, readStdout, readStderr }
+    private enum Pending { case write, readStdout, readStderr }
 
     static let chunkSize = 256 << 10
     /// Output bytes read per step before giving other channels a turn.
@@ -49,6 +49,10 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     private var writeOffset = 0
     private var stdinAtEnd = false
     private var eofSent = false
+    /// stdin is at its end: EOF is to be sent (from `step`'s one call site, see there).
+    private var eofWanted = false
+    /// The EOF packet is half sent: nothing else may be sent until it is out.
+    private var eofPending = false
     private var stdoutDone = false
     private var stderrDone = false
     private var failure: SSHError?
@@ -121,6 +125,17 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
             let r = perform(p, loop, session)
             if r == .blocked { return .waiting }
             if r == .failed { return finishNow(loop) }
+        }
+        // EOF is sent from this one call site only, the first time and every repeat. libssh2 1.10 builds the EOF
+        // packet in its own stack frame and takes the repeat of a half-sent packet only at the same address: an
+        // EOF first tried deeper in the stack (from the stdin writer) and repeated from here was refused as
+        // BAD_USE ("unable to send eof on channel"), which ends the whole connection.
+        if eofWanted, !eofSent, phase == .running {
+            switch performSendEOF(loop, session) {
+            case .blocked: if eofPending { return .waiting }
+            case .failed: return finishNow(loop)
+            case .progressed, .idle: break
+            }
         }
         if failure == nil, phase.rawOrder < Phase.close.rawOrder {
             if cancelRequested.withLock({ $0 }) {
@@ -204,7 +219,7 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
     private func stepRunning(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {
         var progressed = false
         // stdin first: it keeps the remote side busy while we read.
-        if !eofSent {
+        if !eofSent && !eofWanted {
             switch perform(.write, loop, session) {
             case .progressed: progressed = true
             case .blocked: if pending != nil { return .waiting }
@@ -230,12 +245,12 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     /// Runs one kind of call as far as it goes. Sets `pending` when it left a packet half sent.
     private func perform(_ what: Pending, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
+        let repeating = pending == what
         pending = nil
         switch what {
         case .write: return performWrite(loop, session)
-        case .sendEOF: return performSendEOF(loop, session)
-        case .readStdout: return performRead(stderr: false, loop, session)
-        case .readStderr: return performRead(stderr: true, loop, session)
+        case .readStdout: return performRead(stderr: false, repeating: repeating, loop, session)
+        case .readStderr: return performRead(stderr: true, repeating: repeating, loop, session)
         }
     }
 
@@ -292,12 +307,18 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         while budget > 0 {
             if writeOffset >= writeBuffer.count {
                 writeBuffer = []
-                if stdinAtEnd { return performSendEOF(loop, session) }
+                if stdinAtEnd {
+                    eofWanted = true
+                    return .progressed
+                }
                 guard refill(loop) else {
                     beginClose()
                     return .progressed
                 }
-                if stdinAtEnd { return performSendEOF(loop, session) }
+                if stdinAtEnd {
+                    eofWanted = true
+                    return .progressed
+                }
                 if writeBuffer.isEmpty { return progressed ? .progressed : .idle }
             }
             let rc = writeBuffer.withUnsafeBytes { raw in
@@ -340,11 +361,14 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         switch session.check(Int(libssh2_channel_send_eof(channel))) {
         case .ok:
             eofSent = true
+            eofPending = false
             dropStdin()
             return .progressed
         case .again:
-            return blocked(.sendEOF, session)
+            eofPending = session.outboundBlocked
+            return .blocked
         case .failed(let code, let message):
+            eofPending = false
             if CallOutcome.isChannelLevel(code) {
                 eofSent = true
                 dropStdin()
@@ -355,17 +379,22 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
         }
     }
 
-    private func performRead(stderr: Bool, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
+    /// `repeating`: this read left a packet half sent (a window adjustment) and must be called again before
+    /// anything else is sent on the session, even when the output pipe is full: skipping it and going on to
+    /// write stdin or send EOF would make libssh2 refuse that send as BAD_USE, which ends the connection.
+    private func performRead(stderr: Bool, repeating: Bool, _ loop: SessionLoop, _ session: SessionHandle) -> Perform {
         guard let channel else { return .failed }
-        if stderr ? stderrDone : stdoutDone { return .idle }
+        if !repeating, stderr ? stderrDone : stdoutDone { return .idle }
         var progressed = false
         var budget = Self.readBudget
         let toFile = !stderr && stdoutFile != nil
+        var mustCall = repeating
         while budget > 0 {
-            if !toFile && !output.hasSpace() {
+            if !mustCall && !toFile && !output.hasSpace() {
                 outputStalled = true
                 return progressed ? .progressed : .idle
             }
+            mustCall = false
             outputStalled = false
             let base = readBuffer.baseAddress?.assumingMemoryBound(to: CChar.self)
             let rc =
@@ -423,7 +452,8 @@ final class ExecOperation: LoopOperation, @unchecked Sendable {
 
     private func stepClose(_ loop: SessionLoop, _ session: SessionHandle) -> StepResult {
         guard let channel else { return finishNow(loop) }
-        if failure != nil, let closeDeadline, ContinuousClock.now >= closeDeadline {
+        // Never given up with a close packet half sent: the session could send nothing else after it.
+        if failure != nil, let closeDeadline, ContinuousClock.now >= closeDeadline, !session.outboundBlocked {
             // The server does not answer the close; leave the channel to the session and report.
             self.channel = nil
             return finishNow(loop)

@@ -102,7 +102,7 @@ final class ForwardOperation: LoopOperation, @unchecked Sendable {
             abort(.closed(host: loop.host))
             return .finished
         }
-        if phase == .running, cancelRequested.withLock({ $0 }), !pendingWrite, !pendingEOF {
+        if phase == .running, cancelRequested.withLock({ $0 }), !pendingWrite, !pendingEOF, !pendingRead {
             phase = .close
         }
         switch phase {

@@ -428,15 +428,26 @@ final class SessionLoop: @unchecked Sendable {
             if fatal != nil { return }
             if progressed { continue }
 
-            // Keepalive only with nothing half sent: libssh2 builds it in a stack buffer it cannot resume.
+            // Keepalive only with nothing half sent and room in the socket's send buffer: libssh2 builds the
+            // keepalive in a stack buffer and, when it is only partly sent, never repeats it (it counts it as
+            // sent), so nothing else could be sent on the session after it.
             let now = ContinuousClock.now
-            if options.keepaliveInterval != nil, sendOwner == nil, !session.outboundBlocked, now >= nextKeepalive {
+            if options.keepaliveInterval != nil, sendOwner == nil, !session.outboundBlocked, now >= nextKeepalive,
+                Socket.writable(socketFD)
+            {
                 var seconds: Int32 = 0
                 switch session.check(Int(libssh2_keepalive_send(session.raw, &seconds))) {
                 case .failed(let code, let message):
                     sessionFailed(lostConnection(code: code, message: message, step: "keepalive"))
                     return
                 case .ok, .again:
+                    if session.outboundBlocked {
+                        sessionFailed(
+                            .connectionLost(
+                                host: host,
+                                reason: "the connection stopped taking data (a keepalive was only partly sent)"))
+                        return
+                    }
                     nextKeepalive = now + .seconds(max(1, Int(seconds)))
                 }
             }
@@ -451,6 +462,10 @@ final class SessionLoop: @unchecked Sendable {
         switch code {
         case -1, -7, -13, -30, -43, -45:
             .connectionLost(host: host, reason: message)
+        case -9:
+            // LIBSSH2_ERROR_TIMEOUT: libssh2 waited 60 s (LIBSSH2_READ_TIMEOUT) for the server's answer to a
+            // request (a channel open, a channel request) and none came: the node or the path to it is gone.
+            .connectionLost(host: host, reason: "no answer from the server for 60 s while \(step)")
         default:
             .libssh2(host: host, step: step, code: code, message: message)
         }

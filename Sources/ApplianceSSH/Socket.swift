@@ -154,6 +154,12 @@ enum Socket {
 
     static func closeFD(_ fd: Int32) { _ = close(fd) }
 
+    /// Whether a send on `fd` would not block now (poll for POLLOUT without waiting).
+    static func writable(_ fd: Int32) -> Bool {
+        var p = pollfd(fd: fd, events: pollOut, revents: 0)
+        return poll(&p, 1, 0) == 1 && p.revents & pollOut != 0
+    }
+
     static func drain(_ fd: Int32) {
         var buffer = [UInt8](repeating: 0, count: 256)
         while read(fd, &buffer, buffer.count) > 0 {}

@@ -73,6 +73,17 @@ struct LabUnitTests {
         #expect(p.roles(index: 0, count: 5, controlPlanes: 2) == [.controlPlane, .system])
         #expect(p.roles(index: 2, count: 5, controlPlanes: 2) == [.gpuWorker])
         #expect(p.roles(index: 0, count: 1, controlPlanes: 1) == [.controlPlane, .system, .gpuWorker])
+        // A dedicated system node: the control plane keeps only its own role; the system node is a server
+        // (no GPUs), the workers GPU servers.
+        #expect(
+            Lab.nodeNames(profile: p, count: 4, controlPlanes: 1, systemNodes: 1) == [
+                "cp-1", "sys-1", "gpu-1", "gpu-2",
+            ])
+        #expect(p.roles(index: 0, count: 4, controlPlanes: 1, systemNodes: 1) == [.controlPlane])
+        #expect(p.roles(index: 1, count: 4, controlPlanes: 1, systemNodes: 1) == [.system])
+        #expect(p.roles(index: 2, count: 4, controlPlanes: 1, systemNodes: 1) == [.gpuWorker])
+        #expect(p.declaration(node: "sys-1", roles: [.system]).gpus == nil)
+        #expect(p.declaration(node: "gpu-1", roles: [.gpuWorker]).gpus != nil)
         let worker = p.declaration(node: "gpu-1", roles: [.gpuWorker])
         #expect(
             worker.gpus?.model == "NVIDIA A100-SXM4-80GB" && worker.gpus?.count == 8 && worker.gpus?.nvswitches == 6)

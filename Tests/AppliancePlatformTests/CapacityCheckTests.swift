@@ -38,6 +38,36 @@ import Testing
         #expect(!cpu.description.contains("\n"))
     }
 
+    @Test func theKubeletsAllocatableReplacesTheDeclaredSizeWhereTheNodeIsUp() throws {
+        let site = Fixtures.site(systemNodes: 1)
+        let p = try Fixtures.profile("hpc-8xa100")
+        let c = try PlatformConfiguration.resolve(site: site, profile: p)
+        let system = try #require(site.hosts(withRole: .system).first).name
+        func check(_ allocatable: [String: CapacityCheck.Allocatable]) -> [String] {
+            Self.codes(
+                CapacityCheck.check(
+                    site: site, profile: p, configuration: c, releases: PlatformValues.releases(c),
+                    allocatable: allocatable))
+        }
+        // Declared at the role's minimum (4 CPU / 8 GiB), one system node is too small.
+        #expect(check([:]).contains("CAP-CPU"))
+        // Its kubelet reports a 56-thread, 256 GiB server: the platform fits.
+        let big = try #require(CapacityCheck.Allocatable(cpu: "56", memory: "268330188Ki"))
+        #expect(big.milliCPU == 56_000)
+        #expect(check([system: big]).isEmpty)
+        // A node that reports less than the platform needs is refused on what it reports.
+        let small = try #require(CapacityCheck.Allocatable(cpu: "3500m", memory: "16Gi"))
+        let f = CapacityCheck.check(
+            site: site, profile: p, configuration: c, releases: PlatformValues.releases(c), allocatable: [system: small]
+        )
+        let cpu = try #require(f.first { $0.code == "CAP-CPU" }, "\(f)")
+        // 3.5 CPU less 305m of daemon sets.
+        #expect(cpu.message.contains("1 system node provides 3.19 allocatable"), "\(cpu.message)")
+        // Quantities that do not parse are not used.
+        #expect(CapacityCheck.Allocatable(cpu: "lots", memory: "1Gi") == nil)
+        #expect(CapacityCheck.Allocatable(cpu: "4", memory: nil) == nil)
+    }
+
     @Test func aPodLargerThanAnyNode() throws {
         var p = try Fixtures.profile("hpc-8xa100")
         let i = try #require(p.controlPlane.components.firstIndex { $0.name == "metrics" })

@@ -26,6 +26,9 @@ public struct KubeNode: Sendable, Equatable {
     public var taints: [Taint]
     public var unschedulable: Bool
     public var allocatableGPUs: Int?
+    /// `status.allocatable.cpu` and `.memory` as the kubelet reports them (Kubernetes quantities).
+    public var allocatableCPU: String?
+    public var allocatableMemory: String?
     public var internalIP: String?
 }
 
@@ -107,6 +110,7 @@ public struct ClusterAPI: Sendable {
                 annotations: meta["annotations"] as? [String: String] ?? [:], taints: taints,
                 unschedulable: spec["unschedulable"] as? Bool ?? false,
                 allocatableGPUs: (alloc["nvidia.com/gpu"] as? String).flatMap { Int($0) },
+                allocatableCPU: alloc["cpu"] as? String, allocatableMemory: alloc["memory"] as? String,
                 internalIP: addresses.first { $0["type"] as? String == "InternalIP" }?["address"] as? String)
         }
     }

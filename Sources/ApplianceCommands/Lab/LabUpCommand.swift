@@ -24,6 +24,12 @@ struct LabUpCommand: ParsableCommand {
     @Option(help: "How many of them are control-plane nodes.")
     var controlPlanes = 1
 
+    @Option(
+        help:
+            "How many of them are dedicated system nodes (the platform's services), after the control planes; 0: the control planes carry the system role."
+    )
+    var systemNodes = 0
+
     @Option(help: "Limit every node's link to this rate, e.g. 1gbit, 100mbit.")
     var link: String?
 
@@ -46,7 +52,8 @@ struct LabUpCommand: ParsableCommand {
         let (lab, ctx) = try labOptions.lab(global, command: "lab up")
         let report = try lab.up(
             .init(
-                profile: profile, nodes: nodes, controlPlanes: controlPlanes, linkRate: link, adminLinkRate: adminLink,
+                profile: profile, nodes: nodes, controlPlanes: controlPlanes, systemNodes: systemNodes, linkRate: link,
+                adminLinkRate: adminLink,
                 adminNamespace: adminNamespace, diskSizeMiB: diskSize, mirror: mirror))
         if format == .json {
             try LabStatusCommand.printJSON(lab: lab, state: report.state, ctx: ctx)

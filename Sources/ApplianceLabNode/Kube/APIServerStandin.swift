@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// `kube-apiserver-standin`: a Kubernetes-shaped REST API over plain HTTP on ADDRESS:PORT whose objects live
@@ -796,9 +797,12 @@ public final class APIServerStandin: @unchecked Sendable {
             let replicas = K.spec(d)["replicas"] as? Int ?? 1
             let template = K.spec(d)["template"] as? KObject ?? [:]
             let hash = Self.templateHash(template)
+            // Only this Deployment's own ReplicaSets: a bare prefix match took the pods of
+            // `gpu-operator-node-feature-discovery-master` for `gpu-operator`'s and deleted them as an old template's.
             var mine = pods.filter {
                 K.controller($0)?["kind"] as? String == "ReplicaSet"
-                    && (K.controller($0)?["name"] as? String ?? "").hasPrefix(K.name(d) + "-") && K.namespace($0) == ns
+                    && KubernetesNames.isReplicaSet(K.controller($0)?["name"] as? String ?? "", of: K.name(d))
+                    && K.namespace($0) == ns
             }
             // Rolling update: replace pods of an old template.
             let (current, old) = (

@@ -119,7 +119,10 @@ public enum ClusterStatus {
                 do {
                     var releases = try StatusParsers.helmReleases(helm.stdout)
                     if !releases.isEmpty, let pods = s["pods"] {
-                        releases = try StatusParsers.attachPods(releases, podList: pods.stdout)
+                        func list(_ key: String) -> String { s[key].flatMap { $0.succeeded ? $0.stdout : nil } ?? "" }
+                        releases = try StatusParsers.attachPods(
+                            releases, podList: pods.stdout, deploymentList: list("deployments"),
+                            daemonSetList: list("daemonsets"), statefulSetList: list("statefulsets"))
                     }
                     report.platform = .init(releases: releases)
                 } catch {
@@ -220,6 +223,9 @@ public enum ClusterStatus {
             ("nodes", "\(kc) get nodes -o json"),
             ("readyz", "\(kc) get --raw '/readyz?verbose'"),
             ("pods", "\(kc) get pods -A -o json"),
+            ("deployments", "\(kc) get deployments -A -o json"),
+            ("daemonsets", "\(kc) get daemonsets -A -o json"),
+            ("statefulsets", "\(kc) get statefulsets -A -o json"),
             (
                 "helm",
                 "command -v helm >/dev/null 2>&1 || { echo 'helm: not installed' >&2; exit 127; }; helm list -A -o json --kubeconfig \(ClusterAPI.adminKubeconfig)"

@@ -127,36 +127,28 @@ public enum StatusParsers {
         return (text, "")
     }
 
-    /// The pods of each release (labels `app.kubernetes.io/instance=NAME` or `release=NAME` in its namespace),
-    /// finished pods left out, with why each one that is not Ready is not.
-    public static func attachPods(_ releases: [StatusReport.Release], podList: String) throws
-        -> [StatusReport.Release]
-    {
+    /// The pods of each release (`ReleasePods`: those of the workloads Helm annotated with the release, and
+    /// those labelled with it), finished pods left out, with why each one that is not Ready is not. The lists
+    /// are `kubectl get ... -A -o json` of pods, deployments, daemonsets and statefulsets; a workload list that
+    /// could not be read leaves only the labelled pods.
+    public static func attachPods(
+        _ releases: [StatusReport.Release], podList: String, deploymentList: String = "", daemonSetList: String = "",
+        statefulSetList: String = ""
+    ) throws -> [StatusReport.Release] {
         guard let root = try? JSONSerialization.jsonObject(with: Data(podList.utf8)) as? [String: Any],
-            let items = root["items"] as? [[String: Any]]
+            let pods = root["items"] as? [[String: Any]]
         else { throw StatusParseError("kubectl get pods did not print a PodList") }
+        let deployments = ReleasePods.items(deploymentList)
+        let daemonSets = ReleasePods.items(daemonSetList)
+        let statefulSets = ReleasePods.items(statefulSetList)
         return releases.map { r in
             var r = r
-            r.podsReady = 0
-            r.podsTotal = 0
-            r.notReady = []
-            for pod in items {
-                let meta = pod["metadata"] as? [String: Any] ?? [:]
-                let labels = meta["labels"] as? [String: String] ?? [:]
-                guard meta["namespace"] as? String == r.namespace,
-                    labels["app.kubernetes.io/instance"] == r.name || labels["release"] == r.name
-                else { continue }
-                let status = pod["status"] as? [String: Any] ?? [:]
-                let phase = status["phase"] as? String ?? "Unknown"
-                if phase == "Succeeded" { continue }
-                r.podsTotal += 1
-                if let why = ClusterAPI.whyNotReady(pod: pod) {
-                    r.notReady.append("\(meta["name"] as? String ?? "?"): \(why)")
-                } else {
-                    r.podsReady += 1
-                }
-            }
-            r.notReady.sort()
+            let found = ReleasePods.of(
+                release: r.name, namespace: r.namespace, deployments: deployments, daemonSets: daemonSets,
+                statefulSets: statefulSets, pods: pods)
+            r.podsReady = found.ready
+            r.podsTotal = found.total
+            r.notReady = found.notReady.map { "\($0.pod): \($0.reason)" }
             return r
         }
     }
