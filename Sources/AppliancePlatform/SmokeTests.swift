@@ -55,9 +55,11 @@ public enum SmokeTests {
     }
     public static var images: [String] { [cudaImage, postgresImage, mcImage, busyboxImage] }
 
-    /// Every test, in run order.
+    /// Every test the install runs, in run order. The object store test (f, `objectStore`) is rendered and
+    /// golden-tested but not run yet: the lab has no S3 server to run it against (neither SeaweedFS's S3
+    /// gateway nor MinIO's `mc` is packaged for the lab's Debian), and a pass it could not check is not reported.
     public static func all(_ c: PlatformConfiguration) -> [SmokeTest] {
-        [gpu(c), gpuFraction(c), gang(c), gangLimit(c), database(c), objectStore(c), nfs(c)]
+        [gpu(c), gpuFraction(c), gang(c), gangLimit(c), database(c), nfs(c)]
     }
 
     /// The smoke queues (parents first), for the runner to apply before the GPU tests and delete after.

@@ -43,8 +43,11 @@ import Yams
     func golden(profileName: String) throws {
         let c = try Self.config(profileName)
         let tests = SmokeTests.all(c)
-        #expect(tests.map(\.name) == ["gpu", "gpu-fraction", "gang", "gang-limit", "database", "object-store", "nfs"])
-        for t in tests { Golden.check(t.document, "\(profileName)/smoke/\(t.name).yaml") }
+        #expect(tests.map(\.name) == ["gpu", "gpu-fraction", "gang", "gang-limit", "database", "nfs"])
+        // (f) is rendered but not in the install's set yet (no S3 server in the lab to check it against).
+        for t in tests + [SmokeTests.objectStore(c)] {
+            Golden.check(t.document, "\(profileName)/smoke/\(t.name).yaml")
+        }
         Golden.check(PlatformObjects.document(SmokeTests.queues()), "\(profileName)/smoke/queues.yaml")
     }
 
@@ -110,7 +113,9 @@ import Yams
 
     @Test func theDataServiceTests() throws {
         let c = try Self.config()
-        let byName = Dictionary(uniqueKeysWithValues: SmokeTests.all(c).map { ($0.name, $0) })
+        // The object store test is rendered though not in `all` (not run yet).
+        let byName = Dictionary(
+            uniqueKeysWithValues: (SmokeTests.all(c) + [SmokeTests.objectStore(c)]).map { ($0.name, $0) })
         let db = try Self.first(byName, "database")
         #expect(Self.get(db, "metadata.namespace") as? String == "platform-db")
         #expect(
