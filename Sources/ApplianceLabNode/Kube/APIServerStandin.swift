@@ -17,12 +17,16 @@ public final class APIServerStandin: @unchecked Sendable {
     /// Where this node sees the lab's NFS exports (`LabPaths.nfsRoot` under the node's state root): the NFS CSI
     /// driver's provisioner model makes and removes volume directories there.
     public let nfsRoot: String
+    /// The client certificate the API server presents to kubelets (`--kubelet-client-certificate`/`-key`, for
+    /// pod logs; nil: logs cannot be fetched).
+    public let kubeletClient: TLSClientIdentity?
 
     public init(
         etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString,
-        pki: LabPKI? = nil, nfsRoot: String = LabPaths.nfsRoot
+        pki: LabPKI? = nil, nfsRoot: String = LabPaths.nfsRoot, kubeletClient: TLSClientIdentity? = nil
     ) {
         self.pki = pki
+        self.kubeletClient = kubeletClient
         self.nfsRoot = nfsRoot
         self.etcd = etcd
         self.version = version
@@ -131,6 +135,21 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
             if spec["progressDeadlineSeconds"] == nil { spec["progressDeadlineSeconds"] = 600 }
+        case "Job":
+            // The Job strategy: unless `manualSelector`, the selector is the Job's uid, and the template's pods
+            // carry it and the Job's name (what `kubectl logs job/NAME` finds its pods by).
+            guard spec["manualSelector"] as? Bool != true, let uid = K.meta(o)["uid"] as? String else { return }
+            let labels = [
+                "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": K.name(o),
+                "controller-uid": uid, "job-name": K.name(o),
+            ]
+            spec["selector"] = ["matchLabels": ["batch.kubernetes.io/controller-uid": uid]] as KObject
+            var template = spec["template"] as? KObject ?? [:]
+            var meta = template["metadata"] as? KObject ?? [:]
+            meta["labels"] = (meta["labels"] as? [String: String] ?? [:]).merging(labels) { _, new in new }
+            template["metadata"] = meta
+            spec["template"] = template
+            if spec["backoffLimit"] == nil { spec["backoffLimit"] = 6 }
         default: return
         }
         o["spec"] = spec
@@ -471,6 +490,7 @@ public final class APIServerStandin: @unchecked Sendable {
         try taintEviction()
         try jobsController()
         try nfsProvisioner()
+        try cnpgOperator()
         try schedule()
         try kaiSchedule()
         try pdbStatus()

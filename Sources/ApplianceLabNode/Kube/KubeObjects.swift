@@ -253,6 +253,8 @@ public struct KResource: Sendable {
             shortNames: ["csidriver"]),
         // KAI Scheduler's custom resources: served only while their CRD is stored (`APIServerStandin.route`).
         queues, podgroups,
+        // CloudNativePG's Cluster: served only while its CRD is stored.
+        clusters,
     ]
 
     public static let events = all.first { $0.plural == "events" } ?? jobs
@@ -267,9 +269,13 @@ public struct KResource: Sendable {
         plural: "podgroups", kind: "PodGroup", group: "scheduling.run.ai", version: "v2alpha2", namespaced: true,
         shortNames: ["pg", "podgroup"])
 
+    public static let clusters = KResource(
+        plural: "clusters", kind: "Cluster", group: "postgresql.cnpg.io", version: "v1", namespaced: true,
+        shortNames: ["cluster"])
+
     /// The CRD that must be stored for the API to serve this resource (nil: built in).
     public var customResourceDefinition: String? {
-        group == "scheduling.run.ai" ? "\(plural).\(group)" : nil
+        group == "scheduling.run.ai" || group == "postgresql.cnpg.io" ? "\(plural).\(group)" : nil
     }
 
     public static let csrs = KResource(

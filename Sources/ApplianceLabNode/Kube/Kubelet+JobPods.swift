@@ -184,12 +184,18 @@ extension Kubelet {
 
     /// The container's log where the real kubelet keeps it: `/var/log/pods/<ns>_<pod>_<uid>/<container>/0.log`.
     static func writeLog(context: LabNodeContext, pod: KObject, log: String) {
+        FileManager.default.createFile(
+            atPath: logPath(context: context, pod: pod), contents: Data(log.utf8),
+            attributes: [.posixPermissions: 0o640])
+    }
+
+    /// The path of the pod's first container's log on this node (its directory created).
+    static func logPath(context: LabNodeContext, pod: KObject) -> String {
         let container = ((K.spec(pod)["containers"] as? [KObject] ?? []).first?["name"] as? String) ?? "main"
         let dir = context.path(
             "/var/log/pods/\(K.namespace(pod))_\(K.name(pod))_\(K.meta(pod)["uid"] as? String ?? "")/\(container)")
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        FileManager.default.createFile(
-            atPath: dir + "/0.log", contents: Data(log.utf8), attributes: [.posixPermissions: 0o640])
+        return dir + "/0.log"
     }
 
     func postWaiting(_ p: KObject, _ o: Options, client: KubeClient, now: Date, reason: String, message: String) throws

@@ -145,6 +145,7 @@ public struct Kubelet: Sendable {
             _ = try client.apply(leases, "kube-node-lease", lease)
             let mine = try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
             try syncMirrorPods(o, client: client, existing: mine, now: now)
+            CNPGInstances.shared.stopAbsent(present: Set(mine.compactMap { K.meta($0)["uid"] as? String }))
             for p in mine
             where K.annotations(p)["kubernetes.io/config.mirror"] == nil
                 && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
@@ -153,6 +154,10 @@ public struct Kubelet: Sendable {
             {
                 if K.controller(p)?["kind"] as? String == "Job" {
                     try finishJobPod(p, o, client: client, now: now)
+                    continue
+                }
+                if CNPGInstanceModel.isInstance(p) {
+                    try startCNPGInstance(p, o, client: client, now: now)
                     continue
                 }
                 let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map {
@@ -278,7 +283,11 @@ public struct Kubelet: Sendable {
             }
         }
         t.start()
+        let logs = startLogServer(o, kubeconfig: conf)
         _ = LabNodeDispatcher.waitForTermination()
+        logs?.stop()
+        // The servers of CloudNativePG instances are this kubelet's children: stopped with it.
+        CNPGInstances.shared.stopAll(seconds: 10)
         return 0
     }
 }
@@ -425,10 +434,18 @@ extension APIServerStandin {
                         .utf8))
             return 1
         }
+        // The kubelet client certificate (kubeadm passes `--kubelet-client-certificate`/`--kubelet-client-key`).
+        let kubeletCert = context.read(
+            f.value("kubelet-client-certificate") ?? "/etc/kubernetes/pki/apiserver-kubelet-client.crt")
+        let kubeletKey = context.read(
+            f.value("kubelet-client-key") ?? "/etc/kubernetes/pki/apiserver-kubelet-client.key")
+        let kubeletClient = kubeletCert.flatMap { c in
+            kubeletKey.map { TLSClientIdentity(caPEM: nil, certificatePEM: c, keyPEM: $0) }
+        }
         let api = APIServerStandin(
             etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)",
             pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent),
-            nfsRoot: context.path(LabPaths.nfsRoot))
+            nfsRoot: context.path(LabPaths.nfsRoot), kubeletClient: kubeletClient)
         let server: HTTPServer
         do {
             server = try HTTPServer(
