@@ -265,6 +265,72 @@ extension RealLabSuites {
                 "\(pv)'s directory was not removed")
             #expect(try lab.run("cp-1", "\(k) get pv \(pv)").status != 0)
 
+            // (e) The database smoke test against the CNPG model: the clusters CRD, an
+            // operator Deployment, a Cluster as the lab `cluster` chart renders it, pinned to cp-1; the kubelet of
+            // cp-1 runs a real PostgreSQL 15 and the Job's psql on gpu-1 connects through the -rw name.
+            // The CRD by name only (the real one, 460 KB, is the lab chart's; the stand-in does not validate
+            // against CRD schemas).
+            try lab.write(
+                "cp-1", "/root/cnpg-crd.yaml",
+                "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: clusters.postgresql.cnpg.io}\n"
+            )
+            try lab.write(
+                "cp-1", "/root/cnpg.yaml",
+                """
+                apiVersion: v1
+                kind: Namespace
+                metadata: {name: cnpg-system}
+                ---
+                apiVersion: v1
+                kind: Namespace
+                metadata: {name: platform-db}
+                ---
+                apiVersion: apps/v1
+                kind: Deployment
+                metadata: {name: cloudnative-pg, namespace: cnpg-system, labels: {app.kubernetes.io/name: cloudnative-pg}}
+                spec:
+                  replicas: 1
+                  selector: {matchLabels: {app.kubernetes.io/name: cloudnative-pg}}
+                  template:
+                    metadata: {labels: {app.kubernetes.io/name: cloudnative-pg}}
+                    spec:
+                      tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+                      containers: [{name: manager, image: ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0}]
+                ---
+                apiVersion: postgresql.cnpg.io/v1
+                kind: Cluster
+                metadata: {name: platform-db-cluster, namespace: platform-db}
+                spec:
+                  instances: 1
+                  imageName: ghcr.io/cloudnative-pg/postgresql:16
+                  affinity:
+                    nodeSelector: {kubernetes.io/hostname: cp-1}
+                    tolerations: [{key: node-role.kubernetes.io/control-plane, operator: Exists, effect: NoSchedule}]
+                  bootstrap: {initdb: {database: app, owner: app}}
+                """)
+            try lab.ok("cp-1", "\(k) apply -f /root/cnpg-crd.yaml && \(k) apply -f /root/cnpg.yaml")
+            #expect(
+                try lab.eventually(120) {
+                    try lab.run(
+                        "cp-1", "\(k) get cluster platform-db-cluster -n platform-db -o jsonpath='{.status.phase}'"
+                    ).stdout == "Cluster in healthy state"
+                }, "the Cluster never became healthy")
+            #expect(
+                try lab.ok("cp-1", "\(k) get pod platform-db-cluster-1 -n platform-db -o jsonpath='{.spec.nodeName}'")
+                    == "cp-1")
+            let database = try #require(SmokeTests.all(config).first { $0.name == "database" })
+            do {
+                let line = try await runner.run(database)
+                print("smoke database: \(line)")
+            } catch {
+                Issue.record("smoke test database: \(error)")
+            }
+            // The instance's log through the API server and cp-1's kubelet.
+            let serverLog = try lab.run("cp-1", "\(k) logs -n platform-db platform-db-cluster-1")
+            #expect(
+                serverLog.status == 0 && serverLog.stdout.contains("database system is ready to accept connections"),
+                "\(serverLog.stdout.suffix(2000)) \(serverLog.stderr)")
+
             // A failing test names the pod and why, and keeps its evidence: the GPU test on a node where GPU 0 fell
             // off the bus (nvidia-smi -L exits 15 in the container).
             try lab.lab.fault(node: "gpu-1", kind: .gpuMissing, argument: "0")
@@ -281,6 +347,12 @@ extension RealLabSuites {
                 let kept = try #require(failure.evidence)
                 #expect(FileManager.default.fileExists(atPath: kept + "/pods.json"))
                 #expect(FileManager.default.fileExists(atPath: kept + "/events.txt"))
+                // The failed pod's log, read through `kubectl logs` (the API server and gpu-1's kubelet).
+                let logs = ((try? FileManager.default.contentsOfDirectory(atPath: kept)) ?? []).filter {
+                    $0.hasSuffix(".log")
+                }
+                let log = logs.first.flatMap { try? String(contentsOfFile: kept + "/" + $0, encoding: .utf8) } ?? ""
+                #expect(log.contains("GPU is lost") && !log.contains("[stderr]"), "\(logs): \(log)")
             }
         }
     }

@@ -96,6 +96,16 @@ public struct CNPGInstanceModel: Sendable {
     func initialise(_ s: Setup) throws {
         let fm = FileManager.default
         if fm.fileExists(atPath: s.dataDirectory + "/PG_VERSION") { return }
+        guard fm.isExecutableFile(atPath: Self.binDirectory + "/initdb") else {
+            let root =
+                (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.split(separator: "\n")
+                .first { $0.split(separator: " ").dropFirst(4).first == "/" }.map(String.init) ?? "?"
+            throw Failure.step(
+                "initdb", exitCode: 127,
+                output:
+                    "this node has no PostgreSQL server (\(Self.binDirectory)/initdb; Debian's postgresql-15 is in the lab rootfs); rootfs: \((try? String(contentsOfFile: "/etc/lab-rootfs", encoding: .utf8)) ?? "?"); / is \(root)"
+            )
+        }
         for dir in [s.dataDirectory, s.socketDirectory] {
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
