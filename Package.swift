@@ -195,7 +195,11 @@ let package = Package(
         .testTarget(
             name: "ApplianceLabTests",
             // AppliancePreflight: the stand-ins' output in lab nodes is read with the product's own parsers.
-            dependencies: ["ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle", "AppliancePlan"]),
+            // ApplianceOperations, AppliancePlatform: the smoke tests run by the product's runner in a lab cluster.
+            dependencies: [
+                "ApplianceLab", "ApplianceModel", "AppliancePreflight", "ApplianceBundle", "AppliancePlan",
+                "ApplianceOperations", "AppliancePlatform",
+            ]),
         .testTarget(
             name: "ApplianceSupportTests",
             dependencies: ["ApplianceSupport", "ApplianceBundle", "ApplianceModel", "ApplianceTestSupport"]),

@@ -72,6 +72,11 @@ public struct LabConfig: Sendable {
 
     // MARK: files
 
+    /// The lab host's NFS export directory: `<adminAddress>:/P` is `<nfsExportDirectory>/P`. This kernel has no
+    /// NFS server or client, so every node gets the directory bind-mounted at `nfsNodePath` (ApplianceLabNode's
+    /// `LabPaths.nfsRoot/<server>`), where the lab's NFS CSI model provisions and its kubelet mounts volumes.
+    public var nfsExportDirectory: String { "\(directory)/nfs-export" }
+    public var nfsNodePath: String { "/var/lib/appliance-lab/nfs/\(adminAddress)" }
     public var statePath: String { "\(directory)/lab.json" }
     public var sitePath: String { "\(directory)/site.yaml" }
     public var keyPath: String { "\(directory)/ssh/id_ed25519" }

@@ -6,14 +6,16 @@ import Logging
 public struct RootfsCache: Sendable {
     /// Packages on top of `--variant=minbase`: systemd as init, sshd, and what the installer, the lab's
     /// faults and the stand-ins use on a node: the real etcd (the cluster state of the kubeadm stand-in's
-    /// control planes) and openssl (its PKI). The stand-ins themselves come as lab packages (`LabPackages`).
+    /// control planes) and openssl (its PKI); PostgreSQL 15 (the server a CloudNativePG instance pod runs,
+    /// `CNPGInstanceModel`, and `psql` for Job pods such as the database smoke test, whose commands the kubelet
+    /// stand-in runs on the node). The stand-ins themselves come as lab packages (`LabPackages`).
     public static let packages = [
         "systemd-sysv", "openssh-server", "iproute2", "procps", "iputils-ping", "kmod", "nftables", "etcd-server",
-        "etcd-client", "openssl",
+        "etcd-client", "openssl", "postgresql-15", "postgresql-client-15",
     ]
     public static let suite = "bookworm"
     /// Bump when `finish` changes what it writes.
-    static let recipeVersion = 2
+    static let recipeVersion = 3
 
     public var cacheDirectory: String
     public var mirror: String?
@@ -139,6 +141,8 @@ public struct RootfsCache: Sendable {
             "e2scrub_all.timer", "fstrim.timer", "systemd-timesyncd.service", "nftables.service",
             // Debian's own etcd on localhost: kubeadm starts the control plane's etcd as its own unit.
             "etcd.service",
+            // Debian's default PostgreSQL cluster: the kubelet runs CloudNativePG instances with their own data.
+            "postgresql.service", "postgresql@15-main.service",
         ] {
             let link = "\(root)/etc/systemd/system/\(unit)"
             try? fm.removeItem(atPath: link)
@@ -148,6 +152,9 @@ public struct RootfsCache: Sendable {
         if let names = try? fm.contentsOfDirectory(atPath: "\(root)/var/lib/etcd") {
             for name in names { try? fm.removeItem(atPath: "\(root)/var/lib/etcd/\(name)") }
         }
+        // The default cluster the package made (its port would be a CNPG instance's).
+        try? fm.removeItem(atPath: "\(root)/etc/postgresql/15/main")
+        try? fm.removeItem(atPath: "\(root)/var/lib/postgresql/15/main")
         try? fm.removeItem(atPath: "\(root)/var/cache/apt/archives")
         try? fm.createDirectory(atPath: "\(root)/var/cache/apt/archives/partial", withIntermediateDirectories: true)
     }

@@ -38,6 +38,9 @@ public enum LabPaths {
     public static let persistenceMode = "/var/lib/appliance-lab/persistence-mode"
     /// The real fabric manager's pid file path; the stand-in daemon writes its pid here.
     public static let fabricManagerPID = "/run/nvidia-fabricmanager/nv-fabricmanager.pid"
+    /// The lab's NFS exports as every node sees them: `<nfsRoot>/<server>/<export path>` (the lab host's export
+    /// directory is bind-mounted at `<nfsRoot>/<lab host address>`; the kernel has no NFS client or server).
+    public static let nfsRoot = "/var/lib/appliance-lab/nfs"
     /// Kernel log (syslog `kern.log` format) where faults leave their `NVRM: Xid` lines.
     public static let kernelLog = "/var/log/kern.log"
 }

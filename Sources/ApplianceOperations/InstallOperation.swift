@@ -115,12 +115,17 @@ public enum InstallOperation {
         if !findings.isEmpty { throw PreflightGateFailed(findings: findings, operation: id) }
         let nodes = await c.state.nodes
         if outcome.succeeded {
-            // The gate and the chain transfer always run; a transfer with nothing to send changes nothing (the
-            // nodes' own stage steps say whether anything arrived).
-            let changed = outcome.applied.filter { $0 != InstallPlan.preflightStep && $0 != StagingPlan.transferStep }
+            // The gate, the chain transfer and the smoke tests always run: a transfer with nothing to send
+            // changes nothing (the nodes' own stage steps say whether anything arrived), and a smoke test
+            // checks the running platform again and removes what it made.
+            let changed = outcome.applied.filter {
+                $0 != InstallPlan.preflightStep && $0 != StagingPlan.transferStep && !InstallPlan.isSmokeStep($0)
+            }
+            let smoked = outcome.applied.filter(InstallPlan.isSmokeStep).count
             if changed.isEmpty {
+                let smoke = smoked > 0 ? ", \(smoked) smoke tests passed" : ""
                 io.print(
-                    "install: nothing to change: \(c.site.name) already runs bundle \(c.manifest.version) (Kubernetes \(c.facts.kubernetesVersion)) on \(c.site.hosts.count) nodes, every step checked on the nodes (operation \(id))"
+                    "install: nothing to change: \(c.site.name) already runs bundle \(c.manifest.version) (Kubernetes \(c.facts.kubernetesVersion)) on \(c.site.hosts.count) nodes, every step checked on the nodes\(smoke) (operation \(id))"
                 )
             } else {
                 io.print(

@@ -151,10 +151,11 @@ enum InstallPlan {
             if let gate = gpuValidateStep(c, host) { steps.append(gate) }
         }
         // After the GPU gates: the platform check, the platform's releases and queues (issue 13; none without
-        // `spec.platform`), before the record.
+        // `spec.platform`), before the record; then the smoke tests of what the platform deployed.
         let platform = try platformSteps(c, cp1)
         steps += platform
         steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) } + platform.map(\.name)))
+        steps += smokeSteps(c, existing: steps)
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))
     }

@@ -47,7 +47,10 @@ extension RealLabSuites {
             var site = lab.siteInventory(state)
             let domain = site.network?.domain ?? "lab-p1.internal"
             site.tls = try Self.certificate(domain: domain, in: dir)
-            site.storage = .init(nfsServer: "10.77.160.1", nfsPath: "/export/datasets")
+            // The lab host's NFS export (`LabConfig.nfsExportDirectory`, seen by every node) holds the share.
+            site.storage = .init(nfsServer: config.adminAddress, nfsPath: "/export/datasets")
+            try FileManager.default.createDirectory(
+                atPath: config.nfsExportDirectory + "/export/datasets", withIntermediateDirectories: true)
             site.platform = .init(
                 queues: [
                     .init(name: "org", gpuQuota: 4, gpuLimit: -1, overQuotaWeight: 1, priority: 100),

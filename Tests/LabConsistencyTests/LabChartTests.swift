@@ -8,7 +8,8 @@ import Yams
 @testable import ApplianceLabNode
 
 /// The lab charts (`bundles/lab/charts`) take the values the product renders for the real charts: every
-/// release renders through the helm stand-in's template engine into workloads on the system nodes, with
+/// release renders through the helm stand-in's template engine into workloads (or a CloudNativePG Cluster,
+/// whose instances the operator places as the Cluster says) on the system nodes, with
 /// images from the private registry that the lab bundle carries.
 @Suite struct LabChartTests {
     static let chartsDirectory = Capture.repo + "/bundles/lab/charts"
@@ -42,10 +43,21 @@ import Yams
             let user = try #require(try Yams.load(yaml: r.valuesYAML) as? [String: Any])
             let values = K.mergePatch(chart.values, Kubectl.jsonSafe(user)) as? KObject ?? [:]
             let docs = try helm.render(chart, release: r.name, namespace: r.namespace, values: values)
-            let workloads = docs.filter { ["Deployment", "DaemonSet", "StatefulSet"].contains($0["kind"] as? String) }
+            // A CloudNativePG Cluster is a workload too: the operator's instance pods get its image and placement.
+            let workloads = docs.filter {
+                ["Deployment", "DaemonSet", "StatefulSet"].contains($0["kind"] as? String)
+                    || ($0["kind"] as? String == "Cluster" && $0["apiVersion"] as? String == "postgresql.cnpg.io/v1")
+            }
             #expect(!workloads.isEmpty, "\(r.name) renders no workload")
             for w in workloads {
-                let spec = K.get(w, "spec.template.spec") as? KObject ?? [:]
+                var spec = K.get(w, "spec.template.spec") as? KObject ?? [:]
+                if w["kind"] as? String == "Cluster" {
+                    let affinity = K.get(w, "spec.affinity") as? KObject ?? [:]
+                    spec = [
+                        "containers": [["image": K.get(w, "spec.imageName") as? String ?? ""]],
+                        "nodeSelector": affinity["nodeSelector"] ?? [:], "tolerations": affinity["tolerations"] ?? [],
+                    ]
+                }
                 for c in spec["containers"] as? [KObject] ?? [] {
                     let image = c["image"] as? String ?? ""
                     #expect(bundled.contains(image), "\(r.name) \(K.name(w)): image \(image) is not in the lab bundle")

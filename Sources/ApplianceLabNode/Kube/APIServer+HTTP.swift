@@ -89,6 +89,9 @@ extension APIServerStandin {
                     "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
                 ))
         }
+        if req.method == "GET", let target = Self.logTarget(req.path) {
+            return try podLog(namespace: target.namespace, pod: target.pod, query: req.query)
+        }
         if req.method == "GET", req.query["watch"] == "1" || req.query["watch"] == "true",
             let target = resolve(req.path), target.name == nil
         {

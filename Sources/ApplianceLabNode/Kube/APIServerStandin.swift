@@ -14,12 +14,20 @@ public final class APIServerStandin: @unchecked Sendable {
     public let identity: String
     /// The cluster CA, to sign kubelet client certificate requests (nil: requests stay unsigned).
     public let pki: LabPKI?
+    /// Where this node sees the lab's NFS exports (`LabPaths.nfsRoot` under the node's state root): the NFS CSI
+    /// driver's provisioner model makes and removes volume directories there.
+    public let nfsRoot: String
+    /// The client certificate the API server presents to kubelets (`--kubelet-client-certificate`/`-key`, for
+    /// pod logs; nil: logs cannot be fetched).
+    public let kubeletClient: TLSClientIdentity?
 
     public init(
         etcd: EtcdClient, version: KubeVersion, nodeGraceSeconds: Double = 20, identity: String = UUID().uuidString,
-        pki: LabPKI? = nil
+        pki: LabPKI? = nil, nfsRoot: String = LabPaths.nfsRoot, kubeletClient: TLSClientIdentity? = nil
     ) {
         self.pki = pki
+        self.kubeletClient = kubeletClient
+        self.nfsRoot = nfsRoot
         self.etcd = etcd
         self.version = version
         self.nodeGraceSeconds = nodeGraceSeconds
@@ -127,6 +135,21 @@ public final class APIServerStandin: @unchecked Sendable {
             }
             if spec["revisionHistoryLimit"] == nil { spec["revisionHistoryLimit"] = 10 }
             if spec["progressDeadlineSeconds"] == nil { spec["progressDeadlineSeconds"] = 600 }
+        case "Job":
+            // The Job strategy: unless `manualSelector`, the selector is the Job's uid, and the template's pods
+            // carry it and the Job's name (what `kubectl logs job/NAME` finds its pods by).
+            guard spec["manualSelector"] as? Bool != true, let uid = K.meta(o)["uid"] as? String else { return }
+            let labels = [
+                "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": K.name(o),
+                "controller-uid": uid, "job-name": K.name(o),
+            ]
+            spec["selector"] = ["matchLabels": ["batch.kubernetes.io/controller-uid": uid]] as KObject
+            var template = spec["template"] as? KObject ?? [:]
+            var meta = template["metadata"] as? KObject ?? [:]
+            meta["labels"] = (meta["labels"] as? [String: String] ?? [:]).merging(labels) { _, new in new }
+            template["metadata"] = meta
+            spec["template"] = template
+            if spec["backoffLimit"] == nil { spec["backoffLimit"] = 6 }
         default: return
         }
         o["spec"] = spec
@@ -195,6 +218,11 @@ public final class APIServerStandin: @unchecked Sendable {
         }
         guard let plural = rest.first, let r = KResource.all.first(where: { $0.plural == plural && $0.group == group })
         else {
+            return Self.status(404, "NotFound", "the server could not find the requested resource")
+        }
+        if let crd = r.customResourceDefinition,
+            try get(KResource.all.first { $0.plural == "customresourcedefinitions" } ?? r, nil, crd) == nil
+        {
             return Self.status(404, "NotFound", "the server could not find the requested resource")
         }
         let name = rest.dropFirst().first
@@ -460,7 +488,11 @@ public final class APIServerStandin: @unchecked Sendable {
         try deploymentsController()
         try statefulSetsController()
         try taintEviction()
+        try jobsController()
+        try nfsProvisioner()
+        try cnpgOperator()
         try schedule()
+        try kaiSchedule()
         try pdbStatus()
     }
 
@@ -609,6 +641,13 @@ public final class APIServerStandin: @unchecked Sendable {
         for i in pods.indices {
             let pod = pods[i]
             guard (K.spec(pod)["nodeName"] as? String ?? "").isEmpty else { continue }
+            // Only pods that name the default scheduler (others wait for theirs: `kaiSchedule()`).
+            guard (K.spec(pod)["schedulerName"] as? String ?? "default-scheduler") == "default-scheduler" else {
+                continue
+            }
+            if let phase = K.get(pod, "status.phase") as? String, phase == "Succeeded" || phase == "Failed" {
+                continue
+            }
             var reasons: [String: Int] = [:]
             var best: (String, Double)?
             for node in nodes {

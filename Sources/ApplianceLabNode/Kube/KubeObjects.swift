@@ -230,6 +230,8 @@ public struct KResource: Sendable {
         .init(
             plural: "statefulsets", kind: "StatefulSet", group: "apps", version: "v1", namespaced: true,
             shortNames: ["sts", "statefulset"]),
+        .init(
+            plural: "events", kind: "Event", group: "", version: "v1", namespaced: true, shortNames: ["ev", "event"]),
         // Stored and served, no controller: what the platform's charts and objects create (issue 13).
         .init(
             plural: "storageclasses", kind: "StorageClass", group: "storage.k8s.io", version: "v1",
@@ -244,13 +246,37 @@ public struct KResource: Sendable {
             plural: "ingresses", kind: "Ingress", group: "networking.k8s.io", version: "v1", namespaced: true,
             shortNames: ["ing", "ingress"]),
         .init(
+            plural: "persistentvolumes", kind: "PersistentVolume", group: "", version: "v1", namespaced: false,
+            shortNames: ["pv", "persistentvolume"]),
+        .init(
             plural: "csidrivers", kind: "CSIDriver", group: "storage.k8s.io", version: "v1", namespaced: false,
             shortNames: ["csidriver"]),
-        // KAI Scheduler's queues (the CRD `queues.scheduling.run.ai`, served at its storage version v2).
-        .init(
-            plural: "queues", kind: "Queue", group: "scheduling.run.ai", version: "v2", namespaced: false,
-            shortNames: ["queue"]),
+        // KAI Scheduler's custom resources: served only while their CRD is stored (`APIServerStandin.route`).
+        queues, podgroups,
+        // CloudNativePG's Cluster: served only while its CRD is stored.
+        clusters,
     ]
+
+    public static let events = all.first { $0.plural == "events" } ?? jobs
+    public static let services = all.first { $0.plural == "services" } ?? jobs
+    public static let persistentvolumes = all.first { $0.plural == "persistentvolumes" } ?? jobs
+    public static let persistentvolumeclaims = all.first { $0.plural == "persistentvolumeclaims" } ?? jobs
+    public static let storageclasses = all.first { $0.plural == "storageclasses" } ?? jobs
+    public static let queues = KResource(
+        plural: "queues", kind: "Queue", group: "scheduling.run.ai", version: "v2", namespaced: false,
+        shortNames: ["queue"])
+    public static let podgroups = KResource(
+        plural: "podgroups", kind: "PodGroup", group: "scheduling.run.ai", version: "v2alpha2", namespaced: true,
+        shortNames: ["pg", "podgroup"])
+
+    public static let clusters = KResource(
+        plural: "clusters", kind: "Cluster", group: "postgresql.cnpg.io", version: "v1", namespaced: true,
+        shortNames: ["cluster"])
+
+    /// The CRD that must be stored for the API to serve this resource (nil: built in).
+    public var customResourceDefinition: String? {
+        group == "scheduling.run.ai" || group == "postgresql.cnpg.io" ? "\(plural).\(group)" : nil
+    }
 
     public static let csrs = KResource(
         plural: "certificatesigningrequests", kind: "CertificateSigningRequest", group: "certificates.k8s.io",

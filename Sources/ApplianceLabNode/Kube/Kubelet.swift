@@ -3,7 +3,8 @@ import Yams
 
 /// The `kubelet` stand-in: registers its Node (capacity from the hardware declaration, `nvidia.com/gpu` as the
 /// GPU Operator's device plugin would advertise it: `DevicePluginModel`), renews its Lease and posts Ready every
-/// heartbeat, and marks the pods bound to it Running/Ready. Runs no containers.
+/// heartbeat, and marks the pods bound to it Running/Ready. Runs no containers: a Job's pod's command is run on
+/// the node as `JobPodModel` says (`Kubelet+JobPods.swift`).
 public struct Kubelet: Sendable {
     public let context: LabNodeContext
     public init(context: LabNodeContext) { self.context = context }
@@ -144,10 +145,21 @@ public struct Kubelet: Sendable {
             _ = try client.apply(leases, "kube-node-lease", lease)
             let mine = try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
             try syncMirrorPods(o, client: client, existing: mine, now: now)
+            CNPGInstances.shared.stopAbsent(present: Set(mine.compactMap { K.meta($0)["uid"] as? String }))
             for p in mine
             where K.annotations(p)["kubernetes.io/config.mirror"] == nil
-                && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True")
+                && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
+                && (K.get(p, "status.phase") as? String == "Pending" || K.conditionStatus(p, "Ready") != "True"
+                    || K.controller(p)?["kind"] as? String == "Job")
             {
+                if K.controller(p)?["kind"] as? String == "Job" {
+                    try finishJobPod(p, o, client: client, now: now)
+                    continue
+                }
+                if CNPGInstanceModel.isInstance(p) {
+                    try startCNPGInstance(p, o, client: client, now: now)
+                    continue
+                }
                 // A container's readiness probe passes `initialDelaySeconds` after the pod was created (the only
                 // part of a probe the stand-in honours): Running, not Ready until then.
                 let created = K.date(K.meta(p)["creationTimestamp"] as? String) ?? now
@@ -183,6 +195,82 @@ public struct Kubelet: Sendable {
         }
     }
 
+    /// Runs a Job's pod to completion as `JobPodModel` decides (on a thread of its own: a real process may take a
+    /// while, and the heartbeat goes on), and posts its final status. A pod whose container cannot be created yet
+    /// (a missing Secret or ConfigMap, an unbound claim) waits with the kubelet's reason and is tried again.
+    func finishJobPod(_ p: KObject, _ o: Options, client: KubeClient, now: Date) throws {
+        let uid = K.meta(p)["uid"] as? String ?? K.name(p)
+        guard JobPods.shared.claim(uid) else { return }
+        var devices: String?
+        if let cm = K.annotations(p)[KAISchedulerModel.sharedConfigMapAnnotation],
+            let obj = try client.get(KResource.configmaps, K.namespace(p), cm)
+        {
+            devices = (obj["data"] as? [String: String])?["NVIDIA_VISIBLE_DEVICES"]
+        }
+        let runtime: JobPodModel.Runtime
+        switch try podRuntime(p, o, client: client) {
+        case .failure(let waiting):
+            JobPods.shared.release(uid)
+            try postWaiting(p, o, client: client, now: now, reason: waiting.reason, message: waiting.message)
+            return
+        case .success(let r): runtime = r
+        }
+        try postRunning(p, o, client: client, now: now)
+        let context = self.context
+        let pod = PodBox(p)
+        let visible = devices
+        let t = Thread {
+            let p = pod.pod
+            let outcome = JobPodModel(context: context).run(p, visibleDevices: visible, runtime: runtime)
+            Kubelet.writeLog(context: context, pod: p, log: outcome.log)
+            do { try Kubelet.postTerminated(p, o, client: client, now: Date(), outcome: outcome) } catch {
+                JobPods.shared.release(uid)
+                return
+            }
+            JobPods.shared.finish(uid)
+        }
+        t.start()
+    }
+
+    static func postTerminated(_ p: KObject, _ o: Options, client: KubeClient, now: Date, outcome: JobPodModel.Outcome)
+        throws
+    {
+        let ts = K.timestamp(now)
+        let ok = outcome.exitCode == 0
+        let containers = (K.spec(p)["containers"] as? [KObject] ?? []).map { c -> KObject in
+            var st = Self.containerStatus(c, ready: false, now: now)
+            st["started"] = false
+            let terminated: KObject = [
+                "exitCode": Int(outcome.exitCode), "reason": ok ? "Completed" : "Error",
+                "message": outcome.message, "startedAt": ts, "finishedAt": ts,
+                "containerID": st["containerID"] as? String ?? "",
+            ]
+            st["state"] = ["terminated": terminated] as KObject
+            return st
+        }
+        let ready: KObject = [
+            "type": "Ready", "status": "False", "reason": "PodCompleted", "lastTransitionTime": ts,
+        ]
+        _ = try client.patch(
+            KResource.pods, K.namespace(p), K.name(p),
+            [
+                "status": [
+                    "phase": ok ? "Succeeded" : "Failed", "hostIP": o.nodeIP, "podIP": o.nodeIP, "startTime": ts,
+                    "hostIPs": [["ip": o.nodeIP]], "podIPs": [["ip": o.nodeIP]],
+                    "containerStatuses": containers,
+                    "conditions": [
+                        ["type": "PodScheduled", "status": "True", "lastTransitionTime": ts],
+                        ["type": "Initialized", "status": "True", "lastTransitionTime": ts],
+                        [
+                            "type": "ContainersReady", "status": "False", "reason": "PodCompleted",
+                            "lastTransitionTime": ts,
+                        ],
+                        ready,
+                    ],
+                ] as KObject
+            ])
+    }
+
     /// Runs until SIGTERM (called by the dispatcher with signals blocked).
     public func serve(_ args: [String]) -> Int32 {
         let o = options(args)
@@ -204,7 +292,11 @@ public struct Kubelet: Sendable {
             }
         }
         t.start()
+        let logs = startLogServer(o, kubeconfig: conf)
         _ = LabNodeDispatcher.waitForTermination()
+        logs?.stop()
+        // The servers of CloudNativePG instances are this kubelet's children: stopped with it.
+        CNPGInstances.shared.stopAll(seconds: 10)
         return 0
     }
 }
@@ -353,9 +445,18 @@ extension APIServerStandin {
                         .utf8))
             return 1
         }
+        // The kubelet client certificate (kubeadm passes `--kubelet-client-certificate`/`--kubelet-client-key`).
+        let kubeletCert = context.read(
+            f.value("kubelet-client-certificate") ?? "/etc/kubernetes/pki/apiserver-kubelet-client.crt")
+        let kubeletKey = context.read(
+            f.value("kubelet-client-key") ?? "/etc/kubernetes/pki/apiserver-kubelet-client.key")
+        let kubeletClient = kubeletCert.flatMap { c in
+            kubeletKey.map { TLSClientIdentity(caPEM: nil, certificatePEM: c, keyPEM: $0) }
+        }
         let api = APIServerStandin(
             etcd: EtcdClient(endpoints: etcd), version: v, nodeGraceSeconds: grace, identity: "\(addr):\(port)",
-            pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent))
+            pki: LabPKI(context: context, dir: (caFile as NSString).deletingLastPathComponent),
+            nfsRoot: context.path(LabPaths.nfsRoot), kubeletClient: kubeletClient)
         let server: HTTPServer
         do {
             server = try HTTPServer(
