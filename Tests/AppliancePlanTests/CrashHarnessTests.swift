@@ -102,39 +102,47 @@ struct CrashHarnessTests {
     @Test("SIGKILL at 15 random points, then resume: same final state, nothing applied twice")
     func killAndResume() async throws {
         var rng = SeededRandom(seed: 20_261_122)
-        // The uninterrupted run takes about 4 rounds of (sleep + sleep/3) plus start-up; spread kills
-        // from before the journal exists to after the last step.
-        var killPoints = (0..<15).map { _ in Int.random(in: 0...260, using: &rng) }
-        killPoints.sort()
+        // Each kill lands a random few milliseconds after the run has applied a random number of steps
+        // (0: right after start-up, before the journal may exist), so the kills spread over the whole run
+        // however long a loaded machine takes to start the process (fixed delays from the start all landed
+        // in the start-up once a build shared the machine).
+        var killPoints = (0..<15).map { _ in
+            (after: Int.random(in: 0..<Self.steps, using: &rng), delay: Int.random(in: 0...25, using: &rng))
+        }
+        killPoints.sort { ($0.after, $0.delay) < ($1.after, $1.delay) }
         var phasesHit = Set<Int>()
-        for delay in killPoints {
+        for (afterSteps, ms) in killPoints {
+            let delay = "\(ms) ms after \(afterSteps) steps"
             let dir = TemporaryDirectory("crash")
             defer { dir.cleanup() }
             let state = dir.url.appendingPathComponent("state")
             let work = dir.url.appendingPathComponent("work")
 
             let killed = try await Self.runHarness(state: state, work: work) { process in
-                try await Task.sleep(for: .milliseconds(delay))
+                while Self.appliedLines(work).count < afterSteps && process.isRunning {
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                try await Task.sleep(for: .milliseconds(ms))
                 kill(process.processIdentifier, SIGKILL)
             }
             let before = Self.appliedLines(work)
             phasesHit.insert(before.count)
-            #expect(Set(before).count == before.count, "kill at \(delay) ms: a step applied twice before the kill")
+            #expect(Set(before).count == before.count, "kill \(delay): a step applied twice before the kill")
             if FileManager.default.fileExists(atPath: state.appendingPathComponent(Journal.fileName).path) {
                 try Self.checkJournal(state, complete: false)
             }
 
             let resumed = try await Self.runHarness(state: state, work: work)
-            #expect(resumed.status == 0, "resume after kill at \(delay) ms failed: \(resumed.stderr)")
+            #expect(resumed.status == 0, "resume after kill \(delay) failed: \(resumed.stderr)")
             let after = Self.appliedLines(work)
             #expect(
-                after.count == Self.steps, "kill at \(delay) ms: applied \(after.count) times for \(Self.steps) steps")
+                after.count == Self.steps, "kill \(delay): applied \(after.count) times for \(Self.steps) steps")
             #expect(Set(after) == Self.allSteps)
             #expect(Array(after.prefix(before.count)) == before)
             try Self.checkJournal(state, complete: true)
             if killed.reason == .uncaughtSignal && !before.isEmpty && before.count < Self.steps {
                 // A lock left by a killed holder is taken over at once (the free flock proves it dead).
-                #expect(resumed.stderr.contains("took over the lock of pid"), "kill at \(delay) ms: \(resumed.stderr)")
+                #expect(resumed.stderr.contains("took over the lock of pid"), "kill \(delay): \(resumed.stderr)")
             }
         }
         // The kills landed in different phases of the run, not all before or after it.
