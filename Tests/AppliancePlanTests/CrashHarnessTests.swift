@@ -103,7 +103,7 @@ struct CrashHarnessTests {
     func killAndResume() async throws {
         var rng = SeededRandom(seed: 20_261_122)
         // Each kill lands a random few milliseconds after the run has applied a random number of steps
-        // (0: right after start-up, before the journal may exist), so the kills spread over the whole run
+        // (0: right after start-up, before the journal may exist; steps of 60 ms), so the kills spread over the run
         // however long a loaded machine takes to start the process (fixed delays from the start all landed
         // in the start-up once a build shared the machine).
         var killPoints = (0..<15).map { _ in
@@ -118,12 +118,17 @@ struct CrashHarnessTests {
             let state = dir.url.appendingPathComponent("state")
             let work = dir.url.appendingPathComponent("work")
 
-            let killed = try await Self.runHarness(state: state, work: work) { process in
-                while Self.appliedLines(work).count < afterSteps && process.isRunning {
-                    try await Task.sleep(for: .milliseconds(2))
+            // Watched from a thread of its own: the suites beside this one can keep the task pool busy for
+            // longer than the whole run takes.
+            let killed = try await Self.runHarness(state: state, work: work, sleepMilliseconds: 60) { process in
+                await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                    Thread {
+                        while Self.appliedLines(work).count < afterSteps && process.isRunning { usleep(2000) }
+                        usleep(useconds_t(ms * 1000))
+                        kill(process.processIdentifier, SIGKILL)
+                        done.resume()
+                    }.start()
                 }
-                try await Task.sleep(for: .milliseconds(ms))
-                kill(process.processIdentifier, SIGKILL)
             }
             let before = Self.appliedLines(work)
             phasesHit.insert(before.count)
