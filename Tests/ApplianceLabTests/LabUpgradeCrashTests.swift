@@ -32,7 +32,10 @@ extension RealLabSuites {
             try FileManager.default.createDirectory(atPath: cli.state, withIntermediateDirectories: true)
             var site = lab.siteInventory(state)
             site.tls = try LabPlatformTests.certificate(domain: site.network?.domain ?? "lab-u2.internal", in: dir)
-            site.storage = .init(nfsServer: "10.77.165.1", nfsPath: "/export/datasets")
+            // The lab host's NFS export (seen by every node) holds the share the NFS smoke test writes to.
+            site.storage = .init(nfsServer: config.adminAddress, nfsPath: "/export/datasets")
+            try FileManager.default.createDirectory(
+                atPath: config.nfsExportDirectory + "/export/datasets", withIntermediateDirectories: true)
             site.platform = .init(
                 queues: [
                     .init(name: "org", gpuQuota: 4, gpuLimit: -1, overQuotaWeight: 1, priority: 100),
