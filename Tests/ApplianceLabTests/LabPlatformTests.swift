@@ -23,6 +23,35 @@ extension RealLabSuites {
             return .init(certificateFile: dir + "/tls.crt", keyFile: dir + "/tls.key", caFile: dir + "/ca.crt")
         }
 
+        /// The lab's site with a platform section: TLS from a test CA, the dataset cache on the lab host's NFS
+        /// export (`LabConfig.nfsExportDirectory`, seen by every node, where the share is made here), two queues
+        /// and storage sized for the lab; and the waivers an install of it needs.
+        static func platformSite(_ lab: Lab, _ state: LabState, in dir: String) throws -> SiteInventory {
+            var site = lab.siteInventory(state)
+            site.tls = try certificate(domain: site.network?.domain ?? "lab-\(lab.config.id).internal", in: dir)
+            site.storage = .init(nfsServer: lab.config.adminAddress, nfsPath: "/export/datasets")
+            try FileManager.default.createDirectory(
+                atPath: lab.config.nfsExportDirectory + "/export/datasets", withIntermediateDirectories: true)
+            site.platform = .init(
+                queues: [
+                    .init(name: "org", gpuQuota: 4, gpuLimit: -1, overQuotaWeight: 1, priority: 100),
+                    .init(
+                        name: "team-a", parent: "org", gpuQuota: 2, gpuLimit: 4, overQuotaWeight: 2, priority: 100,
+                        namespaces: ["team-a"]),
+                ],
+                storage: .init(
+                    capacityGiB: 4000, postgresqlGiB: 10, prometheusGiB: 10, objectStoreGiB: 50, datasetCacheGiB: 100,
+                    nfsExportGiB: 2000))
+            return site
+        }
+
+        /// One control plane, and preflight's NFS mount check: the lab's export is a shared directory
+        /// without the NFS protocol.
+        static let platformWaivers = [
+            "--waive", "cluster.control-plane=lab test: one control plane",
+            "--waive", "storage.nfs=lab test: the lab shares its export as a directory, without the NFS protocol",
+        ]
+
         static func json(_ text: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(text.utf8)) }
 
         @Test(
@@ -44,33 +73,14 @@ extension RealLabSuites {
             let state = try lab.up(.init(profile: "lab", nodes: 3, controlPlanes: 1, diskSizeMiB: 1024)).state
             let ssh = lab.ssh(state)
             let cli = ApplianceCLI(state: dir + "/state")
-            var site = lab.siteInventory(state)
-            let domain = site.network?.domain ?? "lab-p1.internal"
-            site.tls = try Self.certificate(domain: domain, in: dir)
-            // The lab host's NFS export (`LabConfig.nfsExportDirectory`, seen by every node) holds the share.
-            site.storage = .init(nfsServer: config.adminAddress, nfsPath: "/export/datasets")
-            try FileManager.default.createDirectory(
-                atPath: config.nfsExportDirectory + "/export/datasets", withIntermediateDirectories: true)
-            site.platform = .init(
-                queues: [
-                    .init(name: "org", gpuQuota: 4, gpuLimit: -1, overQuotaWeight: 1, priority: 100),
-                    .init(
-                        name: "team-a", parent: "org", gpuQuota: 2, gpuLimit: 4, overQuotaWeight: 2, priority: 100,
-                        namespaces: ["team-a"]),
-                ],
-                storage: .init(
-                    capacityGiB: 4000, postgresqlGiB: 10, prometheusGiB: 10, objectStoreGiB: 50, datasetCacheGiB: 100,
-                    nfsExportGiB: 2000))
+            var site = try Self.platformSite(lab, state, in: dir)
             // A release whose pods cannot run fails after 45 s (default 300).
             site.install.releaseTimeoutSeconds = 45
             let sitePath = dir + "/site-platform.yaml"
             try site.yaml().write(toFile: sitePath, atomically: true, encoding: .utf8)
-            let install = [
-                "install", "-i", sitePath, "--bundle", bundle.path, "--trust", bundle.publicKey,
-                "--waive", "cluster.control-plane=lab test: one control plane",
-                "--waive",
-                "storage.nfs=lab test: no NFS server runs in the lab (the dataset cache's class is only stored)",
-            ]
+            let install =
+                ["install", "-i", sitePath, "--bundle", bundle.path, "--trust", bundle.publicKey]
+                + Self.platformWaivers
             let cp1 = try state.node("cp-1").address
             let releases = [
                 ("kube-prometheus-stack", "monitoring", "88.5.3"), ("gpu-operator", "gpu-operator", "v26.3.3"),

@@ -30,30 +30,12 @@ extension RealLabSuites {
             let ssh = lab.ssh(state)
             let cli = ApplianceCLI(state: dir + "/state")
             try FileManager.default.createDirectory(atPath: cli.state, withIntermediateDirectories: true)
-            var site = lab.siteInventory(state)
-            site.tls = try LabPlatformTests.certificate(domain: site.network?.domain ?? "lab-u2.internal", in: dir)
-            // The lab host's NFS export (seen by every node) holds the share the NFS smoke test writes to.
-            site.storage = .init(nfsServer: config.adminAddress, nfsPath: "/export/datasets")
-            try FileManager.default.createDirectory(
-                atPath: config.nfsExportDirectory + "/export/datasets", withIntermediateDirectories: true)
-            site.platform = .init(
-                queues: [
-                    .init(name: "org", gpuQuota: 4, gpuLimit: -1, overQuotaWeight: 1, priority: 100),
-                    .init(
-                        name: "team-a", parent: "org", gpuQuota: 2, gpuLimit: 4, overQuotaWeight: 2, priority: 100,
-                        namespaces: ["team-a"]),
-                ],
-                storage: .init(
-                    capacityGiB: 4000, postgresqlGiB: 10, prometheusGiB: 10, objectStoreGiB: 50, datasetCacheGiB: 100,
-                    nfsExportGiB: 2000))
+            let site = try LabPlatformTests.platformSite(lab, state, in: dir)
             let sitePath = dir + "/site-platform.yaml"
             try site.yaml().write(toFile: sitePath, atomically: true, encoding: .utf8)
-            let installed = try cli.run([
-                "install", "-i", sitePath, "--bundle", bundle.path, "--trust", bundle.publicKey,
-                "--waive", "cluster.control-plane=lab test: one control plane",
-                "--waive",
-                "storage.nfs=lab test: no NFS server runs in the lab (the dataset cache's class is only stored)",
-            ])
+            let installed = try cli.run(
+                ["install", "-i", sitePath, "--bundle", bundle.path, "--trust", bundle.publicKey]
+                    + LabPlatformTests.platformWaivers)
             try #require(installed.status == 0, "\(installed.combined.suffix(6000))")
 
             let cp = try #require(state.nodes.map(\.name).first { $0.hasPrefix("cp-") })
