@@ -421,7 +421,7 @@ public struct Lab: Sendable {
 
     /// Mount points at or below `directory`, from this process's mount table.
     static func mounts(under directory: String) -> [String] {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return [] }
+        guard let text = ProcFile.text("/proc/self/mountinfo") else { return [] }
         return text.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ")
             guard fields.count > 4 else { return nil }

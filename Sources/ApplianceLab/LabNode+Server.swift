@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// What a real server has and a systemd-nspawn container lacks, given to every lab node so that the
@@ -25,7 +26,7 @@ enum LabServerParity {
     static let builtinProbes: [(module: String, path: String, probe: @Sendable () -> Bool)] = [
         (
             "overlay", "kernel/fs/overlayfs/overlay.ko",
-            { (try? String(contentsOfFile: "/proc/filesystems", encoding: .utf8))?.contains("\toverlay") == true }
+            { ProcFile.text("/proc/filesystems")?.contains("\toverlay") == true }
         ),
         ("bridge", "kernel/net/bridge/bridge.ko", { FileManager.default.fileExists(atPath: "/sys/module/bridge") }),
         (

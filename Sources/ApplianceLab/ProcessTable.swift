@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// Reads `/proc`: which processes live, whose child is whom, what they run. The lab's long-lived
@@ -11,13 +12,13 @@ enum ProcessTable {
     }
 
     static func entry(_ pid: Int32) -> Entry? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let stat = ProcFile.text("/proc/\(pid)/stat"),
             let close = stat.lastIndex(of: ")")
         else { return nil }
         // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         guard fields.count > 2, let state = fields[0].first, let parent = Int32(fields[1]) else { return nil }
-        let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") ?? Data()
+        let raw = ProcFile.data("/proc/\(pid)/cmdline") ?? Data()
         let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         return Entry(pid: pid, parent: parent, state: state, arguments: args)
     }

@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 /// How the kubelet stand-in runs a CloudNativePG instance pod (a pod owned by a `postgresql.cnpg.io` Cluster
@@ -98,7 +99,7 @@ public struct CNPGInstanceModel: Sendable {
         if fm.fileExists(atPath: s.dataDirectory + "/PG_VERSION") { return }
         guard fm.isExecutableFile(atPath: Self.binDirectory + "/initdb") else {
             let root =
-                (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8))?.split(separator: "\n")
+                ProcFile.text("/proc/self/mountinfo")?.split(separator: "\n")
                 .first { $0.split(separator: " ").dropFirst(4).first == "/" }.map(String.init) ?? "?"
             throw Failure.step(
                 "initdb", exitCode: 127,
