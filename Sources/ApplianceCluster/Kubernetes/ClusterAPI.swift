@@ -41,15 +41,51 @@ public struct ClusterAPI: Sendable {
     public init(runner: NodeRunner) { self.runner = runner }
 
     /// `kubectl ARGS` with the admin kubeconfig; stdout.
+    ///
+    /// A read (`get`, `api-resources`, `version`, `logs`) that fails with an error the API server gives
+    /// while its etcd elects a leader or while it restarts (a control-plane upgrade does both) is tried
+    /// again, up to `readAttempts` times in all with 1, 2, 4 s between: a status or a step's check must not
+    /// fail on one such answer. Writes are never repeated here: the caller's step owns their retries.
     @discardableResult
     public func kubectl(
         _ args: [String], stdin: [UInt8]? = nil, label: String? = nil, timeout: Duration = .seconds(120)
     )
         async throws -> String
     {
-        try await runner.run(
-            "kubectl --kubeconfig=\(Self.adminKubeconfig) " + args.map(shellQuote).joined(separator: " "),
-            stdin: stdin, label: label ?? "kubectl \(args.prefix(2).joined(separator: " "))", timeout: timeout)
+        let label = label ?? "kubectl \(args.prefix(2).joined(separator: " "))"
+        let script = "kubectl --kubeconfig=\(Self.adminKubeconfig) " + args.map(shellQuote).joined(separator: " ")
+        let attempts = Self.isRead(args) ? Self.readAttempts : 1
+        var attempt = 1
+        while true {
+            let out = try await runner.output(script, stdin: stdin, label: label, timeout: timeout)
+            if out.exit.succeeded { return out.stdoutText }
+            guard attempt < attempts, Self.isTransient(out.stderrText) else {
+                throw ClusterError.node(node: runner.name, reason: NodeRunner.failure(label, out))
+            }
+            try await Task.sleep(for: .seconds(1 << (attempt - 1)))
+            attempt += 1
+        }
+    }
+
+    public static let readAttempts = 4
+
+    /// Whether kubectl `args` only read.
+    static func isRead(_ args: [String]) -> Bool {
+        guard let verb = args.first(where: { !$0.hasPrefix("-") }) else { return false }
+        return ["get", "api-resources", "api-versions", "version", "logs"].contains(verb)
+    }
+
+    /// Whether kubectl's stderr is an answer that passes on its own: etcd electing a leader or briefly
+    /// without one, the API server overloaded, restarting or not yet serving (503, 504, 429).
+    static func isTransient(_ stderr: String) -> Bool {
+        let markers = [
+            "etcdserver: leader changed", "etcdserver: request timed out", "etcdserver: no leader",
+            "etcdserver: too many requests", "the server is currently unable to handle the request",
+            "the server was unable to return a response in the time allotted",
+            "the server has received too many requests", "TLS handshake timeout", "http2: client connection lost",
+            "connection reset by peer", "was refused - did you specify the right host or port",
+        ]
+        return markers.contains { stderr.contains($0) }
     }
 
     /// Whether the API answers `/readyz` (through `server` when given, e.g. one control plane's own address).
