@@ -317,9 +317,18 @@ extension InstallPlan {
                 ["get", kind, "-n", r.namespace, "-o", "json"], label: "kubectl get \(kind) -n \(r.namespace)")
             lists[kind] = ReleasePods.items(text)
         }
+        // The operators' resources that own pods; a cluster without their CRD answers an error: none.
+        var owners: [[String: Any]] = []
+        for resource in ReleasePods.ownerResources {
+            let out = try await api.runner.output(
+                "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) get \(resource) -A -o json",
+                label: "kubectl get \(resource)", timeout: .seconds(120))
+            if out.exit.succeeded { owners += ReleasePods.items(out.stdoutText) }
+        }
         let pods = ReleasePods.of(
             release: r.name, namespace: r.namespace, deployments: lists["deployments"] ?? [],
-            daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], pods: lists["pods"] ?? [])
+            daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], owners: owners,
+            pods: lists["pods"] ?? [])
         return pods.notReady.map { PodProblem(name: $0.pod, reason: $0.reason) }
     }
 

@@ -81,6 +81,51 @@ import Testing
         #expect(b.total == 1)
     }
 
+    /// CloudNativePG's instance pods are the Cluster's (which the release made), not a workload's; the GPU
+    /// Operator's operand pods are a DaemonSet's that the release's cluster-scoped ClusterPolicy controls.
+    @Test func podsOfAnOperatorsCustomResourceCountForTheReleaseThatMadeIt() {
+        func resource(_ kind: String, _ name: String, ns: String?, release: String?, owner: (String, String)? = nil)
+            -> [String: Any]
+        {
+            var meta: [String: Any] = ["name": name]
+            if let ns { meta["namespace"] = ns }
+            if let release { meta["annotations"] = ["meta.helm.sh/release-name": release] }
+            if let owner { meta["ownerReferences"] = [["kind": owner.0, "name": owner.1, "controller": true]] }
+            return ["kind": kind, "metadata": meta]
+        }
+        let db = ReleasePods.of(
+            release: "platform-db", namespace: "platform-db", deployments: [], daemonSets: [], statefulSets: [],
+            owners: [
+                resource("Cluster", "platform-db-cluster", ns: "platform-db", release: "platform-db"),
+                resource("Cluster", "scratch", ns: "platform-db", release: nil),
+            ],
+            pods: [
+                Self.pod("platform-db-cluster-1", ns: "platform-db", owner: ("Cluster", "platform-db-cluster")),
+                Self.pod(
+                    "platform-db-cluster-2", ns: "platform-db", owner: ("Cluster", "platform-db-cluster"), ready: false),
+                Self.pod("scratch-1", ns: "platform-db", owner: ("Cluster", "scratch")),
+                // A Job of the same name is not the Cluster.
+                Self.pod("platform-db-cluster-x", ns: "platform-db", owner: ("Job", "platform-db-cluster")),
+            ])
+        #expect(db.ready == 1)
+        #expect(db.notReady.map(\.pod) == ["platform-db-cluster-2"])
+
+        let gpu = ReleasePods.of(
+            release: "gpu-operator", namespace: "gpu-operator", deployments: [],
+            daemonSets: [
+                resource(
+                    "DaemonSet", "nvidia-device-plugin-daemonset", ns: "gpu-operator", release: nil,
+                    owner: ("ClusterPolicy", "cluster-policy"))
+            ], statefulSets: [],
+            owners: [resource("ClusterPolicy", "cluster-policy", ns: nil, release: "gpu-operator")],
+            pods: [
+                Self.pod(
+                    "nvidia-device-plugin-daemonset-abcde", ns: "gpu-operator",
+                    owner: ("DaemonSet", "nvidia-device-plugin-daemonset"))
+            ])
+        #expect(gpu.ready == 1)
+    }
+
     @Test func aReleaseWithoutPodsHasNone() {
         let found = ReleasePods.of(
             release: "kai", namespace: "kai-scheduler", deployments: [], daemonSets: [], statefulSets: [], pods: [])

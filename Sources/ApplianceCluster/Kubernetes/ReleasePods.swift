@@ -4,10 +4,12 @@ import Foundation
 /// The pods of one Helm release, as install waits for them and `status` reports them: one reading for both.
 ///
 /// A pod belongs to release R in its namespace when its controlling workload (a Deployment through its
-/// ReplicaSet, a DaemonSet, a StatefulSet) carries Helm's `meta.helm.sh/release-name: R` annotation, which Helm
-/// puts on every object it creates whatever the chart's labels; or when the pod itself is labelled
-/// `app.kubernetes.io/instance=R` or `release=R` (pods that an operator of the release created, which Helm
-/// never saw). Pods that ran to completion (`Succeeded`) are left out.
+/// ReplicaSet, a DaemonSet, a StatefulSet, or a custom resource of `ownerResources`) carries Helm's
+/// `meta.helm.sh/release-name: R` annotation, which Helm puts on every object it creates whatever the chart's
+/// labels, or is itself controlled by such an object (an operator's DaemonSet of a Helm-made ClusterPolicy);
+/// or when the pod itself is labelled `app.kubernetes.io/instance=R` or `release=R`. That is how the instance
+/// pods of a CloudNativePG `Cluster` (owned by the Cluster, which the release made) are counted. Pods that ran
+/// to completion (`Succeeded`) are left out.
 public struct ReleasePods: Sendable, Equatable {
     public struct NotReady: Sendable, Equatable {
         public var pod: String
@@ -19,26 +21,51 @@ public struct ReleasePods: Sendable, Equatable {
     public var notReady: [NotReady]
     public var total: Int { ready + notReady.count }
 
-    /// The arguments are the `items` of a DeploymentList, DaemonSetList, StatefulSetList and PodList (one
-    /// namespace or all of them: objects of other namespaces are not counted).
+    /// The custom resources of the platform's operators that own pods or workloads (as `kubectl get` names
+    /// them): CloudNativePG's `Cluster` owns its instance pods; the GPU Operator's cluster-scoped
+    /// `ClusterPolicy` owns the DaemonSets of its operands. A cluster without the CRD has none of them.
+    public static let ownerResources = ["clusters.postgresql.cnpg.io", "clusterpolicies.nvidia.com"]
+
+    /// The arguments are the `items` of a DeploymentList, DaemonSetList, StatefulSetList and PodList, and of
+    /// the lists of `ownerResources` (one namespace or all of them: objects of other namespaces are not
+    /// counted; cluster-scoped owners count in every namespace).
     public static func of(
         release: String, namespace: String, deployments: [[String: Any]], daemonSets: [[String: Any]],
-        statefulSets: [[String: Any]], pods: [[String: Any]]
+        statefulSets: [[String: Any]], owners: [[String: Any]] = [], pods: [[String: Any]]
     ) -> ReleasePods {
-        func helmOwned(_ items: [[String: Any]]) -> Set<String> {
-            Set(
-                items.compactMap { item in
-                    let meta = item["metadata"] as? [String: Any] ?? [:]
-                    let annotations = meta["annotations"] as? [String: String] ?? [:]
-                    guard meta["namespace"] as? String ?? namespace == namespace,
-                        annotations["meta.helm.sh/release-name"] == release
-                    else { return nil }
-                    return meta["name"] as? String
-                })
+        func controller(_ meta: [String: Any]) -> (kind: String, name: String)? {
+            let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
+            guard let ref = refs.first(where: { $0["controller"] as? Bool == true }) ?? refs.first,
+                let kind = ref["kind"] as? String, let name = ref["name"] as? String
+            else { return nil }
+            return (kind, name)
         }
-        let ownedDeployments = helmOwned(deployments)
-        let ownedDaemonSets = helmOwned(daemonSets)
-        let ownedStatefulSets = helmOwned(statefulSets)
+        // "Kind/name" of every object of the release: Helm's own, then the workloads those control.
+        var owned = Set<String>()
+        let workloads: [(String, [[String: Any]])] = [
+            ("Deployment", deployments), ("DaemonSet", daemonSets), ("StatefulSet", statefulSets),
+        ]
+        let all = workloads + [("", owners)]
+        for (defaultKind, items) in all {
+            for item in items {
+                let meta = item["metadata"] as? [String: Any] ?? [:]
+                let annotations = meta["annotations"] as? [String: String] ?? [:]
+                guard meta["namespace"] as? String ?? namespace == namespace,
+                    annotations["meta.helm.sh/release-name"] == release, let name = meta["name"] as? String
+                else { continue }
+                owned.insert("\(item["kind"] as? String ?? defaultKind)/\(name)")
+            }
+        }
+        for (kind, items) in workloads {
+            for item in items {
+                let meta = item["metadata"] as? [String: Any] ?? [:]
+                guard meta["namespace"] as? String ?? namespace == namespace, let name = meta["name"] as? String,
+                    let c = controller(meta), owned.contains("\(c.kind)/\(c.name)")
+                else { continue }
+                owned.insert("\(kind)/\(name)")
+            }
+        }
+        let ownedDeployments = owned.filter { $0.hasPrefix("Deployment/") }.map { String($0.dropFirst(11)) }
         var out = ReleasePods(ready: 0, notReady: [])
         for pod in pods {
             let meta = pod["metadata"] as? [String: Any] ?? [:]
@@ -46,16 +73,12 @@ public struct ReleasePods: Sendable, Equatable {
                 continue
             }
             let labels = meta["labels"] as? [String: String] ?? [:]
-            let refs = meta["ownerReferences"] as? [[String: Any]] ?? []
-            let ref = refs.first(where: { $0["controller"] as? Bool == true }) ?? refs.first
-            let kind = ref?["kind"] as? String ?? ""
-            let owner = ref?["name"] as? String ?? ""
             let byHelm =
-                switch kind {
-                case "ReplicaSet": ownedDeployments.contains { KubernetesNames.isReplicaSet(owner, of: $0) }
-                case "DaemonSet": ownedDaemonSets.contains(owner)
-                case "StatefulSet": ownedStatefulSets.contains(owner)
-                default: false
+                switch controller(meta) {
+                case let c? where c.kind == "ReplicaSet":
+                    ownedDeployments.contains { KubernetesNames.isReplicaSet(c.name, of: $0) }
+                case let c?: owned.contains("\(c.kind)/\(c.name)")
+                case nil: false
                 }
             let byLabel = labels["app.kubernetes.io/instance"] == release || labels["release"] == release
             guard byHelm || byLabel else { continue }

@@ -122,7 +122,8 @@ public enum ClusterStatus {
                         func list(_ key: String) -> String { s[key].flatMap { $0.succeeded ? $0.stdout : nil } ?? "" }
                         releases = try StatusParsers.attachPods(
                             releases, podList: pods.stdout, deploymentList: list("deployments"),
-                            daemonSetList: list("daemonsets"), statefulSetList: list("statefulsets"))
+                            daemonSetList: list("daemonsets"), statefulSetList: list("statefulsets"),
+                            ownerLists: ReleasePods.ownerResources.indices.map { list("owners-\($0)") })
                     }
                     report.platform = .init(releases: releases)
                 } catch {
@@ -226,10 +227,16 @@ public enum ClusterStatus {
             ("deployments", "\(kc) get deployments -A -o json"),
             ("daemonsets", "\(kc) get daemonsets -A -o json"),
             ("statefulsets", "\(kc) get statefulsets -A -o json"),
+        ]
+        // The operators' resources that own pods (an error where their CRD is not installed: none of them).
+        reads += ReleasePods.ownerResources.enumerated().map {
+            ("owners-\($0.offset)", "\(kc) get \($0.element) -A -o json")
+        }
+        reads += [
             (
                 "helm",
                 "command -v helm >/dev/null 2>&1 || { echo 'helm: not installed' >&2; exit 127; }; helm list -A -o json --kubeconfig \(ClusterAPI.adminKubeconfig)"
-            ),
+            )
         ]
         for (i, cp) in site.controlPlanes.enumerated() {
             reads.append(("server-\(i)", "\(kc) --server=https://\(cp.address):6443 get --raw /readyz"))

@@ -129,11 +129,11 @@ public enum StatusParsers {
 
     /// The pods of each release (`ReleasePods`: those of the workloads Helm annotated with the release, and
     /// those labelled with it), finished pods left out, with why each one that is not Ready is not. The lists
-    /// are `kubectl get ... -A -o json` of pods, deployments, daemonsets and statefulsets; a workload list that
-    /// could not be read leaves only the labelled pods.
+    /// are `kubectl get ... -A -o json` of pods, deployments, daemonsets and statefulsets, and of each of
+    /// `ReleasePods.ownerResources`; a workload list that could not be read leaves only the labelled pods.
     public static func attachPods(
         _ releases: [StatusReport.Release], podList: String, deploymentList: String = "", daemonSetList: String = "",
-        statefulSetList: String = ""
+        statefulSetList: String = "", ownerLists: [String] = []
     ) throws -> [StatusReport.Release] {
         guard let root = try? JSONSerialization.jsonObject(with: Data(podList.utf8)) as? [String: Any],
             let pods = root["items"] as? [[String: Any]]
@@ -141,11 +141,12 @@ public enum StatusParsers {
         let deployments = ReleasePods.items(deploymentList)
         let daemonSets = ReleasePods.items(daemonSetList)
         let statefulSets = ReleasePods.items(statefulSetList)
+        let owners = ownerLists.flatMap(ReleasePods.items)
         return releases.map { r in
             var r = r
             let found = ReleasePods.of(
                 release: r.name, namespace: r.namespace, deployments: deployments, daemonSets: daemonSets,
-                statefulSets: statefulSets, pods: pods)
+                statefulSets: statefulSets, owners: owners, pods: pods)
             r.podsReady = found.ready
             r.podsTotal = found.total
             r.notReady = found.notReady.map { "\($0.pod): \($0.reason)" }
