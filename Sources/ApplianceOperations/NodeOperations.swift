@@ -26,6 +26,7 @@ public enum NodeOperations {
     static let preflightStepPrefix = "preflight/"
     static func reset(_ n: String) -> String { "reset/\(n)" }
     static func deleteNode(_ n: String) -> String { "delete-node/\(n)" }
+    static func etcdMember(_ n: String) -> String { "etcd-member/\(n)" }
     static func record(_ n: String) -> String { "record/\(n)" }
 
     public static func prepare(
@@ -302,13 +303,6 @@ public enum NodeOperations {
                 "\(n) is the site's first control plane: it holds the install record, the journal copy and the cluster lock",
                 hint: "list another control plane first in the site file, then remove \(n)")
         }
-        if controlPlane && o.force {
-            throw OperationError.invalid(
-                "--force on a control plane is not supported: its etcd member can only leave through `kubeadm reset` on the node",
-                hint:
-                    "bring \(n) back so it can be reset, or remove its etcd member with etcdctl by hand and then run remove --force"
-            )
-        }
         let target = session.site.host(named: n)
         let node = NodeRunner(
             name: n, address: host.address, pool: session.pool, endpoint: session.endpoint(for: host))
@@ -334,9 +328,12 @@ public enum NodeOperations {
             }
         }
         steps.append(resetStep(node: node, force: o.force, controlPlane: controlPlane, after: after))
+        if controlPlane {
+            steps.append(etcdMemberStep(node: n, address: host.address, through: runner, after: [reset(n)]))
+        }
         steps.append(
             Step(
-                deleteNode(n), on: .cluster, after: [reset(n)],
+                deleteNode(n), on: .cluster, after: [controlPlane ? etcdMember(n) : reset(n)],
                 summary: "kubectl delete node \(n)", timeout: .seconds(120),
                 check: { _ in try await api.node(n) == nil },
                 apply: { _ in try await api.deleteNode(n) }))
@@ -349,7 +346,7 @@ public enum NodeOperations {
             parameters: params, plan: plan, bundleVersion: nil,
             finish: { outcome in
                 try finishSingleNode(outcome, plan: plan, io: io) {
-                    "\(n) removed: \(o.force ? "not drained (--force), " : "drained, ")reset, its Node deleted\(controlPlane ? ", its etcd member gone" : ""); the site file still lists it (operation \(outcome.operation.id))"
+                    "\(n) removed: \(o.force ? "not drained (--force), reset if it answered" : "drained, reset"), its Node deleted\(controlPlane ? ", its etcd member gone" : ""); the site file still lists it (operation \(outcome.operation.id))"
                 }
             })
     }
@@ -372,6 +369,29 @@ public enum NodeOperations {
             if (try? await api.isReady(server: "https://\(address):6443")) == true { healthy.append(name) }
         }
         return QuorumCheck(members: members, healthy: healthy, removing: removing)
+    }
+
+    /// The control plane's etcd member is gone, read through another control plane. `kubeadm reset` removes
+    /// it, but only warns when it cannot (and a dead control plane removed with `--force` is never reset): then
+    /// it is removed here with etcdctl, so etcd does not keep counting a member that will never answer.
+    static func etcdMemberStep(node n: String, address: String, through runner: NodeRunner, after deps: [String])
+        -> Step
+    {
+        Step(
+            etcdMember(n), on: .cluster, after: deps,
+            summary: "etcd member of \(n) gone (removed through \(runner.name) if kubeadm reset left it)",
+            timeout: .seconds(180),
+            check: { _ in
+                EtcdControl.member(of: n, address: address, in: try await EtcdControl.members(on: runner)) == nil
+            },
+            apply: { ctx in
+                let members = try await EtcdControl.members(on: runner)
+                guard let m = EtcdControl.member(of: n, address: address, in: members) else { return }
+                try await EtcdControl.remove(m, on: runner)
+                ctx.appendOutput(
+                    "kubeadm reset left the etcd member \(m.id) (\(m.name.isEmpty ? n : m.name)): removed through \(runner.name); \(members.count - 1) member\(members.count == 2 ? "" : "s") left"
+                )
+            })
     }
 
     /// `kubeadm reset -f` on the node (on a control plane its etcd member leaves the cluster first, while the
@@ -402,7 +422,7 @@ public enum NodeOperations {
                         for l in cni0 flannel.1; do ip link delete "$l" >/dev/null 2>&1 || true; done
                         """, label: "kubeadm reset", timeout: .seconds(240))
                     ctx.appendOutput(
-                        out.split(separator: "\n").filter { $0.hasPrefix("[reset]") }.joined(separator: "\n"))
+                        out.split(separator: "\n").filter { $0.contains("[reset]") }.joined(separator: "\n"))
                 } catch  where force {
                     ctx.appendOutput("\(node.name) did not answer (\(error)); --force: going on without its reset")
                 }

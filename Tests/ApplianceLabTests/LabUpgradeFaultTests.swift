@@ -14,7 +14,7 @@ extension RealLabSuites {
         /// the other is upgraded: the upgrade stops naming it, the others keep serving; after power-on, `plan
         /// resume` finishes.
         @Test(
-            "3 control planes + 2 GPU workers: a control plane partitioned mid-upgrade stops the upgrade at that node with nothing else touched (etcd quorum kept); a worker powered off mid-upgrade stops it with the node named while the rest serve; after each fault is undone plan resume finishes: every node at v1.35.0, none cordoned",
+            "3 control planes + 2 GPU workers: a control plane partitioned mid-upgrade stops the upgrade at that node with nothing else touched (etcd quorum kept); a worker powered off mid-upgrade stops it with the node named while the rest serve; after each fault is undone plan resume finishes: every node at v1.35.0, none cordoned; removing a control plane is refused while another is cut off (quorum arithmetic shown, nothing changed); once it is back, a dead control plane removed with --force leaves etcd 2 of 2 healthy",
             .enabled(if: labSkipReason() == nil, "\(labSkipReason() ?? "")"),
             .enabled(
                 if: FileManager.default.isExecutableFile(atPath: ApplianceCLI.binary),
@@ -132,6 +132,33 @@ extension RealLabSuites {
             var appliedIn: [String: Int] = [:]
             for r in [first, second, third] { for s in Set(r.applied) { appliedIn[s, default: 0] += 1 } }
             #expect(appliedIn.filter { $0.value > 1 }.isEmpty, "\(appliedIn.filter { $0.value > 1 })")
+
+            // 4. Removing a control plane. With cp-2 cut off it is refused with the arithmetic (3 members, 2
+            // healthy; after removing cp-3: 2 members, 1 healthy, quorum 2) and nothing changes. Once cp-2 is
+            // back, cp-3 dies and is removed with --force: no drain, no reset (it does not answer), its etcd
+            // member removed through cp-1, its Node deleted: etcd 2 of 2 healthy.
+            _ = try lab.fault(node: "cp-2", kind: .partition)
+            let refused = try cli.run(["node", "remove", "cp-3", "-i", site])
+            _ = try lab.fault(node: "cp-2", kind: .heal)
+            #expect(refused.status != 0, "\(refused.combined.suffix(3000))")
+            #expect(
+                refused.combined.contains("removing cp-3 would leave etcd without quorum")
+                    && refused.combined.contains("after removing cp-3: 2 members (1 healthy), quorum 2"),
+                "\(refused.combined.suffix(3000))")
+            #expect(try nodes().contains { NodeJSON.name($0) == "cp-3" }, "a refused removal deleted cp-3")
+            #expect(
+                try ssh.run(address: state.node("cp-3").address, "test -f /etc/kubernetes/kubelet.conf", check: false)
+                    .status == 0, "a refused removal reset cp-3")
+            try waitReady("cp-2")
+            _ = try lab.fault(node: "cp-3", kind: .powerOff)
+            let removed = try cli.run(["node", "remove", "cp-3", "-i", site, "--force"])
+            #expect(removed.status == 0, "\(removed.combined.suffix(4000))")
+            #expect(removed.combined.contains("its etcd member gone"), "\(removed.combined.suffix(2000))")
+            #expect(try nodes().map(NodeJSON.name).sorted() == ["cp-1", "cp-2", "gpu-1", "gpu-2"])
+            let status = try cli.run(["status", "-i", site])
+            #expect(
+                status.stdout.contains("etcd: 2 members, 2 healthy, quorum 2: has quorum"),
+                "\(status.combined.suffix(4000))")
         }
     }
 }

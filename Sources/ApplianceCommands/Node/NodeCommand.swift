@@ -203,10 +203,12 @@ struct NodeRemoveCommand: AsyncParsableCommand {
         abstract: "Take a node out of the cluster: drain, kubeadm reset on it, its Node deleted.",
         discussion: Format.help(
             """
-            A control plane's etcd member leaves with its `kubeadm reset` (run while the API answers); the
-            removal is refused when it would leave etcd without quorum, with the arithmetic shown. The site file
-            is not edited: remove the host from it yourself. --force is for a worker that is already dead: no
-            drain, its reset skipped when it does not answer, its Node deleted.
+            A control plane's etcd member leaves with its `kubeadm reset` (run while the API answers); when
+            reset could not remove it, or the node is dead, it is removed with etcdctl through another control
+            plane. The removal is refused when it would leave etcd without quorum, with the arithmetic shown.
+            The site file is not edited: remove the host from it yourself. --force is for a node that is already
+            dead: no drain, its reset skipped when it does not answer, its etcd member (a control plane's)
+            removed, its Node deleted.
             """))
 
     @OptionGroup var global: GlobalOptions

@@ -243,40 +243,50 @@ public struct Kubeadm: Sendable {
             }
         }
         var out = ""
+        var err = ""
         let sup = Supervisor(context: context)
         if let client = adminClient(), context.exists("/etc/kubernetes/manifests/etcd.yaml") {
             out +=
                 "[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
             out += "[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
-            // Leave the etcd cluster if others remain.
+            // Leave the etcd cluster if others remain. Like kubeadm's remove-etcd-member phase, a failure is
+            // only a warning: reset goes on and the member stays (the operator removes it with etcdctl).
+            var failure: String?
             if let info = try? clusterConfig(client), info.etcdEndpoints.count > 1,
                 let me = context.read("/var/lib/appliance-lab/etcd-member")?.trimmingCharacters(
                     in: .whitespacesAndNewlines)
             {
-                let others = info.etcdEndpoints.filter { !$0.contains(me) }
+                let others = info.etcdEndpoints.filter { !$0.contains("//\(me):") }
                 let etcd = EtcdClient(endpoints: others)
-                if let members = try? etcd.memberList(),
-                    let m = members.first(where: {
-                        ($0["clientURLs"] as? [String] ?? []).contains { $0.contains(me) }
-                            || ($0["peerURLs"] as? [String] ?? []).contains { $0.contains(me) }
-                    }),
-                    let id = m["ID"] as? String
-                {
-                    let r = Supervisor.run(
-                        "/usr/bin/etcdctl",
-                        [
-                            "--endpoints=" + others.joined(separator: ","), "member", "remove",
-                            String(UInt64(id) ?? 0, radix: 16),
-                        ], env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
-                    if r.status == 0 {
-                        out += "[reset] Removed member \(String(UInt64(id) ?? 0, radix: 16)) from the etcd cluster\n"
+                do {
+                    let members = try etcd.memberList()
+                    if let m = members.first(where: {
+                        ($0["clientURLs"] as? [String] ?? []).contains { $0.contains("//\(me):") }
+                            || ($0["peerURLs"] as? [String] ?? []).contains { $0.contains("//\(me):") }
+                    }), let id = (m["ID"] as? String).flatMap({ UInt64($0) }) {
+                        let hex = String(id, radix: 16)
+                        let r = Supervisor.run(
+                            "/usr/bin/etcdctl",
+                            ["--endpoints=" + others.joined(separator: ","), "member", "remove", hex],
+                            env: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+                        if r.status == 0 {
+                            out += "[reset] Removed member \(hex) from the etcd cluster\n"
+                        } else {
+                            failure = r.output.trimmingCharacters(in: .whitespacesAndNewlines)
+                        }
                     }
+                } catch {
+                    failure = "\(error)"
                 }
-                var cms = client
-                cms = client
-                let remaining = others.joined(separator: ",")
-                _ = try? cms.patch(
-                    KResource.configmaps, "kube-system", "kubeadm-config", ["data": ["etcdEndpoints": remaining]])
+                _ = try? client.patch(
+                    KResource.configmaps, "kube-system", "kubeadm-config",
+                    ["data": ["etcdEndpoints": others.joined(separator: ",")]])
+            } else {
+                failure = "could not read the etcd endpoints of the cluster"
+            }
+            if let failure {
+                err +=
+                    "\(klogPrefix)removeetcdmember.go:106] [reset] Failed to remove etcd member: \(failure), please manually remove this etcd member using etcdctl\n"
             }
         }
         out += "[preflight] Running pre-flight checks\n"
@@ -314,7 +324,7 @@ public struct Kubeadm: Sendable {
 
 
             """
-        return .ok(out)
+        return ToolOutput(stdout: out, stderr: err, exitCode: 0)
     }
 }
 

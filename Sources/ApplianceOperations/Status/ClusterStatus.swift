@@ -241,15 +241,9 @@ public enum ClusterStatus {
         for (i, cp) in site.controlPlanes.enumerated() {
             reads.append(("server-\(i)", "\(kc) --server=https://\(cp.address):6443 get --raw /readyz"))
         }
-        let etcdArgs = """
-            ep=$(ps -eo args 2>/dev/null | grep -o -E -e '--etcd-servers[= ][^ ]+' | head -1 | sed -E 's/--etcd-servers[= ]//')
-            [ -n "$ep" ] || ep=https://127.0.0.1:2379
-            p=/etc/kubernetes/pki/etcd
-            set -- --endpoints="$ep" --dial-timeout=3s --command-timeout=\(max(3, timeout / 3))s -w json
-            [ -f $p/healthcheck-client.crt ] && set -- "$@" --cacert=$p/ca.crt --cert=$p/healthcheck-client.crt --key=$p/healthcheck-client.key
-            if command -v etcdctl >/dev/null 2>&1; then e() { ETCDCTL_API=3 etcdctl "$@"; }
-            else e() { \(kc) -n kube-system exec \(shellQuote("etcd-\(node)")) -- etcdctl "$@"; }; fi
-            """
+        let etcdArgs =
+            EtcdControl.preamble(node: node, kubectl: kc, commandTimeout: max(3, timeout / 3))
+            + "\nset -- \"$@\" -w json"
         reads.append(("etcd-members", etcdArgs + "\ne \"$@\" member list"))
         reads.append(("etcd-health", etcdArgs + "\ne \"$@\" endpoint health --cluster"))
         for (i, r) in registryEndpoints(site).enumerated() {
