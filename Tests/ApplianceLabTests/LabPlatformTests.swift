@@ -134,6 +134,14 @@ extension RealLabSuites {
                 }
             }
             #expect(platformPods >= 20, "\(platformPods) platform pods")
+            // The database release's pods are the CloudNativePG Cluster's instances (owned by the Cluster, not by
+            // a workload of the release): install waited for them and status counts them.
+            let status = try cli.run(["status", "-i", sitePath])
+            let dbLine = status.stdout.split(separator: "\n").first { $0.hasPrefix("  platform-db/platform-db ") }
+            let dbPods = dbLine?.split(separator: " ").last?.split(separator: "/").compactMap { Int($0) } ?? []
+            #expect(
+                dbPods.count == 2 && dbPods[0] >= 1 && dbPods[0] == dbPods[1],
+                "platform-db pods: \(dbLine ?? "no line"): \(status.stdout.suffix(3000))")
             let queues = try ssh.run(
                 address: cp1, "kubectl --kubeconfig=/etc/kubernetes/admin.conf get queues.scheduling.run.ai -o name")
             #expect(queues.stdout.contains("queue.scheduling.run.ai/org"), "\(queues.combined)")

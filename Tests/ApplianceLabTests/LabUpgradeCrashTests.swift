@@ -8,10 +8,36 @@ import Testing
 extension RealLabSuites {
     @Suite("appliance upgrade of a platform site killed and resumed on lab nodes (issue 14)", .tags(.lab), .serialized)
     struct LabUpgradeCrashTests {
+        /// One pod asking one GPU through KAI, running until it is evicted.
+        static let trainingJob = """
+            apiVersion: v1
+            kind: Namespace
+            metadata: {name: team-a}
+            ---
+            apiVersion: batch/v1
+            kind: Job
+            metadata: {name: train, namespace: team-a}
+            spec:
+              backoffLimit: 6
+              template:
+                metadata:
+                  labels: {kai.scheduler/queue: team-a}
+                spec:
+                  schedulerName: kai-scheduler
+                  restartPolicy: Never
+                  activeDeadlineSeconds: 3600
+                  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+                  containers:
+                  - name: train
+                    image: registry.k8s.io/pause:3.10.1
+                    command: [sleep, "3600"]
+                    resources: {limits: {nvidia.com/gpu: "1"}}
+            """
+
         /// One upgrade of a site with a platform (1 control plane, also the system node, + 2 GPU workers), killed
         /// with SIGKILL at five observed points and continued each time with `plan resume`.
         @Test(
-            "a platform site from bundle 2026.11.0-lab: the upgrade's dry run says which releases it upgrades and which it leaves alone; SIGKILL between the control plane's kubeadm upgrade and its kubelet restart, mid-drain after the cordon, after a worker's packages, before an uncordon and during the platform release upgrade, each then plan resume: every node at v1.35.0, Ready, uncordoned, without marks; cloudnative-pg upgraded to chart 0.29.1 (revision 2), every other release left at revision 1; no step applied again after done; the upgrade again changes nothing",
+            "a platform site from bundle 2026.11.0-lab with a training job of the GPU scheduler running: the upgrade's dry run says which releases it upgrades and which it leaves alone; its drain simulation names the training job a GPU job; SIGKILL between the control plane's kubeadm upgrade and its kubelet restart, mid-drain after the cordon, after a worker's packages, before an uncordon and during the platform release upgrade, each then plan resume: every node at v1.35.0, Ready, uncordoned, without marks; cloudnative-pg upgraded to chart 0.29.1 (revision 2), every other release left at revision 1; no step applied again after done; the training job was evicted and runs again, not failed; the upgrade again changes nothing",
             .enabled(if: labSkipReason() == nil, "\(labSkipReason() ?? "")"),
             .enabled(
                 if: FileManager.default.isExecutableFile(atPath: ApplianceCLI.binary),
@@ -49,6 +75,31 @@ extension RealLabSuites {
                 address: cpAddress,
                 "printf '%s' \(quote(LabUpgradeTests.workload.replacingOccurrences(of: "NODE", with: workers[0]))) | kubectl --kubeconfig=/etc/kubernetes/admin.conf apply -f -"
             )
+
+            // A training job of the GPU scheduler in the site's team-a queue: the drain simulation names it a GPU
+            // job; each drain evicts its pod, KAI places the replacement on the other GPU worker, and the job is
+            // still running, not failed, when the upgrade is done.
+            _ = try ssh.run(
+                address: cpAddress,
+                "printf '%s' \(quote(Self.trainingJob)) | kubectl --kubeconfig=/etc/kubernetes/admin.conf apply -f -")
+            func trainingPods() throws -> [[String: Any]] {
+                let r = try ssh.run(
+                    address: cpAddress,
+                    "kubectl --kubeconfig=/etc/kubernetes/admin.conf get pods -n team-a -l job-name=train -o json")
+                return (try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])?["items"]
+                    as? [[String: Any]] ?? []
+            }
+            func runningTrainingPod() throws -> [String: Any]? {
+                try trainingPods().first {
+                    ($0["status"] as? [String: Any])?["phase"] as? String == "Running"
+                        && ($0["metadata"] as? [String: Any])?["deletionTimestamp"] == nil
+                }
+            }
+            var trainingDeadline = Date().addingTimeInterval(90)
+            while try runningTrainingPod() == nil, Date() < trainingDeadline { Thread.sleep(forTimeInterval: 2) }
+            let pods = try trainingPods()
+            let firstTrainingPod = try #require(try runningTrainingPod(), "the training job never ran: \(pods)")
+            let firstTrainingName = (firstTrainingPod["metadata"] as? [String: Any])?["name"] as? String ?? "?"
 
             let up = [
                 "upgrade", "-i", sitePath, "--bundle", upgrade.path, "--trust", upgrade.publicKey,
@@ -122,6 +173,13 @@ extension RealLabSuites {
                 #expect(inFlight.contains(step), "\(step) not left in flight by its kill: \(timings)")
             }
             #expect(interrupted >= 2, "the kills left \(interrupted) interrupted steps")
+            // The drain simulation before the first cordon named the training job as a GPU job.
+            let simulation = transitions.filter { $0.step == "upgrade-drain-simulation" && $0.state == .done }
+                .compactMap(\.outputTail).joined(separator: "\n")
+            #expect(
+                simulation.split(separator: "\n").contains {
+                    $0.contains("team-a/\(firstTrainingName)") && $0.contains("GPU job (kai-scheduler, 1 GPU)")
+                }, "the simulation does not name the training job: \(simulation)")
             var appliedIn: [String: Int] = [:]
             for r in runs { for s in Set(r.applied) { appliedIn[s, default: 0] += 1 } }
             #expect(appliedIn.filter { $0.value > 1 }.isEmpty, "\(appliedIn.filter { $0.value > 1 })")
@@ -143,6 +201,20 @@ extension RealLabSuites {
                     !annotations.keys.contains { marks.contains($0) || $0 == "appliance.dev/cordon-reason" },
                     "\(name) keeps marks: \(annotations)")
             }
+            // The training job survived the upgrade: evicted by the drains, not failed, running again.
+            trainingDeadline = Date().addingTimeInterval(90)
+            while try runningTrainingPod() == nil, Date() < trainingDeadline { Thread.sleep(forTimeInterval: 2) }
+            let job = try ssh.run(
+                address: cpAddress,
+                "kubectl --kubeconfig=/etc/kubernetes/admin.conf get job train -n team-a -o jsonpath='{.status.conditions[*].type}'"
+            )
+            #expect(!job.stdout.contains("Failed"), "the training job failed: \(job.stdout)")
+            let lastTrainingPod = try runningTrainingPod()
+            let podsAfter = try trainingPods()
+            #expect(lastTrainingPod != nil, "no training pod running after the upgrade: \(podsAfter)")
+            #expect(
+                ((lastTrainingPod?["metadata"] as? [String: Any])?["name"] as? String) != firstTrainingName,
+                "the training pod was never evicted")
             let record = try ssh.run(address: cpAddress, "cat /var/lib/appliance/installed.json")
             #expect(record.stdout.contains("2026.12.0-lab"), "\(record.stdout)")
             let listed = try ssh.run(address: cpAddress, "helm list -A -o json --kubeconfig /etc/kubernetes/admin.conf")
