@@ -245,17 +245,32 @@ public struct Kubeadm: Sendable {
         var out = ""
         var err = ""
         let sup = Supervisor(context: context)
-        if let client = adminClient(), context.exists("/etc/kubernetes/manifests/etcd.yaml") {
+        let stacked = context.exists("/etc/kubernetes/manifests/etcd.yaml")
+        if !stacked {
+            out += "[reset] No etcd config found. Assuming external etcd\n"
+            out += "[reset] Please, manually reset etcd to prevent further issues\n"
+        } else if adminClient() == nil {
+            err +=
+                "\(klogPrefix)removeetcdmember.go:106] [reset] Failed to remove etcd member: no admin kubeconfig at /etc/kubernetes/admin.conf to reach the cluster, please manually remove this etcd member using etcdctl\n"
+        }
+        if stacked, let client = adminClient() {
             out +=
                 "[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
             out += "[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
             // Leave the etcd cluster if others remain. Like kubeadm's remove-etcd-member phase, a failure is
             // only a warning: reset goes on and the member stays (the operator removes it with etcdctl).
+            // The only member left needs no removal (kubeadm skips it too).
             var failure: String?
-            if let info = try? clusterConfig(client), info.etcdEndpoints.count > 1,
-                let me = context.read("/var/lib/appliance-lab/etcd-member")?.trimmingCharacters(
-                    in: .whitespacesAndNewlines)
-            {
+            let info: ClusterInfo?
+            do { info = try clusterConfig(client) } catch {
+                info = nil
+                failure = "unable to fetch the kubeadm-config ConfigMap: \(error)"
+            }
+            let me = context.read("/var/lib/appliance-lab/etcd-member")?.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let info, info.etcdEndpoints.count > 1, me == nil {
+                failure = "this node's etcd member is not known (/var/lib/appliance-lab/etcd-member is missing)"
+            }
+            if let info, info.etcdEndpoints.count > 1, let me {
                 let others = info.etcdEndpoints.filter { !$0.contains("//\(me):") }
                 let etcd = EtcdClient(endpoints: others)
                 do {
@@ -281,8 +296,6 @@ public struct Kubeadm: Sendable {
                 _ = try? client.patch(
                     KResource.configmaps, "kube-system", "kubeadm-config",
                     ["data": ["etcdEndpoints": others.joined(separator: ",")]])
-            } else {
-                failure = "could not read the etcd endpoints of the cluster"
             }
             if let failure {
                 err +=
