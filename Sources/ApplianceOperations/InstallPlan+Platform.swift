@@ -245,7 +245,12 @@ extension InstallPlan {
     static func releaseFailure(_ r: PlatformRelease, helm: String?, pods: [PodProblem]) -> ClusterError {
         var lines: [String] = []
         if let helm { lines.append("helm: \(helm)") }
-        lines += pods.map { "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
+        lines += pods.map {
+            // An operator's resource (e.g. "Cluster NAME") is named by kind; anything else is a pod.
+            $0.name.contains(" ")
+                ? "\($0.name) in \(r.namespace) not ready: \($0.reason)"
+                : "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)"
+        }
         if pods.isEmpty {
             lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
         }
@@ -329,7 +334,8 @@ extension InstallPlan {
             release: r.name, namespace: r.namespace, deployments: lists["deployments"] ?? [],
             daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], owners: owners,
             pods: lists["pods"] ?? [])
-        return pods.notReady.map { PodProblem(name: $0.pod, reason: $0.reason) }
+        let unsettled = ReleasePods.unsettledOwners(release: r.name, namespace: r.namespace, owners: owners)
+        return (unsettled + pods.notReady).map { PodProblem(name: $0.pod, reason: $0.reason) }
     }
 
     /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.

@@ -126,6 +126,27 @@ import Testing
         #expect(gpu.ready == 1)
     }
 
+    /// A Cluster whose operator has not made every instance yet: its pods may all be Ready, but too few.
+    @Test func aDatabaseClusterWithTooFewReadyInstancesIsNotSettled() {
+        func cluster(_ name: String, release: String?, instances: Int, ready: Int?) -> [String: Any] {
+            var meta: [String: Any] = ["name": name, "namespace": "platform-db"]
+            if let release { meta["annotations"] = ["meta.helm.sh/release-name": release] }
+            var status: [String: Any] = ["phase": "Setting up primary"]
+            if let ready { status["readyInstances"] = ready }
+            return ["kind": "Cluster", "metadata": meta, "spec": ["instances": instances], "status": status]
+        }
+        let owners = [
+            cluster("platform-db-cluster", release: "platform-db", instances: 2, ready: 1),
+            cluster("fresh", release: "platform-db", instances: 1, ready: nil),
+            cluster("settled", release: "platform-db", instances: 1, ready: 1),
+            cluster("other", release: "another", instances: 3, ready: 0),
+        ]
+        let unsettled = ReleasePods.unsettledOwners(release: "platform-db", namespace: "platform-db", owners: owners)
+        #expect(unsettled.map(\.pod) == ["Cluster platform-db-cluster", "Cluster fresh"])
+        #expect(unsettled.first?.reason == "1 of 2 instances ready (Setting up primary)")
+        #expect(unsettled.last?.reason == "0 of 1 instances ready (Setting up primary)")
+    }
+
     @Test func aReleaseWithoutPodsHasNone() {
         let found = ReleasePods.of(
             release: "kai", namespace: "kai-scheduler", deployments: [], daemonSets: [], statefulSets: [], pods: [])

@@ -94,6 +94,25 @@ public struct ReleasePods: Sendable, Equatable {
         return out
     }
 
+    /// The release's own resources among `owners` that say they have fewer instances ready than they want:
+    /// a CloudNativePG `Cluster` (`status.readyInstances` against `spec.instances`) whose operator has not
+    /// created every instance pod yet has pods that are all Ready, but too few of them. Each with why.
+    public static func unsettledOwners(release: String, namespace: String, owners: [[String: Any]]) -> [NotReady] {
+        owners.compactMap { item in
+            let meta = item["metadata"] as? [String: Any] ?? [:]
+            let annotations = meta["annotations"] as? [String: String] ?? [:]
+            guard item["kind"] as? String == "Cluster", meta["namespace"] as? String ?? namespace == namespace,
+                annotations["meta.helm.sh/release-name"] == release, let name = meta["name"] as? String
+            else { return nil }
+            let wanted = (item["spec"] as? [String: Any])?["instances"] as? Int ?? 1
+            let status = item["status"] as? [String: Any] ?? [:]
+            let ready = status["readyInstances"] as? Int ?? 0
+            guard ready < wanted else { return nil }
+            let phase = (status["phase"] as? String).map { " (\($0))" } ?? ""
+            return NotReady(pod: "Cluster \(name)", reason: "\(ready) of \(wanted) instances ready\(phase)")
+        }
+    }
+
     /// The `items` of a Kubernetes list printed as JSON (empty when it is not one).
     public static func items(_ json: String) -> [[String: Any]] {
         guard let o = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [] }
