@@ -245,12 +245,7 @@ extension InstallPlan {
     static func releaseFailure(_ r: PlatformRelease, helm: String?, pods: [PodProblem]) -> ClusterError {
         var lines: [String] = []
         if let helm { lines.append("helm: \(helm)") }
-        lines += pods.map {
-            // An operator's resource (e.g. "Cluster NAME") is named by kind; anything else is a pod.
-            $0.name.contains(" ")
-                ? "\($0.name) in \(r.namespace) not ready: \($0.reason)"
-                : "pod \(r.namespace)/\($0.name) not Ready: \($0.reason)"
-        }
+        lines += pods.map { "\($0.kind) \(r.namespace)/\($0.name) not Ready: \($0.reason)" }
         if pods.isEmpty {
             lines.append("no pod of the release is failing; see `helm status \(r.name) -n \(r.namespace)`")
         }
@@ -312,6 +307,8 @@ extension InstallPlan {
     struct PodProblem: Equatable {
         var name: String
         var reason: String
+        /// `pod`, or the kind of an operator's resource of the release (`Cluster`).
+        var kind = "pod"
     }
 
     /// The release's pods that are not Ready (`ReleasePods`), each with why.
@@ -335,7 +332,7 @@ extension InstallPlan {
             daemonSets: lists["daemonsets"] ?? [], statefulSets: lists["statefulsets"] ?? [], owners: owners,
             pods: lists["pods"] ?? [])
         let unsettled = ReleasePods.unsettledOwners(release: r.name, namespace: r.namespace, owners: owners)
-        return (unsettled + pods.notReady).map { PodProblem(name: $0.pod, reason: $0.reason) }
+        return (unsettled + pods.notReady).map { PodProblem(name: $0.pod, reason: $0.reason, kind: $0.kind) }
     }
 
     /// Polls until every pod of the release is Ready or `seconds` pass; what is still not Ready.

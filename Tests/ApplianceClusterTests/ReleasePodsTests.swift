@@ -142,7 +142,8 @@ import Testing
             cluster("other", release: "another", instances: 3, ready: 0),
         ]
         let unsettled = ReleasePods.unsettledOwners(release: "platform-db", namespace: "platform-db", owners: owners)
-        #expect(unsettled.map(\.pod) == ["Cluster platform-db-cluster", "Cluster fresh"])
+        #expect(unsettled.map(\.pod) == ["platform-db-cluster", "fresh"])
+        #expect(unsettled.allSatisfy { $0.kind == "Cluster" })
         #expect(unsettled.first?.reason == "1 of 2 instances ready (Setting up primary)")
         #expect(unsettled.last?.reason == "0 of 1 instances ready (Setting up primary)")
     }

@@ -52,14 +52,12 @@ public enum EtcdControl {
         }
     }
 
-    static func kubectl(_ runner: NodeRunner) -> String {
-        "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) --request-timeout=20s"
-    }
+    static let kubectl = "kubectl --kubeconfig=\(ClusterAPI.adminKubeconfig) --request-timeout=20s"
 
     /// The members, as the control plane behind `runner` reads them.
     public static func members(on runner: NodeRunner) async throws -> [Member] {
         let out = try await runner.run(
-            preamble(node: runner.name, kubectl: kubectl(runner), commandTimeout: 15)
+            preamble(node: runner.name, kubectl: kubectl, commandTimeout: 15)
                 + "\ne \"$@\" -w simple member list", label: "etcdctl member list", timeout: .seconds(60))
         return parseMembers(out)
     }
@@ -70,7 +68,7 @@ public enum EtcdControl {
             throw ClusterError.node(node: runner.name, reason: "not an etcd member ID: \(member.id)")
         }
         try await runner.run(
-            preamble(node: runner.name, kubectl: kubectl(runner), commandTimeout: 15)
+            preamble(node: runner.name, kubectl: kubectl, commandTimeout: 15)
                 + "\ne \"$@\" member remove \(member.id)", label: "etcdctl member remove \(member.id)",
             timeout: .seconds(60))
     }

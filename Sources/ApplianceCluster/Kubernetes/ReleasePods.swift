@@ -15,6 +15,8 @@ public struct ReleasePods: Sendable, Equatable {
         public var pod: String
         /// `ClusterAPI.whyNotReady`: the container's waiting reason and message, else the failing condition.
         public var reason: String
+        /// `pod`, or the kind of an operator's resource (`Cluster`) that is not ready as a whole.
+        public var kind = "pod"
     }
 
     public var ready: Int
@@ -65,7 +67,9 @@ public struct ReleasePods: Sendable, Equatable {
                 owned.insert("\(kind)/\(name)")
             }
         }
-        let ownedDeployments = owned.filter { $0.hasPrefix("Deployment/") }.map { String($0.dropFirst(11)) }
+        let ownedDeployments = owned.filter { $0.hasPrefix("Deployment/") }.map {
+            String($0.dropFirst("Deployment/".count))
+        }
         var out = ReleasePods(ready: 0, notReady: [])
         for pod in pods {
             let meta = pod["metadata"] as? [String: Any] ?? [:]
@@ -109,7 +113,7 @@ public struct ReleasePods: Sendable, Equatable {
             let ready = status["readyInstances"] as? Int ?? 0
             guard ready < wanted else { return nil }
             let phase = (status["phase"] as? String).map { " (\($0))" } ?? ""
-            return NotReady(pod: "Cluster \(name)", reason: "\(ready) of \(wanted) instances ready\(phase)")
+            return NotReady(pod: name, reason: "\(ready) of \(wanted) instances ready\(phase)", kind: "Cluster")
         }
     }
 

@@ -245,22 +245,17 @@ public struct Kubeadm: Sendable {
         var out = ""
         var err = ""
         let sup = Supervisor(context: context)
-        let stacked = context.exists("/etc/kubernetes/manifests/etcd.yaml")
-        if !stacked {
+        // Leave the etcd cluster if others remain. Like kubeadm's remove-etcd-member phase, a failure is only a
+        // warning: reset goes on and the member stays (the operator removes it with etcdctl). The only member
+        // left needs no removal (kubeadm skips it too).
+        var failure: String?
+        if !context.exists("/etc/kubernetes/manifests/etcd.yaml") {
             out += "[reset] No etcd config found. Assuming external etcd\n"
             out += "[reset] Please, manually reset etcd to prevent further issues\n"
-        } else if adminClient() == nil {
-            err +=
-                "\(klogPrefix)removeetcdmember.go:106] [reset] Failed to remove etcd member: no admin kubeconfig at /etc/kubernetes/admin.conf to reach the cluster, please manually remove this etcd member using etcdctl\n"
-        }
-        if stacked, let client = adminClient() {
+        } else if let client = adminClient() {
             out +=
                 "[reset] Reading configuration from the \"kubeadm-config\" ConfigMap in namespace \"kube-system\"...\n"
             out += "[reset] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it.\n"
-            // Leave the etcd cluster if others remain. Like kubeadm's remove-etcd-member phase, a failure is
-            // only a warning: reset goes on and the member stays (the operator removes it with etcdctl).
-            // The only member left needs no removal (kubeadm skips it too).
-            var failure: String?
             let info: ClusterInfo?
             do { info = try clusterConfig(client) } catch {
                 info = nil
@@ -297,10 +292,12 @@ public struct Kubeadm: Sendable {
                     KResource.configmaps, "kube-system", "kubeadm-config",
                     ["data": ["etcdEndpoints": others.joined(separator: ",")]])
             }
-            if let failure {
-                err +=
-                    "\(klogPrefix)removeetcdmember.go:106] [reset] Failed to remove etcd member: \(failure), please manually remove this etcd member using etcdctl\n"
-            }
+        } else {
+            failure = "no admin kubeconfig at /etc/kubernetes/admin.conf to reach the cluster"
+        }
+        if let failure {
+            err +=
+                "\(klogPrefix)removeetcdmember.go:106] [reset] Failed to remove etcd member: \(failure), please manually remove this etcd member using etcdctl\n"
         }
         out += "[preflight] Running pre-flight checks\n"
         sup.stop("kubelet")
