@@ -85,8 +85,8 @@ public enum UpgradeOperation {
             policy: session.pool.policy, options: session.pool.options, maxTotal: session.pool.maxTotal,
             logger: session.logger)
         // Staging covers every node of the cluster (the store must hold the new bundle before the record says
-        // it is installed), or the --node selection.
-        let targets = try session.stagingNodes(only: params.nodes)
+        // it is installed), or the --node selection and the registry's nodes.
+        let targets = try session.stagingNodes(only: stagingSelection(params.nodes, site: session.site))
         let stager = Stager(
             bundle: verified, nodes: targets, pool: stagingPool, store: params.storePath,
             bytesPerSecond: params.bytesPerSecond,
@@ -103,6 +103,29 @@ public enum UpgradeOperation {
             } catch  where !connectAhead {
                 io.logger.warning(
                     "dry run: the platform releases on \(cp1.name) could not be read, so the plan cannot say which are unchanged"
+                )
+            }
+        }
+        if !connectAhead, record != nil {
+            // The dry run shows what the upgrade's first step would: the drain simulation of every node it would
+            // drain (server-side dry-run evictions change nothing), when the cluster can be read.
+            let drained =
+                hosts.filter { $0.roles.contains(.controlPlane) } + hosts.filter { !$0.roles.contains(.controlPlane) }
+            do {
+                let sims = try await UpgradePlan.simulations(
+                    api: ClusterAPI(runner: cpRunner), nodes: drained.map(\.name), target: UpgradePlan.target(context))
+                io.print("drain simulation (server-side dry run, through \(cp1.name)):")
+                io.print(DrainSimulation.table(sims))
+                let blocked = sims.flatMap(\.blocked)
+                if options.drainPolicy == .fail && !blocked.isEmpty {
+                    io.print(
+                        "--drain-policy fail: the upgrade would stop at its simulation, before the first cordon: \(blocked.count) pod(s) would block or be harmed by the drains"
+                    )
+                }
+                io.print("")
+            } catch {
+                io.logger.warning(
+                    "dry run: the cluster could not be read through \(cp1.name), so no drain simulation is shown: \(error)"
                 )
             }
         }
@@ -135,6 +158,13 @@ public enum UpgradeOperation {
                 }
                 throw NodesFailed(failures: Operations.nodeFailures(outcome, plan: plan), anySucceeded: false)
             })
+    }
+
+    /// The nodes an upgrade of `nodes` (empty: every node) stages: the selection and the registry's nodes,
+    /// whose stores hold the new images they seed before any selected node pulls them.
+    static func stagingSelection(_ nodes: [String], site: SiteInventory) -> [String] {
+        guard !nodes.isEmpty else { return [] }
+        return nodes + site.registryHosts.map(\.name).filter { !nodes.contains($0) }
     }
 
     // MARK: rollback

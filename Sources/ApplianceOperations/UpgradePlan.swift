@@ -202,6 +202,17 @@ enum UpgradePlan {
         return s
     }
 
+    /// The drain simulation (server-side dry-run evictions: nothing changes) of each of `nodes` not yet
+    /// upgraded and back in service, in order.
+    static func simulations(api: ClusterAPI, nodes names: [String], target: String) async throws -> [DrainSimulation] {
+        let nodes = try await api.nodes()
+        var sims: [DrainSimulation] = []
+        for n in names where !upgraded(nodes.first { $0.name == n }, target: target) {
+            sims.append(try await api.drainSimulation(node: n))
+        }
+        return sims
+    }
+
     /// The drain simulation of every node this run drains (control planes and workers), as one table, before
     /// the first cordon.
     static func simulationStep(api: ClusterAPI, workers: [String], target: String, input: Inputs) -> Step {
@@ -218,11 +229,7 @@ enum UpgradePlan {
                 return workers.allSatisfy { w in upgraded(nodes.first { $0.name == w }, target: target) }
             },
             apply: { ctx in
-                let nodes = try await api.nodes()
-                var sims: [DrainSimulation] = []
-                for w in workers where !upgraded(nodes.first { $0.name == w }, target: target) {
-                    sims.append(try await api.drainSimulation(node: w))
-                }
+                let sims = try await simulations(api: api, nodes: workers, target: target)
                 let table = DrainSimulation.table(sims)
                 ctx.appendOutput(table)
                 io.print(table)

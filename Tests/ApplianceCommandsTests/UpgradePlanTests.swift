@@ -56,7 +56,9 @@ import Testing
         return s
     }
 
-    func plan(deployed: [String: InstallPlan.ReleaseStatus]?, in dir: String) async throws -> Plan {
+    func plan(deployed: [String: InstallPlan.ReleaseStatus]?, in dir: String, only: [String] = []) async throws
+        -> Plan
+    {
         let site = Self.site()
         let profile = try ProfileCatalog(directory: Self.repository.appendingPathComponent("profiles").path)
             .load("balanced-4xa100")
@@ -65,11 +67,12 @@ import Testing
         let pool = SSHPool(policy: HostKeyPolicy(), logger: logger)
         let session = OperationSession(
             site: site, pool: pool, stateDirectory: URL(fileURLWithPath: dir), logger: logger)
-        let nodes = try session.stagingNodes(only: [])
+        let nodes = try session.stagingNodes(only: UpgradeOperation.stagingSelection(only, site: site))
         let context = InstallContext.make(
             session: session, profile: profile, bundle: verified, store: "/var/lib/appliance/store", waivers: [])
         var inputs = UpgradePlan.Inputs(
-            context: context, options: UpgradeOptions(fromVersion: "2026.11.0-lab"), hosts: site.hosts,
+            context: context, options: UpgradeOptions(fromVersion: "2026.11.0-lab"),
+            hosts: only.isEmpty ? site.hosts : site.hosts.filter { only.contains($0.name) },
             stager: Stager(bundle: verified, nodes: nodes, pool: pool, logger: logger), stagingNodes: nodes,
             io: OperationIO(logger: logger, output: { _ in }))
         inputs.deployedReleases = deployed
@@ -127,6 +130,26 @@ import Testing
         #expect(waits(plan, LifecycleSteps.marks("gpu-1"), for: LifecycleSteps.uncordon("cp-2")))
         #expect(plan[UpgradePlan.simulationStep]?.summary.hasPrefix("drain simulation of 5 node(s)") == true)
         #expect(waits(plan, LifecycleSteps.drain("cp-1"), for: UpgradePlan.simulationStep))
+    }
+
+    /// `--node cp-1 --node cp-2`: the registry's node (sys-1) is staged too, so it can seed the images the
+    /// control planes pull; nothing else of sys-1 is in the plan, and no record or prune for a partial run.
+    @Test func anUpgradeOfTheControlPlanesOnlyStagesAndSeedsTheRegistryNode() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("upgrade-plan-\(UUID())").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        #expect(Self.site().registryHosts.map(\.name) == ["sys-1"])
+        #expect(UpgradeOperation.stagingSelection(["cp-1", "cp-2"], site: Self.site()) == ["cp-1", "cp-2", "sys-1"])
+        #expect(UpgradeOperation.stagingSelection(["sys-1"], site: Self.site()) == ["sys-1"])
+        #expect(UpgradeOperation.stagingSelection([], site: Self.site()) == [])
+
+        let plan = try await plan(deployed: nil, in: dir, only: ["cp-1", "cp-2"])
+        let names = Set(plan.steps.map(\.name))
+        #expect(names.contains(StagingPlan.stepName(node: "sys-1")))
+        #expect(waits(plan, UpgradePlan.etcdHealth("cp-1"), for: "seed/sys-1"))
+        #expect(!names.contains(LifecycleSteps.drain("sys-1")) && !names.contains(LifecycleSteps.drain("gpu-1")))
+        #expect(!names.contains(InstallPlan.recordStep))
+        #expect(plan[UpgradePlan.simulationStep]?.summary.hasPrefix("drain simulation of 2 node(s)") == true)
     }
 
     @Test func thePlatformReleasesComeAfterTheLastNodeAndBeforeTheRecord() async throws {

@@ -97,6 +97,39 @@ final class AvailabilitySampler: @unchecked Sendable {
     var summary: (samples: Int, workers: Int, controlPlanes: Int, seen: Set<String>) {
         lock.withLock { (samples, maxCordonedWorkers, maxControlPlanesDown, cordonedSeen) }
     }
+
+    /// Samples the nodes every 0.5 s on a thread until `finish()`: through the first control plane (of
+    /// `controlPlanes`, addresses in order) whose API answers; when none answers, every control plane counts
+    /// as down.
+    static func start(ssh: LabSSH, controlPlanes: [String], workers: Set<String>) -> AvailabilitySampler {
+        let sampler = AvailabilitySampler()
+        let thread = Thread {
+            while !sampler.stopped {
+                var items: [[String: Any]]?
+                for address in controlPlanes where items == nil {
+                    if let r = try? ssh.run(
+                        address: address,
+                        "kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes -o json --request-timeout=5s",
+                        check: false), r.status == 0,
+                        let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+                    {
+                        items = list["items"] as? [[String: Any]]
+                    }
+                }
+                if let items {
+                    let cordoned = items.filter { workers.contains(NodeJSON.name($0)) && NodeJSON.cordoned($0) }
+                        .map(NodeJSON.name)
+                    let down = items.filter { !workers.contains(NodeJSON.name($0)) && !NodeJSON.ready($0) }.count
+                    sampler.record(cordoned: cordoned, controlPlanesDown: down)
+                } else {
+                    sampler.record(cordoned: [], controlPlanesDown: controlPlanes.count)
+                }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+        }
+        thread.start()
+        return sampler
+    }
 }
 
 /// Fields of a Node object as `kubectl get nodes -o json` prints it.
@@ -213,28 +246,8 @@ extension RealLabSuites {
             }
 
             // The upgrade, sampled: at most one worker cordoned, at most one control plane down at once.
-            let sampler = AvailabilitySampler()
             let workerSet = Set(workers)
-            let thread = Thread {
-                while !sampler.stopped {
-                    if let r = try? ssh.run(
-                        address: cpAddress,
-                        "kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes -o json --request-timeout=5s",
-                        check: false), r.status == 0,
-                        let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any],
-                        let items = list["items"] as? [[String: Any]]
-                    {
-                        let cordonedWorkers = items.filter { workerSet.contains(name($0)) && cordoned($0) }.map(name)
-                        let cpsDown = items.filter { !workerSet.contains(name($0)) && !ready($0) }.count
-                        sampler.record(cordoned: cordonedWorkers, controlPlanesDown: cpsDown)
-                    } else {
-                        // The only control plane's API server restarting: that control plane is down.
-                        sampler.record(cordoned: [], controlPlanesDown: 1)
-                    }
-                    Thread.sleep(forTimeInterval: 0.5)
-                }
-            }
-            thread.start()
+            let sampler = AvailabilitySampler.start(ssh: ssh, controlPlanes: [cpAddress], workers: workerSet)
             defer { sampler.finish() }
             let rolling =
                 up + ["--max-unavailable", "1", "--drain-timeout", "15s", "--drain-policy", "disable-eviction"]
