@@ -135,6 +135,8 @@ let package = Package(
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 // Client certificates are checked per connection (401 for one the cluster CA did not sign).
                 .product(name: "X509", package: "swift-certificates"),
+                // The S3 gateway model's SigV4 (HMAC-SHA256) and ETags (MD5).
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             exclude: ["README.md"]),
         .executableTarget(name: "appliance-labnode", dependencies: ["ApplianceLabNode"]),

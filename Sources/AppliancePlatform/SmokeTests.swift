@@ -46,20 +46,18 @@ public enum SmokeTests {
 
     /// Upstream images the tests run, mirrored into the site registry like every platform image (the bundle
     /// must carry them): CUDA base (nvidia-smi, injected by the NVIDIA runtime), the CloudNativePG PostgreSQL image
-    /// (psql), MinIO's client (mc), BusyBox (a shell for the NFS write).
+    /// (psql), curl (S3 requests signed with `--aws-sigv4`), BusyBox (a shell for the NFS write).
     public static let cudaImage = "nvcr.io/nvidia/cuda:12.9.1-base-ubuntu24.04"
-    public static let mcImage = "quay.io/minio/mc:RELEASE.2024-11-21T17-21-54Z"
+    public static let curlImage = "docker.io/curlimages/curl:8.11.1"
     public static let busyboxImage = "docker.io/library/busybox:1.37.0"
     public static var postgresImage: String {
         "ghcr.io/cloudnative-pg/postgresql:\(ChartReference.cnpgCluster.appVersion)"
     }
-    public static var images: [String] { [cudaImage, postgresImage, mcImage, busyboxImage] }
+    public static var images: [String] { [cudaImage, postgresImage, curlImage, busyboxImage] }
 
-    /// Every test the install runs, in run order. The object store test (f, `objectStore`) is rendered and
-    /// golden-tested but not run yet: the lab has no S3 server to run it against (neither SeaweedFS's S3
-    /// gateway nor MinIO's `mc` is packaged for the lab's Debian), and a pass it could not check is not reported.
+    /// Every test the install runs, in run order.
     public static func all(_ c: PlatformConfiguration) -> [SmokeTest] {
-        [gpu(c), gpuFraction(c), gang(c), gangLimit(c), database(c), nfs(c)]
+        [gpu(c), gpuFraction(c), gang(c), gangLimit(c), database(c), objectStore(c), nfs(c)]
     }
 
     /// The smoke queues (parents first), for the runner to apply before the GPU tests and delete after.
@@ -268,7 +266,10 @@ public enum SmokeTests {
     static let s3Endpoint = "http://seaweedfs-s3.platform-s3.svc:8333"
     static let s3Secret = "seaweedfs-s3-secret"
 
-    /// (f) The object store stores an object and returns the same bytes (mc: bucket, put, get, compare, clean up).
+    /// (f) The object store stores an object and returns the same bytes: curl (`--aws-sigv4`, S3's Signature V4)
+    /// makes a bucket of its own, puts an object, reads it back, compares (`cmp`), deletes both. The keys come
+    /// from the chart's Secret into the environment and reach curl through a config file in the pod's scratch
+    /// volume, never its command line.
     public static func objectStore(_ c: PlatformConfiguration) -> SmokeTest {
         let name = "object-store"
         let ns = "platform-s3"
@@ -280,14 +281,19 @@ public enum SmokeTests {
         }
         let script = """
             set -e
-            mc alias set smoke "$S3_ENDPOINT" "$S3_ACCESS_KEY" "$S3_SECRET_KEY" >/dev/null
-            mc mb --ignore-existing smoke/appliance-smoke
-            echo "appliance smoke $(date +%s)" > /tmp/object
-            mc cp /tmp/object smoke/appliance-smoke/object
-            mc cat smoke/appliance-smoke/object > /tmp/returned
-            cmp /tmp/object /tmp/returned
-            mc rm smoke/appliance-smoke/object
-            echo "object stored and returned"
+            cd /scratch
+            trap 'rm -f s3.curlrc' EXIT
+            printf 'user = "%s:%s"\\n' "$S3_ACCESS_KEY" "$S3_SECRET_KEY" > s3.curlrc
+            s3() { curl -sS --fail-with-body -K s3.curlrc --aws-sigv4 "aws:amz:us-east-1:s3" "$@"; }
+            bucket="appliance-smoke-$(date +%s)"
+            s3 -X PUT "$S3_ENDPOINT/$bucket"
+            echo "appliance smoke $bucket" > object
+            s3 -T object "$S3_ENDPOINT/$bucket/object"
+            s3 -o returned "$S3_ENDPOINT/$bucket/object"
+            cmp object returned
+            s3 -X DELETE "$S3_ENDPOINT/$bucket/object"
+            s3 -X DELETE "$S3_ENDPOINT/$bucket"
+            echo "object stored and returned ($(wc -c < object) bytes, bucket $bucket removed)"
             """
         return SmokeTest(
             name: name, summary: "the object store stores and returns an object", release: objectStoreRelease,
@@ -295,20 +301,24 @@ public enum SmokeTests {
                 job(
                     name, name: "smoke-object-store", ns: ns, kai: false,
                     container: [
-                        ("name", .string("mc")), ("image", .string(image(c, mcImage))),
+                        ("name", .string("s3")), ("image", .string(image(c, curlImage))),
                         ("command", .list([.string("/bin/sh"), .string("-c"), .string(script)])),
                         (
                             "env",
                             .list([
                                 .map([("name", .string("S3_ENDPOINT")), ("value", .string(s3Endpoint))]),
-                                .map([("name", .string("MC_CONFIG_DIR")), ("value", .string("/tmp/mc"))]),
                                 secret("S3_ACCESS_KEY", "admin_access_key_id"),
                                 secret("S3_SECRET_KEY", "admin_secret_access_key"),
                             ])
                         ),
+                        (
+                            "volumeMounts",
+                            .list([.map([("name", .string("scratch")), ("mountPath", .string("/scratch"))])])
+                        ),
                         ("terminationMessagePolicy", .string("FallbackToLogsOnError")),
                         ("resources", resources(gpus: nil)),
-                    ])
+                    ],
+                    volumes: [.map([("name", .string("scratch")), ("emptyDir", .map([]))])])
             ], job: "smoke-object-store", namespace: ns, expectation: .completes(onGPUNode: false),
             timeoutSeconds: 180)
     }

@@ -98,6 +98,17 @@ extension RealLabSuites {
 
             let first = try cli.run(install)
             #expect(first.status == 0, "\(first.combined.suffix(6000))")
+            // The object store smoke test: curl's signed requests, answered by the S3 gateway of the filer pod (its
+            // log, through the API server and the kubelet, has each request).
+            let s3 = try journalOutput(cli, kind: "install", step: "smoke/object-store")
+            #expect(s3.contains("the object store stores and returns an object: smoke-object-store-"), "\(s3)")
+            let filerLog = try ssh.run(
+                address: cp1, "kubectl --kubeconfig=/etc/kubernetes/admin.conf logs -n platform-s3 object-store-filer-0"
+            ).stdout
+            for request in ["s3: PUT /appliance-smoke-", "s3: GET /appliance-smoke-", "s3: DELETE /appliance-smoke-"] {
+                #expect(filerLog.contains(request), "'\(request)' not in the filer's log: \(filerLog.suffix(3000))")
+            }
+            #expect(filerLog.contains("(curl/"), "\(filerLog.suffix(2000))")
             #expect(!first.combined.contains("BEGIN EC PRIVATE KEY") && !first.combined.contains("BEGIN PRIVATE KEY"))
             func list() throws -> [[String: Any]] {
                 let r = try ssh.run(address: cp1, "helm list -A -o json --kubeconfig /etc/kubernetes/admin.conf")

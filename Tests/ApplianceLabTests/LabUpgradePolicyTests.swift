@@ -224,7 +224,7 @@ extension RealLabSuites {
             // then they are deleted without the eviction API; the run finishes the upgrade.
             let (third, s3) = try sampled(up + ["--drain-policy", "disable-eviction", "--drain-timeout", "15s"])
             #expect(third.status == 0, "\(third.combined.suffix(6000))")
-            let gpu2Drain = try journalOutput(cli, step: "drain/gpu-2")
+            let gpu2Drain = try journalOutput(cli, kind: "upgrade", step: "drain/gpu-2")
             #expect(
                 gpu2Drain.contains("deleting the remaining pods without the eviction API"),
                 "gpu-2's drain never bypassed its budget: \(gpu2Drain.suffix(3000))")
@@ -262,17 +262,6 @@ extension RealLabSuites {
                 }
                 #expect(line?.contains("v1.35.0") == true, "\(n): \(line.map(String.init) ?? "no line")")
             }
-        }
-
-        /// The output the journal kept for a step of the last upgrade operation.
-        func journalOutput(_ cli: ApplianceCLI, step: String) throws -> String {
-            let clusters = try FileManager.default.contentsOfDirectory(atPath: cli.state + "/clusters")
-            guard let cluster = clusters.first else { return "" }
-            let journal = try Journal(stateDirectory: URL(fileURLWithPath: cli.state + "/clusters/" + cluster))
-            // Newest first.
-            guard let op = try journal.operations().first(where: { $0.kind == "upgrade" }) else { return "" }
-            return try journal.transitions(operation: op.id).filter { $0.step == step }.compactMap(\.outputTail)
-                .joined(separator: "\n")
         }
     }
 }

@@ -1,4 +1,5 @@
 import ApplianceModel
+import AppliancePlan
 import Foundation
 import Logging
 import Testing
@@ -190,4 +191,15 @@ func kubeadmConfig(address: String, node: String, grace: Int = 6) -> String {
     kind: KubeletConfiguration
     cgroupDriver: systemd
     """
+}
+
+/// The output the journal kept for `step` of the newest operation of `kind` in the CLI's state directory.
+func journalOutput(_ cli: ApplianceCLI, kind: String, step: String) throws -> String {
+    let clusters = try FileManager.default.contentsOfDirectory(atPath: cli.state + "/clusters")
+    guard let cluster = clusters.first else { return "" }
+    let journal = try Journal(stateDirectory: URL(fileURLWithPath: cli.state + "/clusters/" + cluster))
+    // Newest first.
+    guard let op = try journal.operations().first(where: { $0.kind == kind }) else { return "" }
+    return try journal.transitions(operation: op.id).filter { $0.step == step }.compactMap(\.outputTail)
+        .joined(separator: "\n")
 }

@@ -139,6 +139,48 @@ import Yams
         }
     }
 
+    /// The object store's release as the product renders it: the S3 gateway's Service under the name the smoke
+    /// test uses, the credentials Secret as a pre-install hook (generated once, kept by upgrades), and the filer
+    /// pointed at that Secret's identities file, which the kubelet's S3 gateway reads.
+    @Test func theObjectStoreRendersTheS3GatewayItsServiceAndItsCredentials() throws {
+        let profile = try ProfileCatalog(directory: Capture.repo + "/profiles").load("lab")
+        let config = try PlatformConfiguration.resolve(site: Self.site(), profile: profile)
+        let helm = Helm(context: LabNodeContext(environment: [:]))
+        let r = try #require(PlatformValues.releases(config).first { $0.name == "object-store" })
+        let chart = try helm.loadChart(Self.chartDirectory(r.chart))
+        let user = try #require(try Yams.load(yaml: r.valuesYAML) as? [String: Any])
+        let values = K.mergePatch(chart.values, Kubectl.jsonSafe(user)) as? KObject ?? [:]
+        let docs = try helm.render(chart, release: r.name, namespace: r.namespace, values: values)
+        let service = try #require(docs.first { $0["kind"] as? String == "Service" && K.name($0) == "seaweedfs-s3" })
+        #expect(
+            K.get(service, "spec.selector") as? [String: String] == [
+                "app.kubernetes.io/name": "seaweedfs", "app.kubernetes.io/component": "filer",
+            ])
+        #expect((K.get(service, "spec.ports") as? [KObject])?.first?["port"] as? Int == 8333)
+        let secret = try #require(docs.first { $0["kind"] as? String == "Secret" })
+        #expect(K.name(secret) == "seaweedfs-s3-secret")
+        #expect(Helm.hookEvents(secret) == ["pre-install"])
+        let data = try #require(secret["stringData"] as? [String: String])
+        #expect(data["admin_access_key_id"]?.count == 16 && data["admin_secret_access_key"]?.count == 32)
+        let identities = try S3Gateway.identities(config: Data((data["seaweedfs_s3_config"] ?? "").utf8))
+        #expect(identities.map(\.name) == ["anvAdmin", "anvReadOnly"])
+        #expect(identities.first?.accessKey == data["admin_access_key_id"])
+        #expect(identities.first?.secretKey == data["admin_secret_access_key"])
+        #expect(identities.last?.actions == ["Read"])
+
+        let filer = try #require(docs.first { K.name($0) == "object-store-filer" })
+        let pod: KObject = [
+            "metadata": ["name": "object-store-filer-0", "namespace": "platform-s3"],
+            "spec": K.get(filer, "spec.template.spec") as? KObject ?? [:],
+        ]
+        let container = try #require(S3GatewayPod.container(pod), "the filer is not an S3 gateway: \(pod)")
+        #expect(S3GatewayPod.port(container) == 8333)
+        let source = S3GatewayPod.configSource(pod, container)
+        #expect(
+            source??.secret == "seaweedfs-s3-secret" && source??.key == "seaweedfs_s3_config",
+            "\(String(describing: source))")
+    }
+
     @Test func theTemplateEngineRendersTheSubsetAndRefusesTheRest() throws {
         let t = try HelmTemplate(
             chartName: "c",

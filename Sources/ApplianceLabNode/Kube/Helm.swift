@@ -295,6 +295,12 @@ public struct Helm: Sendable {
             "NAME: \(r.name)\nLAST DEPLOYED: \(d)\nNAMESPACE: \(r.namespace)\nSTATUS: \(r.status)\nREVISION: \(r.version)\nTEST SUITE: None\n"
     }
 
+    /// The events of a hook object (`helm.sh/hook: pre-install,pre-upgrade`); empty for a release manifest.
+    static func hookEvents(_ o: KObject) -> Set<String> {
+        guard let hook = K.annotations(o)["helm.sh/hook"] else { return [] }
+        return Set(hook.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+    }
+
     func applyManifests(_ c: KubeClient, _ docs: [KObject], ns: String, previous: [KObject], release: String) throws {
         for o in docs {
             guard let r = KResource.forKind(o["kind"] as? String ?? "") else {
@@ -396,7 +402,14 @@ public struct Helm: Sendable {
         let chart = try loadChart(chartPath)
         let values = try mergedValues(chart, f)
         if history.isEmpty { try installCRDs(c, chart) }
-        let docs = try render(chart, release: name, namespace: ns, values: values, upgrade: !history.isEmpty)
+        // Hooks (`helm.sh/hook`) are not part of the release: only those of this event are applied, pre-* before the
+        // manifests and post-* after, and nothing deletes them later (a chart's generated credentials made by a
+        // pre-install hook outlive every upgrade, as with Helm).
+        let rendered = try render(chart, release: name, namespace: ns, values: values, upgrade: !history.isEmpty)
+        let event = history.isEmpty ? "install" : "upgrade"
+        let docs = rendered.filter { Self.hookEvents($0).isEmpty }
+        let preHooks = rendered.filter { Self.hookEvents($0).contains("pre-\(event)") }
+        let postHooks = rendered.filter { Self.hookEvents($0).contains("post-\(event)") }
         let version = (history.last?.version ?? 0) + 1
         var rel = Release(
             name: name, namespace: ns, version: version, status: "pending-\(history.isEmpty ? "install" : "upgrade")",
@@ -406,7 +419,9 @@ public struct Helm: Sendable {
             manifests: docs, values: values, chartPath: chartPath)
         try save(c, rel)
         var out = history.isEmpty && upgrade ? "Release \"\(name)\" does not exist. Installing it now.\n" : ""
+        try applyManifests(c, preHooks, ns: ns, previous: [], release: name)
         try applyManifests(c, docs, ns: ns, previous: deployed?.manifests ?? [], release: name)
+        try applyManifests(c, postHooks, ns: ns, previous: [], release: name)
         if f.has("wait") || f.has("atomic") {
             let t = f.value("timeout").flatMap(KubeadmConfigParser.parseDuration) ?? 300
             if !waitReady(c, docs, ns: ns, timeout: t) {

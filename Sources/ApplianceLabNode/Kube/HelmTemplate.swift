@@ -47,7 +47,7 @@ struct HelmTemplate {
 
     static let functions: Set<String> = [
         "toYaml", "nindent", "indent", "default", "quote", "include", "eq", "ne", "not", "and", "or", "empty",
-        "required", "trunc", "trimSuffix", "printf", "dict", "index", "list",
+        "required", "trunc", "trimSuffix", "printf", "dict", "index", "list", "randAlphaNum", "b64enc",
     ]
 
     /// Renders one file with the root object (`.Values`, `.Release`, `.Chart`).
@@ -564,6 +564,15 @@ struct HelmTemplate {
                 try need(2)
                 guard let n = a[0] as? Int else { throw fail("trunc: the length is not a number") }
                 return String(Self.text(a[1]).prefix(n))
+            case "randAlphaNum":
+                try need(1)
+                guard let n = a[0] as? Int, n >= 0 else { throw fail("randAlphaNum: the length is not a number") }
+                let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+                var rng = SystemRandomNumberGenerator()
+                return String((0..<n).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &rng)] })
+            case "b64enc":
+                try need(1)
+                return Data(Self.text(a[0]).utf8).base64EncodedString()
             case "trimSuffix":
                 try need(2)
                 let s = Self.text(a[1])

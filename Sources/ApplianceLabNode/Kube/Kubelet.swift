@@ -145,7 +145,15 @@ public struct Kubelet: Sendable {
             _ = try client.apply(leases, "kube-node-lease", lease)
             let mine = try client.list(pods, nil, query: "fieldSelector=spec.nodeName%3D\(o.nodeName)")
             try syncMirrorPods(o, client: client, existing: mine, now: now)
-            CNPGInstances.shared.stopAbsent(present: Set(mine.compactMap { K.meta($0)["uid"] as? String }))
+            let present = Set(mine.compactMap { K.meta($0)["uid"] as? String })
+            CNPGInstances.shared.stopAbsent(present: present)
+            S3Gateways.shared.stopAbsent(present: present)
+            for p in mine
+            where S3GatewayPod.container(p) != nil
+                && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
+            {
+                try startS3Gateway(p, o, client: client, now: now)
+            }
             for p in mine
             where K.annotations(p)["kubernetes.io/config.mirror"] == nil
                 && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
@@ -160,6 +168,7 @@ public struct Kubelet: Sendable {
                     try startCNPGInstance(p, o, client: client, now: now)
                     continue
                 }
+                if S3GatewayPod.container(p) != nil { continue }
                 // A container's readiness probe passes `initialDelaySeconds` after the pod was created (the only
                 // part of a probe the stand-in honours): Running, not Ready until then.
                 let created = K.date(K.meta(p)["creationTimestamp"] as? String) ?? now
@@ -297,6 +306,7 @@ public struct Kubelet: Sendable {
         logs?.stop()
         // The servers of CloudNativePG instances are this kubelet's children: stopped with it.
         CNPGInstances.shared.stopAll(seconds: 10)
+        S3Gateways.shared.stopAll()
         return 0
     }
 }

@@ -34,6 +34,8 @@ public struct HTTPRequest: Sendable {
     public var proto: String = "HTTP/1.1"
     /// The peer's address, "IP:PORT".
     public var remoteAddress: String = ""
+    /// The query string as sent (still percent-encoded, duplicates kept), for signatures computed over it.
+    public var rawQuery: String = ""
 
     public init(
         method: String, path: String, query: [String: String] = [:], headers: [String: String] = [:],
@@ -52,6 +54,9 @@ public struct HTTPRequest: Sendable {
 public enum HTTPReply: Sendable {
     case full(status: Int, contentType: String, body: Data)
     case stream(status: Int, contentType: String, produce: @Sendable (_ emit: @Sendable (Data) -> Bool) -> Void)
+    /// A whole reply with headers of its own (an S3 ETag, Last-Modified, x-amz-*); `contentLength`, when given,
+    /// replaces the body's length in `Content-Length` (a HEAD answers the length a GET would send, with no body).
+    case headers(status: Int, headers: [(String, String)], body: Data, contentLength: Int? = nil)
 
     public static func json(_ status: Int, _ body: Data) -> HTTPReply {
         .full(status: status, contentType: "application/json", body: body)
@@ -229,10 +234,11 @@ enum HTTPText {
 
     static func reason(_ status: Int) -> String {
         [
-            200: "OK", 201: "Created", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict",
+            200: "OK", 201: "Created", 202: "Accepted", 204: "No Content", 400: "Bad Request", 401: "Unauthorized",
+            403: "Forbidden",
+            404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable", 409: "Conflict", 411: "Length Required",
             415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
-            500: "Internal Server Error", 503: "Service Unavailable", 504: "Gateway Timeout",
+            500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout",
         ][status] ?? "Status"
     }
 
@@ -506,6 +512,14 @@ final class RequestHandler: ChannelInboundHandler {
         case .head(let h):
             head = h
             body = Data()
+            // `Expect: 100-continue` (curl's uploads): the interim response lets the client send its body now.
+            if h.version.major == 1, h.version.minor >= 1,
+                h.headers["expect"].contains(where: { $0.lowercased() == "100-continue" })
+            {
+                context.writeAndFlush(
+                    Self.wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: .continue))),
+                    promise: nil)
+            }
         case .body(let b): body.append(contentsOf: b.readableBytesView)
         case .end:
             guard let head else { return }
@@ -529,6 +543,7 @@ final class RequestHandler: ChannelInboundHandler {
             // An HTTP/2 stream's channel has the connection as its parent, which knows the peer.
             let remote = context.channel.parent?.remoteAddress ?? context.channel.remoteAddress
             req.remoteAddress = remote.map { "\($0.ipAddress ?? ""):\($0.port ?? 0)" } ?? ""
+            req.rawQuery = target.count == 2 ? String(target[1]) : ""
             let keepAlive = http2 || head.isKeepAlive
             let version = head.version
             let channel = context.channel
@@ -574,6 +589,15 @@ final class RequestHandler: ChannelInboundHandler {
             head.headers.add(name: "Content-Length", value: "\(body.count)")
             channel.write(HTTPServerResponsePart.head(head), promise: nil)
             channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+        case .headers(let status, let headers, let body, let contentLength):
+            code = status
+            head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            head.headers.add(name: "Content-Length", value: "\(contentLength ?? body.count)")
+            channel.write(HTTPServerResponsePart.head(head), promise: nil)
+            if !body.isEmpty {
+                channel.write(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+            }
         case .stream(let status, let contentType, let produce):
             code = status
             head.status = HTTPResponseStatus(statusCode: status, reasonPhrase: HTTPText.reason(status))

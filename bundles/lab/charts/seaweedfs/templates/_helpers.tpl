@@ -4,7 +4,8 @@
 {{- with .Values.global.imageRegistry }}{{ . }}/{{ end }}{{ $name }}:{{ default .Chart.AppVersion .Values.image.tag }}
 {{- end -}}
 
-{{/* One component as a StatefulSet: dict "root" $ "name" NAME "v" VALUES "args" ARGS "claims" LIST. */}}
+{{/* One component as a StatefulSet: dict "root" $ "name" NAME "v" VALUES "args" ARGS "claims" LIST, and "s3config"
+SECRET to mount the S3 identities file of that Secret at /etc/sw (the filer's -s3.config). */}}
 {{- define "seaweedfs.component" -}}
 apiVersion: apps/v1
 kind: StatefulSet
@@ -40,6 +41,19 @@ spec:
           args: {{ .args }}
           resources:
             {{- toYaml .v.resources | nindent 12 }}
+          {{- if .s3config }}
+          volumeMounts:
+            - name: config-users
+              mountPath: /etc/sw
+              readOnly: true
+          {{- end }}
+      {{- if .s3config }}
+      volumes:
+        - name: config-users
+          secret:
+            defaultMode: 420
+            secretName: {{ .s3config }}
+      {{- end }}
   {{- with .claims }}
   volumeClaimTemplates:
     {{- range . }}
