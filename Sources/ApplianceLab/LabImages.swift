@@ -80,7 +80,7 @@ public struct LabImages: Sendable {
             Image(
                 directory: "flannel-cni-plugin", repository: "ghcr.io/flannel-io/flannel-cni-plugin",
                 tag: Self.flannelCNIPluginTag, purpose: "stand-in: the lab CNI's plugin installer image"),
-        ] + Self.platformImages
+        ] + Self.platformImages + Self.smokeImages
     }
 
     /// The images the lab charts' workloads name (`bundles/lab/charts`), at the tags those charts (and the real
@@ -116,6 +116,19 @@ public struct LabImages: Sendable {
         Image(
             directory: "platform-" + (repository.split(separator: "/").dropFirst().joined(separator: "-")),
             repository: repository, tag: tag, purpose: "stand-in: a platform chart's workload image (issue 13)")
+    }
+
+    /// The images the platform's smoke tests run (`SmokeTests.images`) that no platform chart names already: a
+    /// site with a platform needs them in its bundle (`InstallBundleCheck`). The lab's kubelet runs a Job's command
+    /// on the node, not the image.
+    public static let smokeImages: [Image] = [
+        ("nvcr.io/nvidia/cuda", "12.9.1-base-ubuntu24.04"),
+        ("docker.io/curlimages/curl", "8.11.1"),
+        ("docker.io/library/busybox", "1.37.0"),
+    ].map { repository, tag in
+        Image(
+            directory: "smoke-" + (repository.split(separator: "/").dropFirst().joined(separator: "-")),
+            repository: repository, tag: tag, purpose: "stand-in: an image of the platform's smoke tests (issue 13)")
     }
 
     public struct Built: Sendable, Equatable {

@@ -1,6 +1,7 @@
 import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
+import AppliancePlatform
 import Foundation
 
 /// Whether a verified bundle can install this site with this profile: it is an install bundle of the
@@ -52,6 +53,7 @@ public enum InstallBundleCheck {
         if cniManifest(manifest) == nil {
             out.append("the bundle has no CNI manifest (a file artifact of component 'cni')")
         }
+        if site.platform != nil { out += smokeImageProblems(manifest) }
         for host in site.registryHosts {
             let images = manifest.allArtifacts.filter { $0.artifact.kind == .image }
             let unstaged = images.filter { !$0.artifact.applies(to: host.roles) }.map(\.artifact.name)
@@ -62,6 +64,20 @@ public enum InstallBundleCheck {
             }
         }
         return Array(Set(out)).sorted()
+    }
+
+    /// Sites with a platform: the images its smoke tests run (`SmokeTests.images`) are in the bundle, since an
+    /// air-gapped node pulls only from the private registry the bundle seeds. Compared as normalised references
+    /// (`busybox:1.37.0` is `docker.io/library/busybox:1.37.0`).
+    public static func smokeImageProblems(_ manifest: BundleManifest) -> [String] {
+        let carried = Set(manifest.images.compactMap { ImageReference($0.reference)?.description })
+        let missing = SmokeTests.images.filter { ref in
+            ImageReference(ref).map { !carried.contains($0.description) } ?? true
+        }
+        guard !missing.isEmpty else { return [] }
+        return [
+            "the bundle lacks the images the platform's smoke tests run: \(missing.joined(separator: ", ")) (add them to the bundle spec's images)"
+        ]
     }
 
     /// The host GPU stack (issue 13), for `host-driver` profiles: every GPU node gets a driver, the fabric
