@@ -8,11 +8,10 @@ public struct RootfsCache: Sendable {
     /// faults and the stand-ins use on a node: the real etcd (the cluster state of the kubeadm stand-in's
     /// control planes) and openssl (its PKI); PostgreSQL 15 (the server a CloudNativePG instance pod runs,
     /// `CNPGInstanceModel`, and `psql` for Job pods such as the database smoke test, whose commands the kubelet
-    /// stand-in runs on the node); curl (the object store smoke test's S3 requests, `--aws-sigv4`). The stand-ins
-    /// themselves come as lab packages (`LabPackages`).
+    /// stand-in runs on the node). The stand-ins themselves come as lab packages (`LabPackages`).
     public static let packages = [
         "systemd-sysv", "openssh-server", "iproute2", "procps", "iputils-ping", "kmod", "nftables", "etcd-server",
-        "etcd-client", "openssl", "postgresql-15", "postgresql-client-15", "curl",
+        "etcd-client", "openssl", "postgresql-15", "postgresql-client-15",
     ]
     public static let suite = "bookworm"
     /// Bump when `finish` changes what it writes.
