@@ -112,11 +112,7 @@ public struct LabImages: Sendable {
         ("registry.k8s.io/sig-storage/nfsplugin", "v4.13.4"),
         ("docker.io/chrislusf/seaweedfs", "4.44"),
         ("docker.io/haproxytech/kubernetes-ingress", "3.2.12"),
-    ].map { repository, tag in
-        Image(
-            directory: "platform-" + (repository.split(separator: "/").dropFirst().joined(separator: "-")),
-            repository: repository, tag: tag, purpose: "stand-in: a platform chart's workload image (issue 13)")
-    }
+    ].map { stand(in: $0, tag: $1, prefix: "platform", purpose: "a platform chart's workload image (issue 13)") }
 
     /// The images the platform's smoke tests run (`SmokeTests.images`) that no platform chart names already: a
     /// site with a platform needs them in its bundle (`InstallBundleCheck`). The lab's kubelet runs a Job's command
@@ -125,10 +121,14 @@ public struct LabImages: Sendable {
         ("nvcr.io/nvidia/cuda", "12.9.1-base-ubuntu24.04"),
         ("docker.io/curlimages/curl", "8.11.1"),
         ("docker.io/library/busybox", "1.37.0"),
-    ].map { repository, tag in
+    ].map { stand(in: $0, tag: $1, prefix: "smoke", purpose: "an image of the platform's smoke tests (issue 13)") }
+
+    /// A stand-in image for an upstream one: its directory is `PREFIX-` and the repository path without the
+    /// registry host, dashes for slashes.
+    static func stand(in repository: String, tag: String, prefix: String, purpose: String) -> Image {
         Image(
-            directory: "smoke-" + (repository.split(separator: "/").dropFirst().joined(separator: "-")),
-            repository: repository, tag: tag, purpose: "stand-in: an image of the platform's smoke tests (issue 13)")
+            directory: prefix + "-" + repository.split(separator: "/").dropFirst().joined(separator: "-"),
+            repository: repository, tag: tag, purpose: "stand-in: " + purpose)
     }
 
     public struct Built: Sendable, Equatable {

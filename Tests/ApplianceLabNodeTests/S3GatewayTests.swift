@@ -46,29 +46,11 @@ import Testing
         ]}
         """
 
-    struct Curl {
-        var status: Int32
-        var out: String
-        var err: String
-    }
-
-    /// curl with the credentials in a config file (never on its command line).
-    func curl(_ args: [String], user: String, in dir: String) throws -> Curl {
+    /// curl (`APIServerWireTests.curl`) with the credentials in a config file (never on its command line).
+    func curl(_ args: [String], user: String, in dir: String) throws -> APIServerWireTests.Curl {
         let cfg = dir + "/curlrc"
         try "user = \"\(user)\"\n".write(toFile: cfg, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        p.arguments = ["-sS", "-K", cfg, "--aws-sigv4", "aws:amz:us-east-1:s3"] + args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Curl(
-            status: p.terminationStatus, out: String(decoding: o, as: UTF8.self),
-            err: String(decoding: e, as: UTF8.self))
+        return try APIServerWireTests.curl(["-K", cfg, "--aws-sigv4", "aws:amz:us-east-1:s3"] + args)
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/curl"), "curl is not installed"))
@@ -110,15 +92,8 @@ import Testing
         #expect(wrong.out.contains("<Code>SignatureDoesNotMatch</Code>"), "\(wrong)")
         let unknown = try curl([base + "/smoke-bucket/dir/object"], user: "NOKEY:x", in: dir)
         #expect(unknown.out.contains("<Code>InvalidAccessKeyId</Code>"), "\(unknown)")
-        let anonymous = Process()
-        anonymous.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        let anonymousOut = Pipe()
-        anonymous.arguments = ["-sS", base + "/smoke-bucket/dir/object"]
-        anonymous.standardOutput = anonymousOut
-        try anonymous.run()
-        let denied = String(decoding: anonymousOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        anonymous.waitUntilExit()
-        #expect(denied.contains("<Code>AccessDenied</Code>"), "\(denied)")
+        let denied = try APIServerWireTests.curl([base + "/smoke-bucket/dir/object"])
+        #expect(denied.out.contains("<Code>AccessDenied</Code>"), "\(denied)")
         let readOnlyGet = try curl([base + "/smoke-bucket/dir/object"], user: "READKEY:read-secret-key", in: dir)
         #expect(readOnlyGet.out == "appliance smoke\n", "\(readOnlyGet)")
         let readOnlyPut = try curl(

@@ -181,6 +181,14 @@ import Yams
             "\(String(describing: source))")
     }
 
+    /// The lab bundles carry every image the smoke tests run, so a lab install passes the bundle check that
+    /// refuses a platform site's bundle without them.
+    @Test func theLabImagesIncludeEverySmokeTestImage() {
+        let lab = LabImages(catatonit: "", catatonitSource: "").images.map(\.reference)
+        let problems = SmokeTests.images.filter { !lab.contains($0) }
+        #expect(problems.isEmpty, "smoke test images the lab does not make: \(problems)")
+    }
+
     @Test func theTemplateEngineRendersTheSubsetAndRefusesTheRest() throws {
         let t = try HelmTemplate(
             chartName: "c",

@@ -13,6 +13,12 @@ public enum K {
         meta(o)["annotations"] as? [String: String] ?? [:]
     }
     public static func spec(_ o: KObject) -> KObject { o["spec"] as? KObject ?? [:] }
+    /// A Secret's value for `key`: `data` (base64) first, else `stringData` (the lab's API server stores a written
+    /// `stringData` as it came, without folding it into `data`).
+    public static func secretValue(_ secret: KObject, _ key: String) -> Data? {
+        ((secret["data"] as? [String: String])?[key]).flatMap { Data(base64Encoded: $0) }
+            ?? ((secret["stringData"] as? [String: String])?[key]).map { Data($0.utf8) }
+    }
     public static func status(_ o: KObject) -> KObject { o["status"] as? KObject ?? [:] }
 
     public static func get(_ o: Any?, _ path: String) -> Any? {

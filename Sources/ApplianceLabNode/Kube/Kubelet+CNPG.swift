@@ -25,8 +25,7 @@ extension Kubelet {
             return try wait("CreateContainerConfigError", "clusters.postgresql.cnpg.io \"\(clusterName)\" not found")
         }
         guard let secret = try client.get(KResource.secrets, ns, "\(clusterName)-app"),
-            let password = ((secret["data"] as? [String: String])?["password"]).flatMap({ Data(base64Encoded: $0) })
-                .map({ String(decoding: $0, as: UTF8.self) })
+            let password = K.secretValue(secret, "password").map({ String(decoding: $0, as: UTF8.self) })
         else {
             return try wait("CreateContainerConfigError", "secret \"\(clusterName)-app\" not found")
         }

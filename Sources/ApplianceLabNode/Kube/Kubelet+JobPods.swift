@@ -69,9 +69,7 @@ extension Kubelet {
                 }
                 let value: String?
                 if secret {
-                    value =
-                        ((obj["data"] as? [String: String])?[key]).flatMap { Data(base64Encoded: $0) }
-                        .map { String(decoding: $0, as: UTF8.self) } ?? (obj["stringData"] as? [String: String])?[key]
+                    value = K.secretValue(obj, key).map { String(decoding: $0, as: UTF8.self) }
                 } else {
                     value = (obj["data"] as? [String: String])?[key]
                 }

@@ -84,10 +84,7 @@ extension Kubelet {
                     p, o, client: client, now: now, reason: "CreateContainerConfigError",
                     message: "secret \"\(source.secret)\" not found")
             }
-            let text =
-                ((secret["data"] as? [String: String])?[source.key]).flatMap { Data(base64Encoded: $0) }
-                ?? ((secret["stringData"] as? [String: String])?[source.key]).map { Data($0.utf8) }
-            guard let text else {
+            guard let text = K.secretValue(secret, source.key) else {
                 return try postWaiting(
                     p, o, client: client, now: now, reason: "CreateContainerConfigError",
                     message: "couldn't find key \(source.key) in Secret \(K.namespace(p))/\(source.secret)")

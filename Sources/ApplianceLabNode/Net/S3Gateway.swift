@@ -91,57 +91,75 @@ public final class S3Gateway: @unchecked Sendable {
         var message: String
     }
 
+    /// What a request asks for, read from its method, path and query once: the right it needs follows.
+    enum Operation {
+        case listBuckets, createBucket, deleteBucket, headBucket, bucketLocation, listObjects
+        case putObject, getObject, headObject, deleteObject
+
+        init?(method: String, bucket: String, key: String, query: [String: String]) {
+            switch (method, bucket.isEmpty, key.isEmpty) {
+            case ("GET", true, _): self = .listBuckets
+            case ("PUT", false, true): self = .createBucket
+            case ("DELETE", false, true): self = .deleteBucket
+            case ("HEAD", false, true): self = .headBucket
+            case ("GET", false, true): self = query["location"] != nil ? .bucketLocation : .listObjects
+            case ("PUT", false, false): self = .putObject
+            case ("GET", false, false): self = .getObject
+            case ("HEAD", false, false): self = .headObject
+            case ("DELETE", false, false): self = .deleteObject
+            default: return nil
+            }
+        }
+
+        var action: Action {
+            switch self {
+            case .createBucket, .deleteBucket: .admin
+            case .listBuckets, .headBucket, .listObjects: .list
+            case .bucketLocation, .getObject, .headObject: .read
+            case .putObject, .deleteObject: .write
+            }
+        }
+    }
+
     public func respond(_ r: HTTPRequest, now: Date = Date()) -> HTTPReply {
         let resource = r.path.removingPercentEncoding ?? r.path
         do {
             let parts = resource.dropFirst().split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
             let bucket = parts.first.map(String.init) ?? ""
             let key = parts.count == 2 ? String(parts[1]) : ""
-            var body = r.body
-            let action: Action
-            switch (r.method, bucket.isEmpty, key.isEmpty) {
-            case ("GET", true, _): action = .list
-            case ("PUT", false, true), ("DELETE", false, true): action = .admin
-            case ("GET", false, true), ("HEAD", false, true): action = r.query["location"] != nil ? .read : .list
-            case ("PUT", false, false), ("DELETE", false, false): action = .write
-            case ("GET", false, false), ("HEAD", false, false): action = .read
-            default:
+            guard let operation = Operation(method: r.method, bucket: bucket, key: key, query: r.query) else {
                 throw Failure(
                     status: 501, code: "NotImplemented",
                     message: "A header you provided implies functionality that is not implemented")
             }
-            try authenticate(r, action: action, now: now, body: &body)
-            switch (r.method, bucket.isEmpty, key.isEmpty) {
-            case ("GET", true, _): return try listBuckets()
-            case ("PUT", false, true): return try createBucket(bucket)
-            case ("DELETE", false, true): return try deleteBucket(bucket)
-            case ("HEAD", false, true):
+            var body = r.body
+            try authenticate(r, action: operation.action, now: now, body: &body)
+            switch operation {
+            case .listBuckets: return try listBuckets()
+            case .createBucket: return try createBucket(bucket)
+            case .deleteBucket: return try deleteBucket(bucket)
+            case .headBucket:
                 _ = try bucketDirectory(bucket)
                 return .headers(status: 200, headers: [("x-amz-bucket-region", "us-east-1")], body: Data())
-            case ("GET", false, true):
-                let dir = try bucketDirectory(bucket)
-                if r.query["location"] != nil {
-                    return xml(200, "<LocationConstraint xmlns=\"\(Self.xmlns)\"></LocationConstraint>")
-                }
-                return try listObjects(bucket, dir: dir, query: r.query)
-            case ("PUT", false, false):
+            case .bucketLocation:
+                _ = try bucketDirectory(bucket)
+                return xml(200, "<LocationConstraint xmlns=\"\(Self.xmlns)\"></LocationConstraint>")
+            case .listObjects: return try listObjects(bucket, dir: try bucketDirectory(bucket), query: r.query)
+            case .putObject:
                 if r.headers["x-amz-copy-source"] != nil || r.query["uploadId"] != nil || r.query["uploads"] != nil {
                     throw Failure(
                         status: 501, code: "NotImplemented",
                         message: "appliance lab: copies and multipart uploads are not modelled by the S3 gateway")
                 }
                 return try putObject(bucket, key, body: body, contentType: r.headers["content-type"])
-            case ("GET", false, false), ("HEAD", false, false):
-                return try getObject(bucket, key, head: r.method == "HEAD")
-            case ("DELETE", false, false):
+            case .getObject, .headObject: return try getObject(bucket, key, head: operation == .headObject)
+            case .deleteObject:
                 let dir = try bucketDirectory(bucket)
                 lock.withLock {
                     try? FileManager.default.removeItem(atPath: dir + "/objects/" + SigV4.encode(key))
                     try? FileManager.default.removeItem(atPath: dir + "/meta/" + SigV4.encode(key))
                 }
                 return .headers(status: 204, headers: [], body: Data())
-            default:
-                throw Failure(status: 405, code: "MethodNotAllowed", message: "The specified method is not allowed")
             }
         } catch let f as Failure {
             let text =
