@@ -50,16 +50,19 @@ public enum HostCommand {
             inPipe.fileHandleForWriting.write(Data(input.utf8))
             try? inPipe.fileHandleForWriting.close()
         }
-        // stderr is drained on another thread so that neither pipe can fill up and block the child.
+        // stderr is drained on a thread of its own so that neither pipe can fill up and block the child. Not
+        // on a dispatch queue: on Linux libdispatch's global pool has one thread per core and adds another
+        // only about once a second while its threads block, so callers running commands side by side (a
+        // sampler beside a long `appliance upgrade`) would queue behind each other's reads.
         let errBox = DataBox()
-        let group = DispatchGroup()
-        group.enter()
-        DispatchQueue.global().async {
+        let done = DispatchSemaphore(value: 0)
+        let reader = Thread {
             errBox.data = err.fileHandleForReading.readDataToEndOfFile()
-            group.leave()
+            done.signal()
         }
+        reader.start()
         let outData = out.fileHandleForReading.readDataToEndOfFile()
-        group.wait()
+        done.wait()
         process.waitUntilExit()
         let result = Result(
             status: process.terminationStatus,

@@ -79,10 +79,13 @@ final class AvailabilitySampler: @unchecked Sendable {
     // @unchecked: every field is read and written under `lock`.
     private let lock = NSLock()
     private var stop = false
+    private var last: Date?
     private(set) var samples = 0
     private(set) var maxCordonedWorkers = 0
     private(set) var maxControlPlanesDown = 0
     private(set) var cordonedSeen: Set<String> = []
+    /// The longest time between two samples (or from the start to the first), in seconds.
+    private(set) var longestGap = 0.0
 
     func record(cordoned: [String], controlPlanesDown: Int) {
         lock.withLock {
@@ -90,28 +93,35 @@ final class AvailabilitySampler: @unchecked Sendable {
             maxCordonedWorkers = max(maxCordonedWorkers, cordoned.count)
             maxControlPlanesDown = max(maxControlPlanesDown, controlPlanesDown)
             cordonedSeen.formUnion(cordoned)
+            let now = Date()
+            longestGap = max(longestGap, now.timeIntervalSince(last ?? now))
+            last = now
         }
     }
     var stopped: Bool { lock.withLock { stop } }
     func finish() { lock.withLock { stop = true } }
-    var summary: (samples: Int, workers: Int, controlPlanes: Int, seen: Set<String>) {
-        lock.withLock { (samples, maxCordonedWorkers, maxControlPlanesDown, cordonedSeen) }
+    var summary: (samples: Int, workers: Int, controlPlanes: Int, seen: Set<String>, longestGap: Int) {
+        lock.withLock { (samples, maxCordonedWorkers, maxControlPlanesDown, cordonedSeen, Int(longestGap.rounded())) }
     }
 
     /// Samples the nodes every 0.5 s on a thread until `finish()`: through the first control plane (of
     /// `controlPlanes`, addresses in order) whose API answers; when none answers, every control plane counts
-    /// as down.
+    /// as down. Each sample is bounded (kubectl 5 s on the node, the whole ssh 10 s here, killed past that)
+    /// and runs on this thread alone, so a hung login or a busy machine shows as a gap, never as silence.
     static func start(ssh: LabSSH, controlPlanes: [String], workers: Set<String>) -> AvailabilitySampler {
         let sampler = AvailabilitySampler()
+        sampler.lock.withLock { sampler.last = Date() }
         let thread = Thread {
             while !sampler.stopped {
                 var items: [[String: Any]]?
                 for address in controlPlanes where items == nil {
-                    if let r = try? ssh.run(
+                    let (program, args) = ssh.command(
                         address: address,
-                        "kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes -o json --request-timeout=5s",
-                        check: false), r.status == 0,
-                        let list = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+                        remote: [
+                            "kubectl --kubeconfig=/etc/kubernetes/admin.conf get nodes -o json --request-timeout=5s"
+                        ])
+                    if let out = boundedOutput(["-s", "KILL", "10", program] + args),
+                        let list = try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]
                     {
                         items = list["items"] as? [[String: Any]]
                     }
@@ -129,6 +139,21 @@ final class AvailabilitySampler: @unchecked Sendable {
         }
         thread.start()
         return sampler
+    }
+
+    /// stdout of `timeout ARGS` when it exits 0; stderr is discarded and nothing else runs on another thread.
+    private static func boundedOutput(_ args: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/timeout")
+        process.arguments = args
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return process.terminationStatus == 0 ? String(decoding: data, as: UTF8.self) : nil
     }
 }
 
