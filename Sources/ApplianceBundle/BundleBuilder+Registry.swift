@@ -34,7 +34,9 @@ extension BundleBuilder {
         let (images, lockedImages) = try await puller.pull(requests, lock: locked)
         builder.pulledImages = images
         var charts: [BundleLock.Chart] = []
-        let fetcher = ChartFetcher(cacheDirectory: registry.cacheDirectory, caFile: registry.caFile)
+        let fetcher = ChartFetcher(
+            cacheDirectory: registry.cacheDirectory, caFile: registry.caFile, credentials: registry.credentials,
+            logger: logger)
         for c in spec.components {
             for a in c.artifacts {
                 guard case .chartRepository(let url, let name, let version) = a.source else { continue }

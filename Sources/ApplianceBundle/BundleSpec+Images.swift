@@ -24,14 +24,18 @@ extension BundleSpec {
         return .image(reference: ref, platform: platform)
     }
 
-    /// `chartRepository: {url: https://..., name: NAME, version: VERSION}`.
+    /// `chartRepository: {url: https://..., name: NAME, version: VERSION}`; the URL is a Helm repository
+    /// (`https://`, with its `index.yaml`) or an OCI registry path (`oci://HOST/PATH`, the chart being
+    /// `HOST/PATH/NAME:VERSION`).
     static func decodeChartRepository(_ v: YAMLValue?) -> Source? {
         guard let v, let m = v.mapping(allowing: ["url", "name", "version"]), let urlValue = m.require("url"),
             let url = urlValue.nonEmptyString(), let name = m.require("name")?.nonEmptyString(),
             let version = m.require("version")?.nonEmptyString()
         else { return nil }
-        guard let u = URL(string: url), u.scheme == "https", u.host != nil else {
-            v.reader.error("\(urlValue.displayPath) must be an https:// URL of a Helm repository", at: urlValue)
+        guard let u = URL(string: url), u.scheme == "https" || u.scheme == "oci", u.host != nil else {
+            v.reader.error(
+                "\(urlValue.displayPath) must be an https:// URL of a Helm repository or an oci:// registry path",
+                at: urlValue)
             return nil
         }
         return .chartRepository(url: url, name: name, version: version)

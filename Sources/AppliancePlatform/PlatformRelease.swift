@@ -25,6 +25,12 @@ public struct ChartReference: Sendable, Equatable {
         name: "kube-prometheus-stack", version: "88.5.3", appVersion: "v0.93.1")
     public static let haproxyIngress = ChartReference(
         name: "kubernetes-ingress", version: "1.52.1", appVersion: "3.2.12")
+
+    /// Every chart the platform deploys (a bundle for a platform site carries each at this version).
+    public static let platform: [ChartReference] = [
+        kubePrometheusStack, gpuOperator, kaiScheduler, cloudnativePG, cnpgCluster, csiDriverNFS, seaweedfs,
+        haproxyIngress,
+    ]
 }
 
 /// A pod the platform runs, for the capacity check: requests per replica and where it runs.

@@ -90,6 +90,112 @@ struct ChartRepositoryTests {
         #expect(locked?.message.contains("the lock file \(digest.short)") == true)
     }
 
+    /// `oci://` chart sources, as `helm push` stores a chart: an OCI manifest with the Helm config media type
+    /// and one chart-content layer, in a real registry (CNCF distribution, TLS and basic auth), pushed with
+    /// skopeo from a layout written here.
+    @Test func anOCIRegistryChartIsFetchedCheckedAndLocked() async throws {
+        guard RegistryTools.missing == nil else {
+            print("skipping OCI chart test: \(RegistryTools.missing ?? "")")
+            return
+        }
+        let f = try RegistryFixture()
+        let reg = try TestRegistry(
+            dir: f.dir.path, storage: f.storage, pki: f.pki, auth: .htpasswd(user: f.user, password: f.password))
+        defer { reg.stop() }
+        f.credentialHosts = [reg.host]
+        let chart = f.dir.file("src/kai")
+        try FileManager.default.createDirectory(atPath: chart + "/templates", withIntermediateDirectories: true)
+        try "apiVersion: v2\nname: kai\nversion: v0.16.8\nappVersion: v0.16.8\n".write(
+            toFile: chart + "/Chart.yaml", atomically: true, encoding: .utf8)
+        try "kind: ConfigMap\n".write(toFile: chart + "/templates/cm.yaml", atomically: true, encoding: .utf8)
+        let archive = f.dir.file("kai-v0.16.8.tgz")
+        try DirectoryPacker.pack(directory: chart, into: archive, prefix: "kai", gzip: true)
+        let content = try Data(contentsOf: URL(fileURLWithPath: archive))
+        let digest = SHA256Hasher.hash(content)
+        let config = Data(#"{"name":"kai","version":"v0.16.8","appVersion":"v0.16.8","apiVersion":"v2"}"#.utf8)
+        func push(_ layers: [(Data, String)], configType: String, as repoTag: String) throws {
+            let layout = f.dir.file("layouts/\(UUID().uuidString.prefix(6))")
+            let blobs = layout + "/blobs/sha256"
+            try FileManager.default.createDirectory(atPath: blobs, withIntermediateDirectories: true)
+            let layerJSON = layers.map {
+                #"{"mediaType":"\#($1)","digest":"sha256:\#(SHA256Hasher.hash($0).hex)","size":\#($0.count)}"#
+            }.joined(separator: ",")
+            let manifest = Data(
+                #"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"\#(configType)","digest":"sha256:\#(SHA256Hasher.hash(config).hex)","size":\#(config.count)},"layers":[\#(layerJSON)]}"#
+                    .utf8)
+            for d in layers.map(\.0) + [config, manifest] {
+                try d.write(to: URL(fileURLWithPath: "\(blobs)/\(SHA256Hasher.hash(d).hex)"))
+            }
+            try Data(#"{"imageLayoutVersion":"1.0.0"}"#.utf8).write(to: URL(fileURLWithPath: layout + "/oci-layout"))
+            try Data(
+                #"{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:\#(SHA256Hasher.hash(manifest).hex)","size":\#(manifest.count)}]}"#
+                    .utf8
+            ).write(to: URL(fileURLWithPath: layout + "/index.json"))
+            try f.push(layout, to: reg, repoTag, creds: true)
+        }
+        try push(
+            [(content, ChartFetcher.helmChartMediaType)], configType: ChartFetcher.helmConfigMediaType,
+            as: "charts/kai:v0.16.8")
+        // An image pushed where a chart is expected.
+        try push(
+            [(TestImage.layer(3, size: 1000), "application/vnd.oci.image.layer.v1.tar")],
+            configType: "application/vnd.oci.image.config.v1+json", as: "charts/kai:v9.0.0")
+        func spec(_ version: String, url: String? = nil) throws -> String {
+            let path = f.dir.file("oci-\(version)-\(UUID().uuidString.prefix(4)).yaml")
+            try """
+            apiVersion: appliance.dev/v1alpha1
+            kind: BundleSpec
+            metadata: {name: charts}
+            spec:
+              version: 1.0.0
+              kubernetes: {version: v1.34.3}
+              components:
+                - name: platform
+                  version: "1"
+                  artifacts:
+                    - name: kai
+                      kind: chart
+                      source: {chartRepository: {url: "\(url ?? "oci://\(reg.host)/charts")", name: kai, version: "\(version)"}}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let (result, lock) = try await f.build(try spec("v0.16.8"), "c.tar", creds: true)
+        let art = try #require(result.manifest.allArtifacts.first { $0.artifact.name == "kai" }?.artifact)
+        #expect(art.sha256 == digest)
+        #expect(art.provenance("chart") == "kai" && art.provenance("version") == "v0.16.8")
+        #expect(art.provenance("repository") == "oci://\(reg.host)/charts")
+        #expect(lock.charts.map(\.sha256) == [digest])
+        #expect(!f.log.text.contains(f.password), "the registry password reached the log")
+        // No credentials: the registry's 401 is refused as such.
+        await #expect(throws: RegistryError.self) {
+            _ = try await f.build(try spec("v0.16.8"), "n.tar", creds: false, cache: f.dir.file("cache-n"))
+        }
+        // A tag that does not exist; an image where the chart should be.
+        let missing = await #expect(throws: RegistryError.self) {
+            _ = try await f.build(try spec("v0.17.0"), "m.tar", creds: true, cache: f.dir.file("cache-m"))
+        }
+        #expect(missing?.message.contains("tag 'v0.17.0'") == true, "\(missing?.message ?? "")")
+        let image = await #expect(throws: RegistryError.self) {
+            _ = try await f.build(try spec("v9.0.0"), "i.tar", creds: true, cache: f.dir.file("cache-i"))
+        }
+        #expect(image?.message.contains("is not a Helm chart") == true, "\(image?.message ?? "")")
+        f.expectNothingLeft("i.tar", cache: f.dir.file("cache-i"))
+        // Locked to another digest than the registry now serves.
+        var other = lock
+        other.charts[0].sha256 = SHA256Hasher.hash(Data("another".utf8))
+        let locked = await #expect(throws: RegistryError.self) {
+            _ = try await f.build(
+                try spec("v0.16.8"), "l.tar", creds: true, locked: other, cache: f.dir.file("cache-l"))
+        }
+        #expect(locked?.message.contains("the lock file") == true, "\(locked?.message ?? "")")
+        // Not a registry path.
+        let bad = await #expect(throws: RegistryError.self) {
+            _ = try await f.build(
+                try spec("v0.16.8", url: "oci://charts"), "b.tar", creds: true, cache: f.dir.file("cache-b"))
+        }
+        #expect(bad?.message.contains("not an OCI registry path") == true, "\(bad?.message ?? "")")
+    }
+
     @Test func lockedDebsArePinnedAndUnlockedOnesRefused() throws {
         let dir = TempDir()
         try """

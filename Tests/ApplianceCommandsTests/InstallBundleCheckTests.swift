@@ -23,6 +23,32 @@ import Testing
             components: [.init(name: "images", version: "1", artifacts: artifacts)])
     }
 
+    /// The release spec carries what a platform site's install looks for: a chart of every platform release
+    /// at the version the product pins (install finds it by name and version), every image a chart lists as
+    /// an image artifact the registry nodes receive, and the smoke tests' images.
+    @Test func theReleaseSpecCarriesEveryPlatformChartAndTheSmokeTestImages() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
+            .standardized.path
+        let spec = try BundleSpec.load(path: root + "/bundles/release-2026.11.yaml")
+        let artifacts = spec.components.flatMap(\.artifacts)
+        let charts = artifacts.compactMap { a -> (String, String)? in
+            if case .chartRepository(_, let name, let version) = a.source { return (name, version) }
+            return nil
+        }
+        for chart in ChartReference.platform {
+            #expect(
+                charts.contains { $0 == (chart.name, chart.version) },
+                "no chart \(chart.name) \(chart.version) in the release spec: \(charts)")
+        }
+        func normal(_ ref: String) -> String { (try? ImageReference.parse(ref).get())?.description ?? ref }
+        let images = Set(spec.registryImages.map { normal($0.reference) })
+        for ref in SmokeTests.images { #expect(images.contains(normal(ref)), "\(ref) not in the release spec") }
+        for a in artifacts where a.kind == .image {
+            #expect(
+                Set(a.roles).isSuperset(of: ["control-plane", "system"]), "\(a.name) not staged to the registry nodes")
+        }
+    }
+
     @Test func theSmokeTestImagesMustBeInTheBundleOfAPlatformSite() {
         let lacking = InstallBundleCheck.smokeImageProblems(Self.manifest(images: ["registry.k8s.io/pause:3.10.1"]))
         #expect(lacking.count == 1)
