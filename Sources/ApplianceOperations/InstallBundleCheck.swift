@@ -86,7 +86,9 @@ public enum InstallBundleCheck {
     public static func gpuStackProblems(
         _ manifest: BundleManifest, profile: HardwareProfile, site: SiteInventory
     ) -> [String] {
-        guard profile.gpuStack.mode == .hostDriver else { return [] }
+        if profile.gpuStack.mode == .operatorPrecompiled {
+            return precompiledDriverProblems(manifest, profile: profile, site: site)
+        }
         var out: [String] = []
         for host in site.hosts where host.roles.contains(.gpuWorker) {
             guard let want = profile.requirements(for: host.roles)?.gpu else { continue }
@@ -113,6 +115,31 @@ public enum InstallBundleCheck {
             out += GPUHostPackages.pinProblems(packages, deniedDriverVersions: profile.gpuStack.deniedDriverVersions)
         }
         return out
+    }
+
+    /// `operator-precompiled` profiles with GPU nodes: the GPU Operator's driver manager and container toolkit
+    /// images, and at least one precompiled driver image of the profile's branch (which of them fits each
+    /// node's kernel is preflight's `gpu.precompiled-driver`, once the nodes are read).
+    public static func precompiledDriverProblems(
+        _ manifest: BundleManifest, profile: HardwareProfile, site: SiteInventory
+    ) -> [String] {
+        guard site.hosts.contains(where: { $0.roles.contains(.gpuWorker) }) else { return [] }
+        let references = manifest.images.map(\.reference)
+        var lacking = PrecompiledDriver.operandImages.filter { !references.contains($0) }
+        let tags = PrecompiledDriver.tags(in: references)
+        guard let branch = profile.gpuStack.driverBranch else {
+            return ["profile \(profile.name) names no driver version, so no precompiled driver branch"]
+        }
+        if PrecompiledDriver.tags(tags, branch: branch).isEmpty {
+            let carried = tags.isEmpty ? "none" : tags.joined(separator: ", ")
+            lacking.append(
+                "\(PrecompiledDriver.repository):\(branch)-<kernel>-<os> for the GPU nodes' kernels (driver branch \(branch) of profile \(profile.name); the bundle's precompiled driver tags: \(carried))"
+            )
+        }
+        guard !lacking.isEmpty else { return [] }
+        return [
+            "gpuStack.mode operator-precompiled (profile \(profile.name)) needs images the bundle lacks: \(lacking.joined(separator: ", "))"
+        ]
     }
 
     /// The bundle's version of a Debian package for these roles.

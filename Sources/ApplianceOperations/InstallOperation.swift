@@ -70,7 +70,7 @@ public enum InstallOperation {
         if profile.gpuStack.mode == .operatorPrecompiled, site.hosts.contains(where: { $0.roles.contains(.gpuWorker) })
         {
             session.logger.warning(
-                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled, which install does not deploy yet (the GPU Operator release is the platform's); its GPU nodes get no driver and no GPU validation"
+                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled: the platform's GPU Operator release installs the precompiled driver containers (the bundle and each node's kernel are checked for their images); install does not run the GPU validation gate in this mode yet, and without spec.platform its GPU nodes get no driver"
             )
         }
         let plan = try InstallPlan.make(context, stager: stager, stagingNodes: targets)

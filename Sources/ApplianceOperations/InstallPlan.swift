@@ -196,7 +196,8 @@ enum InstallPlan {
         let runner = PreflightRunner(
             catalog: catalog, profile: c.profile, site: c.site, collectorScript: try PreflightRunner.collector(in: dir),
             timeout: .seconds(120), parallelism: c.site.ssh.parallelism,
-            bundleGiB: Double(c.manifest.totalBlobBytes) / 1_073_741_824, runDCGM: false, waivers: c.waivers)
+            bundleGiB: Double(c.manifest.totalBlobBytes) / 1_073_741_824,
+            bundleImages: c.manifest.images.map(\.reference), runDCGM: false, waivers: c.waivers)
         let nodes = (hosts ?? c.site.hosts).map {
             PreflightNode(
                 name: $0.name, address: $0.address, roles: $0.roles,

@@ -12,6 +12,8 @@ public struct NodeContext: Sendable {
     public var check: CheckDefinition
     /// Size of the bundle to stage, GiB (0 when unknown).
     public var bundleGiB: Double
+    /// The image references of the bundle to install (nil when preflight runs without one).
+    public var bundleImages: [String]? = nil
 
     public var requirements: HardwareProfile.RoleRequirements? { profile.requirements(for: roles) }
     public var gpuRequirement: HardwareProfile.GPURequirement? { roles.contains(.gpuWorker) ? requirements?.gpu : nil }
@@ -440,6 +442,29 @@ public enum Analyzers {
                 return .problem("nvidia-fabricmanager is \(s.active.isEmpty ? "absent" : s.active)")
             }
             return s.enabled == "enabled" ? .pass("active, enabled") : .warn("active but not enabled: lost on reboot")
+        }
+        a["gpu.precompiled-driver"] = { c in
+            guard c.gpuRequirement != nil else { return .skip("no GPUs expected") }
+            guard c.profile.gpuStack.mode == .operatorPrecompiled else {
+                return .skip("gpuStack.mode host-driver: the driver is a host package")
+            }
+            guard let images = c.bundleImages else {
+                return .skip("no bundle given; install checks the kernel against the bundle it installs")
+            }
+            guard let branch = c.profile.gpuStack.driverBranch else {
+                return .problem("profile \(c.profile.name) names no driver version")
+            }
+            guard let kernel = c.facts.kernel else { return .unreadable("uname -r") }
+            guard let id = c.facts.osRelease["ID"], let version = c.facts.osRelease["VERSION_ID"] else {
+                return .unreadable("/etc/os-release has no ID/VERSION_ID")
+            }
+            let want = PrecompiledDriver.tag(branch: branch, kernel: kernel, osID: id, osVersion: version)
+            let tags = PrecompiledDriver.tags(in: images)
+            if tags.contains(want) { return .pass("\(PrecompiledDriver.repository):\(want) in the bundle") }
+            let carried = PrecompiledDriver.tags(tags, branch: branch)
+            return .problem(
+                "no \(PrecompiledDriver.repository):\(want) in the bundle for kernel \(kernel) (\(id) \(version)); it carries \(carried.isEmpty ? "no branch \(branch) driver image" : carried.joined(separator: ", "))"
+            )
         }
         a["gpu.fabricmanager-version"] = gpu { c, g, r in
             guard g.fabricManager, c.profile.gpuStack.mode == .hostDriver else {

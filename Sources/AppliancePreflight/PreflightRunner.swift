@@ -51,13 +51,15 @@ public struct PreflightRunner: Sendable {
     public var timeout: Duration
     public var parallelism: Int
     public var bundleGiB: Double
+    /// The image references of the bundle to install, for the checks that compare a node with it.
+    public var bundleImages: [String]?
     public var runDCGM: Bool
     public var waivers: [Waiver]
 
     public init(
         catalog: CheckCatalog, profile: HardwareProfile, site: SiteInventory?, collectorScript: String,
-        timeout: Duration = .seconds(60), parallelism: Int = 32, bundleGiB: Double = 0, runDCGM: Bool = false,
-        waivers: [Waiver] = []
+        timeout: Duration = .seconds(60), parallelism: Int = 32, bundleGiB: Double = 0,
+        bundleImages: [String]? = nil, runDCGM: Bool = false, waivers: [Waiver] = []
     ) {
         self.catalog = catalog
         self.profile = profile
@@ -66,6 +68,7 @@ public struct PreflightRunner: Sendable {
         self.timeout = timeout
         self.parallelism = max(1, parallelism)
         self.bundleGiB = bundleGiB
+        self.bundleImages = bundleImages
         self.runDCGM = runDCGM
         self.waivers = waivers
     }
@@ -162,7 +165,7 @@ public struct PreflightRunner: Sendable {
                     let ctx = NodeContext(
                         node: node.name, address: node.address, roles: node.roles, facts: facts, profile: profile,
                         site: site,
-                        check: check, bundleGiB: bundleGiB)
+                        check: check, bundleGiB: bundleGiB, bundleImages: bundleImages)
                     let verdict = Analyzers.node[check.id]?(ctx) ?? .unreadable("no analyzer for \(check.id)")
                     let (status, observed) = verdict.status(severity: check.severity)
                     outcomes.append(

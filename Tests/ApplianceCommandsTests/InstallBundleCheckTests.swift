@@ -49,6 +49,40 @@ import Testing
         }
     }
 
+    /// operator-precompiled profiles: the GPU Operator's driver manager and toolkit images and a precompiled
+    /// driver image of the profile's branch, else refused with what is missing and the tags carried.
+    @Test func anOperatorPrecompiledSiteNeedsTheDriverContainersImages() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../..")
+            .standardized.path
+        let profile = try ProfileCatalog(directory: root + "/profiles").load("hpc-8xh100")
+        let site = SiteInventory(
+            name: "s", profile: nil, ssh: .init(),
+            hosts: [
+                .init(name: "cp-1", address: "10.0.0.11", roles: [.controlPlane]),
+                .init(name: "gpu-1", address: "10.0.0.31", roles: [.gpuWorker]),
+            ])
+        let driver = "nvcr.io/nvidia/driver:550-5.15.0-1043-nvidia-ubuntu22.04"
+        let ok = InstallBundleCheck.gpuStackProblems(
+            Self.manifest(images: PrecompiledDriver.operandImages + [driver]), profile: profile, site: site)
+        #expect(ok.isEmpty, "\(ok)")
+        let bare = InstallBundleCheck.gpuStackProblems(Self.manifest(images: []), profile: profile, site: site)
+        #expect(bare.count == 1)
+        for words in PrecompiledDriver.operandImages + [
+            "nvcr.io/nvidia/driver:550-<kernel>-<os>", "driver branch 550 of profile hpc-8xh100", "tags: none",
+        ] {
+            #expect(bare.first?.contains(words) == true, "'\(words)' not in \(bare)")
+        }
+        let otherBranch = InstallBundleCheck.gpuStackProblems(
+            Self.manifest(
+                images: PrecompiledDriver.operandImages + ["nvcr.io/nvidia/driver:580-5.15.0-1043-nvidia-ubuntu22.04"]),
+            profile: profile, site: site)
+        #expect(otherBranch.first?.contains("tags: 580-5.15.0-1043-nvidia-ubuntu22.04") == true, "\(otherBranch)")
+        // No GPU node, nothing asked.
+        var cpuOnly = site
+        cpuOnly.hosts.removeLast()
+        #expect(InstallBundleCheck.gpuStackProblems(Self.manifest(images: []), profile: profile, site: cpuOnly).isEmpty)
+    }
+
     @Test func theSmokeTestImagesMustBeInTheBundleOfAPlatformSite() {
         let lacking = InstallBundleCheck.smokeImageProblems(Self.manifest(images: ["registry.k8s.io/pause:3.10.1"]))
         #expect(lacking.count == 1)

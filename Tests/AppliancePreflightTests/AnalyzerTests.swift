@@ -40,6 +40,41 @@ struct AnalyzerTests {
         #expect(v["net.ib-rate"] == .warn)  // the capture is HDR100, the profile wants HDR 200
     }
 
+    /// operator-precompiled: the GPU Operator picks `driver:<branch>-<kernel>-<os>` from the running kernel, so
+    /// the bundle must carry that tag; without a bundle (plain `appliance preflight`) the check is skipped.
+    @Test func precompiledDriverImageForTheRunningKernel() throws {
+        let catalog = try Fixture.catalog()
+        let check = try #require(catalog.check("gpu.precompiled-driver"))
+        let h100 = try Fixture.profile("hpc-8xh100")
+        #expect(h100.gpuStack.mode == .operatorPrecompiled && h100.gpuStack.driverBranch == 550)
+        let facts = NodeFacts(
+            sections: [
+                "uname": CollectedSection(output: "5.15.0-1043-nvidia #53-Ubuntu SMP x86_64", exitCode: 0),
+                "os-release": CollectedSection(output: "ID=ubuntu\nVERSION_ID=\"22.04\"", exitCode: 0),
+            ], sentAt: 1, receivedAt: 2)
+        func verdict(_ images: [String]?, profile: HardwareProfile? = nil, roles: [NodeRole] = [.gpuWorker]) -> (
+            CheckStatus, String
+        ) {
+            let ctx = NodeContext(
+                node: "gpu-1", address: "10.0.0.31", roles: roles, facts: facts, profile: profile ?? h100, site: nil,
+                check: check, bundleGiB: 0, bundleImages: images)
+            return (Analyzers.node[check.id]!)(ctx).status(severity: check.severity)
+        }
+        let operands = PrecompiledDriver.operandImages
+        let fits = verdict(operands + ["nvcr.io/nvidia/driver:550-5.15.0-1043-nvidia-ubuntu22.04"])
+        #expect(fits.0 == .pass, "\(fits)")
+        let other = verdict(operands + ["nvcr.io/nvidia/driver:550-5.15.0-1032-nvidia-ubuntu22.04"])
+        #expect(other.0 == .fail)
+        #expect(
+            other.1.contains("no nvcr.io/nvidia/driver:550-5.15.0-1043-nvidia-ubuntu22.04 in the bundle")
+                && other.1.contains("it carries 550-5.15.0-1032-nvidia-ubuntu22.04"), "\(other.1)")
+        let none = verdict(operands)
+        #expect(none.0 == .fail && none.1.contains("no branch 550 driver image"), "\(none.1)")
+        #expect(verdict(nil).0 == .skip)
+        #expect(verdict([], profile: try Fixture.profile("hpc-8xa100")).0 == .skip)  // host-driver
+        #expect(check.appliesTo([.gpuWorker]) && !check.appliesTo([.system]))
+    }
+
     @Test func gpuMissing() throws {
         var s = try Fixture.hgxA100Sections(gpus: 7)
         s["lspci"]!.output = s["lspci"]!.output.split(separator: "\n").dropLast().joined(separator: "\n")
