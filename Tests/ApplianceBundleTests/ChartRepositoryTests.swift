@@ -48,23 +48,7 @@ struct ChartRepositoryTests {
         defer { server.stop() }
         try server.waitFor("static server ready")
         func spec(_ version: String) throws -> String {
-            let path = f.dir.file("chart-\(version).yaml")
-            try """
-            apiVersion: appliance.dev/v1alpha1
-            kind: BundleSpec
-            metadata: {name: charts}
-            spec:
-              version: 1.0.0
-              kubernetes: {version: v1.34.3}
-              components:
-                - name: cni
-                  version: "1"
-                  artifacts:
-                    - name: op
-                      kind: chart
-                      source: {chartRepository: {url: "https://127.0.0.1:\(port)/", name: op, version: "\(version)"}}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-            return path
+            try f.chartSpec(url: "https://127.0.0.1:\(port)/", name: "op", version: version)
         }
         let (result, lock) = try await f.build(try spec("1.2.3"), "c.tar", creds: false)
         let art = try #require(result.manifest.allArtifacts.first { $0.artifact.name == "op" }?.artifact)
@@ -141,23 +125,7 @@ struct ChartRepositoryTests {
             [(TestImage.layer(3, size: 1000), "application/vnd.oci.image.layer.v1.tar")],
             configType: "application/vnd.oci.image.config.v1+json", as: "charts/kai:v9.0.0")
         func spec(_ version: String, url: String? = nil) throws -> String {
-            let path = f.dir.file("oci-\(version)-\(UUID().uuidString.prefix(4)).yaml")
-            try """
-            apiVersion: appliance.dev/v1alpha1
-            kind: BundleSpec
-            metadata: {name: charts}
-            spec:
-              version: 1.0.0
-              kubernetes: {version: v1.34.3}
-              components:
-                - name: platform
-                  version: "1"
-                  artifacts:
-                    - name: kai
-                      kind: chart
-                      source: {chartRepository: {url: "\(url ?? "oci://\(reg.host)/charts")", name: kai, version: "\(version)"}}
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-            return path
+            try f.chartSpec(url: url ?? "oci://\(reg.host)/charts", name: "kai", version: version)
         }
         let (result, lock) = try await f.build(try spec("v0.16.8"), "c.tar", creds: true)
         let art = try #require(result.manifest.allArtifacts.first { $0.artifact.name == "kai" }?.artifact)
@@ -235,5 +203,28 @@ struct ChartRepositoryTests {
         let loaded = try BundleLock.load(path: dir.file("l.yaml"))
         #expect(loaded.yaml() == lock.yaml())  // written sorted: equal content, equal bytes
         #expect(loaded.charts == lock.charts && Set(loaded.debs.map(\.package)) == ["socat", "ethtool"])
+    }
+}
+
+extension RegistryFixture {
+    /// A bundle spec with one `chartRepository:` chart artifact named after the chart.
+    func chartSpec(url: String, name: String, version: String) throws -> String {
+        let path = dir.file("chart-\(name)-\(version)-\(UUID().uuidString.prefix(4)).yaml")
+        try """
+        apiVersion: appliance.dev/v1alpha1
+        kind: BundleSpec
+        metadata: {name: charts}
+        spec:
+          version: 1.0.0
+          kubernetes: {version: v1.34.3}
+          components:
+            - name: platform
+              version: "1"
+              artifacts:
+                - name: \(name)
+                  kind: chart
+                  source: {chartRepository: {url: "\(url)", name: \(name), version: "\(version)"}}
+        """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
     }
 }
