@@ -191,8 +191,11 @@ struct SmokeRunner: Sendable {
         var sawPartialGang: String?
         var partialPolls = 0
         while true {
-            let pods = try await pods(t)
+            // The Job before its pods: the Job controller marks it Failed or Complete only after a pod ended, so
+            // pods read afterwards show that pod's end (read the other way round, a pod that ended between the
+            // two reads was still Running, and a failure lost its exit code and message).
             let job = try await json(["get", "job", t.job, "-n", t.namespace], label: "kubectl get job \(t.job)")
+            let pods = try await pods(t)
             if let failed = Self.condition(job, "Failed"), failed["status"] as? String == "True" {
                 let pod = pods.first { Self.get($0, "status", "phase") as? String == "Failed" } ?? pods.first
                 throw Failure(

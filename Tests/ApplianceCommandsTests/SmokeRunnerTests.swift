@@ -23,6 +23,8 @@ import Testing
         var onApply: ((FakeKubectl) -> Void)?
         /// Called before each `get pods` answer (pods changing over time).
         var onGetPods: ((FakeKubectl) -> Void)?
+        /// Called before each `get job` answer.
+        var onGetJob: ((FakeKubectl) -> Void)?
         var deleted = false
 
         func json(_ o: Any) -> String {
@@ -47,6 +49,7 @@ import Testing
                         self.onGetPods?(self)
                         return .init(status: 0, stdout: self.json(["items": self.pods]), stderr: "")
                     case ("get", "job"?):
+                        self.onGetJob?(self)
                         return .init(status: 0, stdout: self.json(self.job), stderr: "")
                     case ("get", "nodes"?):
                         return .init(status: 0, stdout: self.json(["items": self.nodes]), stderr: "")
@@ -158,6 +161,29 @@ import Testing
         let log = try String(contentsOf: dir.appendingPathComponent("smoke-gpu-abcde.log"), encoding: .utf8)
         #expect(log.contains("logs of smoke-gpu-abcde unavailable") && log.contains("exited 15"))
         #expect(f.deleted)
+    }
+
+    /// The pod ends, and the Job controller marks the Job Failed, between two polls' reads: the failure still
+    /// carries the container's exit code and message (the Job is read before its pods).
+    @Test func aPodThatFailsJustBeforeTheJobIsReadIsNamedWithItsExitCode() async throws {
+        let f = FakeKubectl()
+        f.onApply = { f in f.pods = [Self.pod("smoke-gpu-abcde", node: "gpu-1", phase: "Running")] }
+        var gets = 0
+        f.onGetJob = { f in
+            gets += 1
+            guard gets == 2 else { return }
+            f.pods = [Self.pod("smoke-gpu-abcde", node: "gpu-1", phase: "Failed", exit: 15)]
+            f.job = [
+                "status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]
+            ]
+        }
+        let dir = tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let e = await #expect(throws: SmokeRunner.Failure.self) {
+            try await runner(f, dir).run(SmokeTests.gpu(try Self.config))
+        }
+        #expect(
+            e?.description.contains("container nvidia-smi exited 15: GPU is lost") == true, "\(String(describing: e))")
     }
 
     @Test func twoFractionsMustShareOneGPUGroup() async throws {
