@@ -70,14 +70,17 @@ public enum InstallBundleCheck {
     /// air-gapped node pulls only from the private registry the bundle seeds. Compared as normalised references
     /// (`busybox:1.37.0` is `docker.io/library/busybox:1.37.0`).
     public static func smokeImageProblems(_ manifest: BundleManifest) -> [String] {
-        let carried = Set(manifest.images.compactMap { ImageReference($0.reference)?.description })
-        let missing = SmokeTests.images.filter { ref in
-            ImageReference(ref).map { !carried.contains($0.description) } ?? true
-        }
+        let missing = lacking(SmokeTests.images, in: manifest)
         guard !missing.isEmpty else { return [] }
         return [
             "the bundle lacks the images the platform's smoke tests run: \(missing.joined(separator: ", ")) (add them to the bundle spec's images)"
         ]
+    }
+
+    /// Those of `references` the bundle carries no image of, compared as normalised references.
+    static func lacking(_ references: [String], in manifest: BundleManifest) -> [String] {
+        let carried = Set(manifest.images.compactMap { ImageReference($0.reference)?.description })
+        return references.filter { ref in ImageReference(ref).map { !carried.contains($0.description) } ?? true }
     }
 
     /// The host GPU stack (issue 13), for `host-driver` profiles: every GPU node gets a driver, the fabric
@@ -124,21 +127,20 @@ public enum InstallBundleCheck {
         _ manifest: BundleManifest, profile: HardwareProfile, site: SiteInventory
     ) -> [String] {
         guard site.hosts.contains(where: { $0.roles.contains(.gpuWorker) }) else { return [] }
-        let references = manifest.images.map(\.reference)
-        var lacking = PrecompiledDriver.operandImages.filter { !references.contains($0) }
-        let tags = PrecompiledDriver.tags(in: references)
         guard let branch = profile.gpuStack.driverBranch else {
             return ["profile \(profile.name) names no driver version, so no precompiled driver branch"]
         }
+        var missing = lacking(PrecompiledDriver.operandImages, in: manifest)
+        let tags = PrecompiledDriver.tags(in: manifest.images.map(\.reference))
         if PrecompiledDriver.tags(tags, branch: branch).isEmpty {
             let carried = tags.isEmpty ? "none" : tags.joined(separator: ", ")
-            lacking.append(
+            missing.append(
                 "\(PrecompiledDriver.repository):\(branch)-<kernel>-<os> for the GPU nodes' kernels (driver branch \(branch) of profile \(profile.name); the bundle's precompiled driver tags: \(carried))"
             )
         }
-        guard !lacking.isEmpty else { return [] }
+        guard !missing.isEmpty else { return [] }
         return [
-            "gpuStack.mode operator-precompiled (profile \(profile.name)) needs images the bundle lacks: \(lacking.joined(separator: ", "))"
+            "gpuStack.mode operator-precompiled (profile \(profile.name)) needs images the bundle lacks: \(missing.joined(separator: ", "))"
         ]
     }
 

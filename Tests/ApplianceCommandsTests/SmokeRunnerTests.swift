@@ -77,6 +77,10 @@ import Testing
         return ["metadata": ["name": name, "labels": labels], "spec": spec, "status": status]
     }
 
+    static func failed(_ f: FakeKubectl) {
+        f.job = ["status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]]
+    }
+
     static func complete(_ f: FakeKubectl) {
         f.job = ["status": ["conditions": [["type": "Complete", "status": "True"]]]]
     }
@@ -142,9 +146,7 @@ import Testing
         let f = FakeKubectl()
         f.onApply = { f in
             f.pods = [Self.pod("smoke-gpu-abcde", node: "gpu-1", phase: "Failed", exit: 15)]
-            f.job = [
-                "status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]
-            ]
+            Self.failed(f)
         }
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
@@ -173,9 +175,7 @@ import Testing
             gets += 1
             guard gets == 2 else { return }
             f.pods = [Self.pod("smoke-gpu-abcde", node: "gpu-1", phase: "Failed", exit: 15)]
-            f.job = [
-                "status": ["conditions": [["type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"]]]
-            ]
+            Self.failed(f)
         }
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
