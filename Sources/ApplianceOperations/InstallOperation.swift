@@ -67,10 +67,11 @@ public enum InstallOperation {
             throw OperationError.invalid(
                 "DCGM diagnostic level \(context.dcgmLevel) does not exist", hint: "use --dcgm-level 1, 2, 3 or 4")
         }
-        if profile.gpuStack.mode == .operatorPrecompiled, site.hosts.contains(where: { $0.roles.contains(.gpuWorker) })
+        if profile.gpuStack.mode == .operatorPrecompiled, site.platform == nil,
+            site.hosts.contains(where: { $0.roles.contains(.gpuWorker) })
         {
             session.logger.warning(
-                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled: the platform's GPU Operator release installs the precompiled driver containers (the bundle and each node's kernel are checked for their images); install does not run the GPU validation gate in this mode yet, and without spec.platform its GPU nodes get no driver"
+                "GPU stack: profile \(profile.name) uses gpuStack.mode operator-precompiled, where the platform's GPU Operator release installs the driver; this site has no spec.platform, so its GPU nodes get no driver and no GPU validation"
             )
         }
         let plan = try InstallPlan.make(context, stager: stager, stagingNodes: targets)

@@ -2,6 +2,7 @@ import ApplianceBundle
 import ApplianceCluster
 import ApplianceModel
 import AppliancePlan
+import AppliancePlatform
 import AppliancePreflight
 import ApplianceSSH
 import Foundation
@@ -97,17 +98,36 @@ extension InstallPlan {
     }
 
     /// `gpu-validate/N`: the gate (`GPUValidation`), after the node is Ready with its role.
+    ///
+    /// In `operator-precompiled` mode the GPU Operator's driver container installs the driver, so the gate
+    /// first waits (up to `operatorDriverWait`) for it to fill the driver root, then for the device plugin to
+    /// advertise `nvidia.com/gpu`, and reads the tools where that container and the DCGM pod put them. A
+    /// driver that never comes is the gate's failure, with the driver pod's state on the node. Install puts the
+    /// gate after the GPU Operator's release in this mode (`platformSteps`); the cordon on failure is the same.
     static func gpuValidateStep(_ c: InstallContext, _ host: SiteInventory.Host) -> Step? {
-        guard c.hostGPUStack(host) else { return nil }
+        guard c.gpuGated(host) else { return nil }
         let level = c.dcgmLevel
         let runner = c.runner(host)
         let cp1 = c.firstControlPlane.map { c.runner($0) }
         let (profile, name, hostRoles) = (c.profile, host.name, host.roles)
-        let driverVersion = c.driverVersion(for: host) ?? "?"
+        let operatorMode = profile.gpuStack.mode == .operatorPrecompiled
+        let driverVersion: String? = operatorMode ? nil : (c.driverVersion(for: host) ?? "?")
+        let driverRoot = operatorMode ? PrecompiledDriver.driverRoot : nil
+        let wait = c.operatorDriverWait
         @Sendable func validate() async throws -> (GPUValidation.Result, KubeNode?) {
             let catalog = try CheckCatalog.load(directory: ResourceLocator.preflightDirectory() + "/checks")
+            if let driverRoot, let cp1 {
+                if let why = try await waitForOperatorDriver(
+                    runner: runner, api: ClusterAPI(runner: cp1), node: name, root: driverRoot, wait: wait)
+                {
+                    let node = try await ClusterAPI(runner: cp1).nodes().first { $0.name == name }
+                    return (
+                        GPUValidation.Result(findings: [.init(check: "gpu.driver", reason: why)], summary: ""), node
+                    )
+                }
+            }
             let out = try await runner.output(
-                GPUValidation.script(dcgmLevel: level),
+                GPUValidation.script(dcgmLevel: level, driverRoot: driverRoot),
                 label: "read the GPU stack (nvidia-smi, dcgmi diag -r \(level))",
                 timeout: .seconds(1800))
             var node: KubeNode?
@@ -119,8 +139,10 @@ extension InstallPlan {
         }
         return Step(
             gpuValidate(name), on: .node(name), after: [roles(name)],
-            summary:
-                "GPU validation: nvidia-smi count/model/driver, fabric manager and NVLinks, ECC, dcgmi diag -r \(level), nvidia.com/gpu allocatable; a failure cordons the node",
+            summary: (operatorMode
+                ? "GPU validation of the GPU Operator's driver container (\(PrecompiledDriver.driverRoot)): "
+                : "GPU validation: ")
+                + "nvidia-smi count/model/driver, fabric manager and NVLinks, ECC, dcgmi diag -r \(level), nvidia.com/gpu allocatable; a failure cordons the node",
             timeout: .seconds(1800),
             check: { _ in
                 let (result, node) = try await validate()
@@ -146,6 +168,43 @@ extension InstallPlan {
                     ctx.appendOutput("\(name) uncordoned (it had been cordoned by a failed GPU validation)")
                 }
             })
+    }
+
+    /// Waits for the GPU Operator's driver container to fill the driver root on the node, then (a bounded
+    /// while) for the node to advertise `nvidia.com/gpu`. Returns why the driver is not there when the wait
+    /// ends without it, with the state of the node's driver pod; nil when it came.
+    static func waitForOperatorDriver(
+        runner: NodeRunner, api: ClusterAPI, node: String, root: String, wait: Duration
+    ) async throws -> String? {
+        let clock = ContinuousClock()
+        let deadline = clock.now + wait
+        while !(try await runner.succeeds(GPUValidation.driverRootReady(root), label: "driver root \(root)")) {
+            guard clock.now < deadline else {
+                let pod = (try? await operatorDriverPod(api, node: node)) ?? "its state could not be read"
+                return
+                    "the GPU Operator's driver container did not install the driver in \(root) within \(wait.components.seconds) s (\(pod))"
+            }
+            try await Task.sleep(for: .seconds(3))
+        }
+        // The device plugin starts once the driver and the toolkit are ready; the gate names a node that
+        // still advertises no GPU.
+        let advertised = clock.now + min(wait, .seconds(180))
+        while clock.now < advertised, try await api.node(node)?.allocatableGPUs == nil {
+            try await Task.sleep(for: .seconds(3))
+        }
+        return nil
+    }
+
+    /// The state of the GPU Operator's driver pod on a node, in words.
+    static func operatorDriverPod(_ api: ClusterAPI, node: String) async throws -> String {
+        let json = try await api.kubectl(
+            [
+                "get", "pods", "-n", PlatformValues.gpuOperatorNamespace, "-l", "app=nvidia-driver-daemonset",
+                "--field-selector", "spec.nodeName=\(node)", "-o", "json",
+            ], label: "kubectl get the driver pod of \(node)")
+        guard let pod = ReleasePods.items(json).first else { return "no driver pod on \(node)" }
+        let podName = (pod["metadata"] as? [String: Any])?["name"] as? String ?? "?"
+        return "pod \(podName): " + (ClusterAPI.whyNotReady(pod: pod) ?? "Ready")
     }
 
     /// Runs a GPU stack step's change; when it fails on a node already in the cluster, cordons the node with
@@ -211,6 +270,16 @@ extension InstallPlan {
 }
 
 extension InstallContext {
+    /// Whether the node gets the GPU validation gate: a GPU worker of a `host-driver` profile (after its host
+    /// stack), or of an `operator-precompiled` profile on a site whose platform deploys the GPU Operator.
+    func gpuGated(_ host: SiteInventory.Host) -> Bool {
+        switch profile.gpuStack.mode {
+        case .hostDriver: hostGPUStack(host)
+        case .operatorPrecompiled:
+            site.platform != nil && host.roles.contains(.gpuWorker) && profile.requirements(for: host.roles)?.gpu != nil
+        }
+    }
+
     /// Whether the node gets the host GPU stack: a GPU worker in a `host-driver` profile.
     func hostGPUStack(_ host: SiteInventory.Host) -> Bool {
         profile.gpuStack.mode == .hostDriver && host.roles.contains(.gpuWorker)

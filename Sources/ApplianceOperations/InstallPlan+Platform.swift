@@ -13,7 +13,8 @@ import Foundation
 /// `platform/<release>` step per Helm release → `platform-queues` (the site's `Queue`s, the namespaces mapped to leaf queues and the dataset cache).
 ///
 /// Release order: the monitoring stack first (its CRDs let the GPU Operator create its ServiceMonitor), the
-/// GPU Operator after it and after every GPU gate, the CloudNativePG operator before its cluster, the rest in
+/// GPU Operator after it and after every GPU gate (in `operator-precompiled` mode the gates come after it,
+/// since its driver containers install the driver they validate), the CloudNativePG operator before its cluster, the rest in
 /// parallel after the check; the queues after KAI (their CRD) and the NFS CSI driver (the cache's class).
 ///
 /// Each release step copies the rendered values to the first control plane (0600, under
@@ -68,7 +69,9 @@ extension InstallPlan {
         for r in releases {
             guard let chart = charts[r.name] else { continue }
             var deps = [platformCheckStep] + platformDependencies(r.name)
-            if r.name == "gpu-operator" { deps += gates }
+            // Host-driver mode: the operator's device plugin goes on validated nodes. Operator mode: the
+            // release installs the driver, and the gates follow it (`plan`).
+            if r.name == "gpu-operator" && c.profile.gpuStack.mode == .hostDriver { deps += gates }
             steps.append(releaseStep(c, cp1, r, chart: chart, after: deps, config: config))
         }
         steps.append(

@@ -25,6 +25,12 @@ struct InstallContext: Sendable {
     var manifest: BundleManifest { bundle.manifest }
     var firstControlPlane: SiteInventory.Host? { site.controlPlanes.first }
 
+    /// How long a GPU gate in `operator-precompiled` mode waits for the GPU Operator's driver container: the
+    /// site's wait for a release's pods.
+    var operatorDriverWait: Duration {
+        .seconds(site.install.releaseTimeoutSeconds ?? SiteInventory.InstallSettings.defaultReleaseTimeoutSeconds)
+    }
+
     func runner(_ host: SiteInventory.Host) -> NodeRunner {
         runners[host.name]
             ?? NodeRunner(
@@ -145,16 +151,26 @@ enum InstallPlan {
             steps.append(joinStep(c, host, after: [mirror(host.name), previous] + gpuJoinDependencies(c, host)))
         }
         steps.append(cniStep(c, cp1))
+        // In operator-precompiled mode the GPU Operator's release installs the driver: the gates follow it.
+        let operatorGates = c.profile.gpuStack.mode == .operatorPrecompiled
+        var gates: [String] = []
         for host in c.site.hosts {
             steps.append(readyStep(c, host, after: [membership(host, first: cp1.name), cniStep]))
             steps.append(rolesStep(c, host))
-            if let gate = gpuValidateStep(c, host) { steps.append(gate) }
+            if var gate = gpuValidateStep(c, host) {
+                if operatorGates { gate.dependencies.append(platformRelease("gpu-operator")) }
+                steps.append(gate)
+                gates.append(gate.name)
+            }
         }
         // After the GPU gates: the platform check, the platform's releases and queues (issue 13; none without
         // `spec.platform`), before the record; then the smoke tests of what the platform deployed.
         let platform = try platformSteps(c, cp1)
         steps += platform
-        steps.append(recordStep(c, cp1, after: c.site.hosts.map { roles($0.name) } + platform.map(\.name)))
+        steps.append(
+            recordStep(
+                c, cp1, after: c.site.hosts.map { roles($0.name) } + platform.map(\.name) + (operatorGates ? gates : [])
+            ))
         steps += smokeSteps(c, existing: steps)
         return try Plan(
             steps: steps, failurePolicy: .continueOtherNodes, maxParallelism: max(1, c.site.install.parallelism))

@@ -281,7 +281,11 @@ public enum PlatformValues {
 
     /// The NVIDIA GPU Operator: device plugin, feature discovery, DCGM exporter and validator on GPU nodes;
     /// in `host-driver` mode without the driver and toolkit containers (they are on the host), in
-    /// `operator-precompiled` mode with precompiled driver images of the profile's branch.
+    /// `operator-precompiled` mode with precompiled driver images of the profile's branch and the standalone
+    /// DCGM host engine (`dcgm.enabled`: the `nvidia-dcgm` pod, whose image carries `dcgmi`, which the install's
+    /// GPU validation runs in that pod's namespaces, since such a node has no NVIDIA package on the host).
+    public static let gpuOperatorNamespace = "gpu-operator"
+
     public static func gpuOperator(_ c: PlatformConfiguration) -> PlatformRelease {
         let name = "gpu-operator"
         let nvidia = mirrored(c, "nvcr.io/nvidia")
@@ -302,6 +306,11 @@ public enum PlatformValues {
             toolkit.append(("resources", resources(c.resources("container-toolkit"))))
         }
         let mig = c.migStrategy != "none"
+        var dcgm: [(String, YAMLTree)] = [("enabled", .bool(!host))]
+        if !host {
+            dcgm.append(("repository", .string(cloudNative)))
+            dcgm.append(("resources", resources(c.resources("dcgm"))))
+        }
         var values: [(String, YAMLTree)] = [
             (
                 "operator",
@@ -318,6 +327,7 @@ public enum PlatformValues {
             ),
             ("driver", .map(driver)),
             ("toolkit", .map(toolkit)),
+            ("dcgm", .map(dcgm)),
             (
                 "devicePlugin",
                 .map([("repository", .string(nvidia)), ("resources", resources(c.resources("device-plugin")))])
@@ -390,9 +400,13 @@ public enum PlatformValues {
                 PodFootprint(
                     release: name, name: "container-toolkit", resources: c.resources("container-toolkit"),
                     placement: .gpuNodes, sizedBy: "container-toolkit"))
+            pods.append(
+                PodFootprint(
+                    release: name, name: "dcgm", resources: c.resources("dcgm"), placement: .gpuNodes, sizedBy: "dcgm"))
         }
         return PlatformRelease(
-            name: name, namespace: "gpu-operator", chart: .gpuOperator, values: .map(values), pods: pods, volumes: [])
+            name: name, namespace: gpuOperatorNamespace, chart: .gpuOperator, values: .map(values), pods: pods,
+            volumes: [])
     }
 
     /// KAI Scheduler on system nodes, with GPU sharing (fractions); its default queues are replaced by the

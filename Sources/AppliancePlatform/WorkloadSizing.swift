@@ -33,6 +33,7 @@ public enum WorkloadSizing {
         "mig-manager": .init(cpuRequest: "20m", memoryRequest: "64Mi", memoryLimit: "256Mi"),
         "driver": .init(cpuRequest: "100m", memoryRequest: "512Mi"),
         "container-toolkit": .init(cpuRequest: "50m", memoryRequest: "64Mi"),
+        "dcgm": .init(cpuRequest: "100m", memoryRequest: "128Mi", memoryLimit: "1Gi"),
         "nfd-master": .init(cpuRequest: "100m", memoryRequest: "128Mi", memoryLimit: "4Gi"),
         "nfd-gc": .init(cpuRequest: "10m", memoryRequest: "128Mi", memoryLimit: "1Gi"),
         "nfd-worker": .init(cpuRequest: "5m", memoryRequest: "64Mi", memoryLimit: "512Mi"),

@@ -40,32 +40,73 @@ public enum GPUValidation {
         /// What passed, for the step's output (`8x NVIDIA A100-SXM4-80GB, driver 535.161.08, ...`).
         public var summary: String
         public var passed: Bool { findings.isEmpty }
+
+        public init(findings: [Finding], summary: String) {
+            self.findings = findings
+            self.summary = summary
+        }
     }
 
     /// The DCGM diagnostic levels `dcgmi diag -r` accepts.
     public static let dcgmLevels = 1...4
 
     /// The node-side reading: POSIX sh, read-only, one round trip, `@@appliance:begin/end` sections.
-    public static func script(dcgmLevel: Int) -> String {
-        """
-        LC_ALL=C; export LC_ALL
-        PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH; export PATH
-        have() { command -v "$1" >/dev/null 2>&1; }
-        tmo() { if have timeout; then timeout 600 "$@"; else "$@"; fi; }
-        sec() { n=$1; shift; echo "@@appliance:begin $n"; "$@" 2>&1 </dev/null; rc=$?; echo; echo "@@appliance:end $n $rc"; }
-        tool() { n=$1; t=$2; shift 2
-          if have "$t"; then sec "$n" tmo "$t" "$@"; else echo "@@appliance:begin $n"; echo "$t: not found"; echo "@@appliance:end $n 127"; fi; }
-        tool nvsmi-xml nvidia-smi -q -x
-        tool nvlink-s nvidia-smi nvlink -s
-        tool lspci lspci -nn
-        fm() {
-          a=$(systemctl is-active nvidia-fabricmanager 2>/dev/null); e=$(systemctl is-enabled nvidia-fabricmanager 2>/dev/null)
-          echo "nvidia-fabricmanager active=${a:-unknown} enabled=${e:-unknown}"
+    ///
+    /// `driverRoot` (`operator-precompiled` mode: `PrecompiledDriver.driverRoot`): the GPU Operator's driver
+    /// container installed the driver, so the host has no NVIDIA tool. `nvidia-smi` runs in the driver root
+    /// (`chroot /run/nvidia/driver nvidia-smi`, as the operator's own validator does); the fabric manager is the
+    /// `nv-fabricmanager` process that container runs, its version the one it reports (`--version`); and
+    /// `dcgmi` runs in the mount and network namespaces of the standalone DCGM host engine (`nv-hostengine`,
+    /// the operator's `nvidia-dcgm` pod, whose image carries `dcgmi`), which it reaches on localhost.
+    public static func script(dcgmLevel: Int, driverRoot: String? = nil) -> String {
+        let common = """
+            LC_ALL=C; export LC_ALL
+            PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH; export PATH
+            have() { command -v "$1" >/dev/null 2>&1; }
+            tmo() { if have timeout; then timeout 600 "$@"; else "$@"; fi; }
+            sec() { n=$1; shift; echo "@@appliance:begin $n"; "$@" 2>&1 </dev/null; rc=$?; echo; echo "@@appliance:end $n $rc"; }
+            missing() { echo "@@appliance:begin $1"; echo "$2"; echo "@@appliance:end $1 127"; }
+            tool() { n=$1; t=$2; shift 2
+              if have "$t"; then sec "$n" tmo "$t" "$@"; else missing "$n" "$t: not found"; fi; }
+            """
+        guard let root = driverRoot else {
+            return common + "\n" + """
+                tool nvsmi-xml nvidia-smi -q -x
+                tool nvlink-s nvidia-smi nvlink -s
+                tool lspci lspci -nn
+                fm() {
+                  a=$(systemctl is-active nvidia-fabricmanager 2>/dev/null); e=$(systemctl is-enabled nvidia-fabricmanager 2>/dev/null)
+                  echo "nvidia-fabricmanager active=${a:-unknown} enabled=${e:-unknown}"
+                }
+                sec services fm
+                sec fabricmanager sh -c 'v=$(dpkg-query -W -f="\\${Version}\\n" "nvidia-fabricmanager*" 2>/dev/null | grep -o -E "^([0-9]+:)?[0-9]+\\.[0-9]+(\\.[0-9]+)?" | sed "s/^[0-9]*://" | head -1); echo "version=${v:-none}"'
+                tool dcgm dcgmi diag -r \(dcgmLevel)
+                """
         }
-        sec services fm
-        sec fabricmanager sh -c 'v=$(dpkg-query -W -f="\\${Version}\\n" "nvidia-fabricmanager*" 2>/dev/null | grep -o -E "^([0-9]+:)?[0-9]+\\.[0-9]+(\\.[0-9]+)?" | sed "s/^[0-9]*://" | head -1); echo "version=${v:-none}"'
-        tool dcgm dcgmi diag -r \(dcgmLevel)
-        """
+        return common + "\n" + """
+            DR='\(root)'
+            inroot() { [ -d "$DR" ] && chroot "$DR" sh -c "command -v $1" >/dev/null 2>&1; }
+            droot() { n=$1; t=$2; shift 2
+              if inroot "$t"; then sec "$n" tmo chroot "$DR" "$t" "$@"; else missing "$n" "$t: not found in the driver root $DR"; fi; }
+            droot nvsmi-xml nvidia-smi -q -x
+            droot nvlink-s nvidia-smi nvlink -s
+            tool lspci lspci -nn
+            fm() {
+              if pgrep -f '^[^ ]*nv-fabricmanager( |$)' >/dev/null 2>&1; then a=active; else a=inactive; fi
+              echo "nvidia-fabricmanager active=$a enabled=driver-container"
+            }
+            sec services fm
+            fmv() { v=; if inroot nv-fabricmanager; then v=$(chroot "$DR" nv-fabricmanager --version 2>/dev/null | sed -n 's/.*[Vv]ersion is *: *//p' | head -1); fi; echo "version=${v:-none}"; }
+            sec fabricmanager fmv
+            he=$(pgrep -o -x nv-hostengine 2>/dev/null)
+            if [ -n "$he" ] && have nsenter; then sec dcgm tmo nsenter -t "$he" -m -n dcgmi diag -r \(dcgmLevel)
+            else missing dcgm "nv-hostengine: not running"; fi
+            """
+    }
+
+    /// The driver root is ready: the driver container has put `nvidia-smi` there (exit 0), else exit 1.
+    public static func driverRootReady(_ root: String) -> String {
+        "[ -d '\(root)' ] && chroot '\(root)' sh -c 'command -v nvidia-smi' >/dev/null 2>&1"
     }
 
     /// The lost GPUs nvidia-smi names on stderr (`Unable to determine the device handle for GPU0000:BB:00.0:
@@ -90,16 +131,18 @@ public enum GPUValidation {
     }
 
     /// Decides the gate from what `script` printed on the node, the node's allocatable `nvidia.com/gpu` (nil:
-    /// the node does not advertise it) and the driver version the bundle installs.
+    /// the node does not advertise it) and the driver version the bundle installs (nil in `operator-precompiled`
+    /// mode: the precompiled image's tag names only the branch, so the driver must be of the profile's branch).
     public static func evaluate(
         facts raw: NodeFacts, node: String, roles: [NodeRole], profile: HardwareProfile, catalog: CheckCatalog,
-        driverVersion: String, dcgmLevel: Int, allocatable: Int?
+        driverVersion: String?, dcgmLevel: Int, allocatable: Int?
     ) -> Result {
         guard let want = profile.requirements(for: roles)?.gpu, roles.contains(.gpuWorker) else {
             return Result(findings: [], summary: "no GPUs expected")
         }
         var findings: [Finding] = []
         var facts = raw
+        let operatorMode = profile.gpuStack.mode == .operatorPrecompiled
         // PCI (no driver needed): the slots of the node's GPUs, in nvidia-smi's enumeration order.
         let pciGPUs = LspciListing.parse(facts["lspci"]?.output ?? "").nvidiaGPUs.map { shortBus($0.slot) }.sorted()
         func index(ofBus bus: String) -> Int? { pciGPUs.firstIndex(of: shortBus(bus)) }
@@ -121,6 +164,9 @@ public enum GPUValidation {
             let first = smi.output.split(separator: "\n").first.map(String.init) ?? ""
             let reason: String
             switch smi.exitCode {
+            case 127 where operatorMode:
+                reason =
+                    "the GPU Operator's driver container has not installed the driver: no nvidia-smi in \(PrecompiledDriver.driverRoot)"
             case 127: reason = "nvidia-smi is not installed (the driver package did not install it)"
             case 9: reason = "the NVIDIA driver is not loaded (nvidia-smi exit 9): \(first)"
             case 18:
@@ -207,14 +253,39 @@ public enum GPUValidation {
             }
         }
         let loaded = report.driverVersion ?? report.gpus.first?.driverVersion ?? "unknown"
-        if loaded != driverVersion {
+        if let driverVersion, loaded != driverVersion {
             findings.append(
                 Finding(
                     check: "gpu.driver",
                     reason: "nvidia-smi reports driver \(loaded); the bundle installs \(driverVersion)"))
+        } else if driverVersion == nil, let branch = profile.gpuStack.driverBranch,
+            Int(loaded.split(separator: ".").first ?? "") != branch
+        {
+            findings.append(
+                Finding(
+                    check: "gpu.driver",
+                    reason:
+                        "nvidia-smi reports driver \(loaded); profile \(profile.name) wants branch \(branch) (the precompiled driver image)"
+                ))
         }
         if let m = failed("gpu.driver-denylist") {
             findings.append(Finding(check: "gpu.driver-denylist", reason: "driver \(m) by profile \(profile.name)"))
+        }
+        if want.fabricManager && operatorMode {
+            // The driver container runs nv-fabricmanager itself; preflight's host checks skip this mode.
+            if facts.services["nvidia-fabricmanager"]?.active != "active" {
+                findings.append(
+                    Finding(
+                        check: "gpu.fabricmanager",
+                        reason:
+                            "nv-fabricmanager is not running in the GPU Operator's driver container; NVSwitch systems need it running before any CUDA work"
+                    ))
+            } else if let fm = facts.keyValues("fabricmanager")["version"], fm != loaded {
+                findings.append(
+                    Finding(
+                        check: "gpu.fabricmanager-version",
+                        reason: "fabric manager \(fm), driver \(loaded): must be the driver's version"))
+            }
         }
         if want.fabricManager {
             if let m = failed("gpu.fabricmanager") {
@@ -270,7 +341,14 @@ public enum GPUValidation {
             }
         }
         if let d = facts["dcgm"] {
-            if d.missingTool {
+            if d.missingTool && operatorMode {
+                findings.append(
+                    Finding(
+                        check: "health.dcgm",
+                        reason:
+                            "no nv-hostengine runs on the node (the GPU Operator's nvidia-dcgm pod): cannot run the DCGM diagnostic"
+                    ))
+            } else if d.missingTool {
                 findings.append(
                     Finding(check: "health.dcgm", reason: "dcgmi is not installed: cannot run the DCGM diagnostic"))
             } else if let m = failed("health.dcgm") {

@@ -132,6 +132,104 @@ struct GPUValidationTests {
         #expect(d.reason.hasPrefix("dcgmi diag -r 1 failed:"), "\(d)")
     }
 
+    // MARK: operator-precompiled mode (hpc-8xh100): the driver container's tools
+
+    /// An HGX H100 in operator mode: the precompiled driver of the profile's branch (550), its fabric manager
+    /// as the driver container's process.
+    func operatorNode(driver: String = "550.163.01") throws -> LabNode {
+        var hw = Captured.hgxH100
+        hw.gpus?.driverVersion = driver
+        return try LabNode(hw, fabricManager: true, persistence: true)
+    }
+
+    func operatorSections(_ lab: LabNode, fabricManager: String = "active", version: String = "550.163.01")
+        -> [String: CollectedSection]
+    {
+        var s = lab.sections(dcgmLevel: 1)
+        s["nvsmi-csv"] = nil
+        s["topo"] = nil
+        s["xid"] = nil
+        s["services"] = CollectedSection(
+            output: "nvidia-fabricmanager active=\(fabricManager) enabled=driver-container", exitCode: 0)
+        s["fabricmanager"] = CollectedSection(output: "version=\(version)", exitCode: 0)
+        return s
+    }
+
+    func evaluateOperator(_ sections: [String: CollectedSection], allocatable: Int? = 8) throws -> GPUValidation.Result
+    {
+        let catalog = try CheckCatalog.load(directory: Capture.repo + "/preflight/checks")
+        let p = try profile("hpc-8xh100")
+        #expect(p.gpuStack.mode == .operatorPrecompiled)
+        return GPUValidation.evaluate(
+            facts: NodeFacts(sections: sections), node: "gpu-01", roles: [.gpuWorker], profile: p, catalog: catalog,
+            driverVersion: nil, dcgmLevel: 1, allocatable: allocatable)
+    }
+
+    @Test func operatorModeNodeWithTheBranchDriverPasses() throws {
+        let r = try evaluateOperator(operatorSections(try operatorNode()))
+        #expect(r.passed, "\(r.findings)")
+        #expect(
+            r.summary.contains("8x NVIDIA H100 80GB HBM3, driver 550.163.01, fabric manager active"), "\(r.summary)")
+    }
+
+    @Test func operatorModeNamesADriverOfAnotherBranch() throws {
+        let r = try evaluateOperator(operatorSections(try operatorNode(driver: "570.195.03"), version: "570.195.03"))
+        #expect(
+            r.findings.map(\.reason) == [
+                "nvidia-smi reports driver 570.195.03; profile hpc-8xh100 wants branch 550 (the precompiled driver image)"
+            ], "\(r.findings)")
+    }
+
+    @Test func operatorModeNamesAFabricManagerThatDoesNotRun() throws {
+        let lab = try LabNode(
+            {
+                var hw = Captured.hgxH100; hw.gpus?.driverVersion = "550.163.01"; return hw
+            }(), fabricManager: false,
+            persistence: true)
+        let r = try evaluateOperator(operatorSections(lab, fabricManager: "inactive"))
+        let fm = try #require(r.findings.first { $0.check == "gpu.fabricmanager" })
+        #expect(fm.reason.hasPrefix("nv-fabricmanager is not running in the GPU Operator's driver container"), "\(fm)")
+        // Hopper without fabric manager: the fabric state is not Completed on any GPU, each named.
+        #expect(r.findings.filter { $0.check == "gpu.fabric-state" }.count == 8, "\(r.findings)")
+    }
+
+    @Test func operatorModeNamesAFabricManagerOfAnotherVersion() throws {
+        let r = try evaluateOperator(operatorSections(try operatorNode(), version: "550.127.05"))
+        #expect(
+            r.findings.map(\.reason) == ["fabric manager 550.127.05, driver 550.163.01: must be the driver's version"],
+            "\(r.findings)")
+    }
+
+    @Test func operatorModeWithoutTheDriverRootOrTheHostEngineSaysSo() throws {
+        var s = operatorSections(try operatorNode())
+        s["nvsmi-xml"] = CollectedSection(
+            output: "nvidia-smi: not found in the driver root /run/nvidia/driver", exitCode: 127)
+        let r = try evaluateOperator(s)
+        #expect(
+            r.findings.map(\.reason) == [
+                "the GPU Operator's driver container has not installed the driver: no nvidia-smi in /run/nvidia/driver"
+            ], "\(r.findings)")
+        var d = operatorSections(try operatorNode())
+        d["dcgm"] = CollectedSection(output: "nv-hostengine: not running", exitCode: 127)
+        let e = try evaluateOperator(d)
+        #expect(
+            e.findings.map(\.reason) == [
+                "no nv-hostengine runs on the node (the GPU Operator's nvidia-dcgm pod): cannot run the DCGM diagnostic"
+            ], "\(e.findings)")
+    }
+
+    /// The two scripts read the same sections; operator mode reads the tools where the operator put them.
+    @Test func operatorScriptReadsTheDriverRootAndTheHostEngine() {
+        let host = GPUValidation.script(dcgmLevel: 2)
+        let op = GPUValidation.script(dcgmLevel: 2, driverRoot: "/run/nvidia/driver")
+        for section in ["nvsmi-xml", "nvlink-s", "lspci", "services", "fabricmanager", "dcgm"] {
+            #expect(host.contains(" \(section) ") && op.contains(" \(section) "), "\(section)")
+        }
+        #expect(op.contains("DR='/run/nvidia/driver'") && op.contains("chroot \"$DR\" \"$t\""))
+        #expect(op.contains("nsenter -t \"$he\" -m -n dcgmi diag -r 2"))
+        #expect(!host.contains("chroot") && host.contains("tool dcgm dcgmi diag -r 2"))
+    }
+
     @Test func lostGPULinesAreRead() {
         let text =
             "Unable to determine the device handle for GPU0000:BB:00.0: GPU is lost.  Reboot the system to recover this GPU\n<?xml version=\"1.0\" ?>"
