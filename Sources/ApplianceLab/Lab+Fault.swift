@@ -1,3 +1,4 @@
+import ApplianceModel
 import Foundation
 
 extension Lab {
@@ -103,7 +104,9 @@ extension Lab {
                 script += "\(stand) fault set " + args.joined(separator: " ")
             }
             if kind == .fabricManagerStopped {
-                script += " && { systemctl stop nvidia-fabricmanager.service 2>/dev/null || true; }"
+                // The host's unit (host-driver mode), or the GPU Operator driver container's process.
+                script +=
+                    " && { systemctl stop nvidia-fabricmanager.service 2>/dev/null || true; } && { pkill -TERM -f '\(PrecompiledDriver.fabricManagerProcess)' 2>/dev/null || true; }"
             }
             try labNode.exec(script, context: "cannot make the fault \(kind.rawValue) on \(name)")
             detail = arg.isEmpty ? nil : arg

@@ -1,4 +1,5 @@
 import ApplianceBundle
+import ApplianceModel
 import Foundation
 
 /// The lab's OCI images, made by the project from Debian binaries: real OCI image layouts
@@ -80,7 +81,33 @@ public struct LabImages: Sendable {
             Image(
                 directory: "flannel-cni-plugin", repository: "ghcr.io/flannel-io/flannel-cni-plugin",
                 tag: Self.flannelCNIPluginTag, purpose: "stand-in: the lab CNI's plugin installer image"),
-        ] + Self.platformImages + Self.smokeImages
+        ] + Self.platformImages + Self.operatorImages + Self.smokeImages
+    }
+
+    /// The precompiled driver branch of the lab's `operator-precompiled` images: the `lab-operator` profile's
+    /// (its driver versions), which is the branch of the driver the lab's HGX H100 hardware declares.
+    public static let operatorDriverBranch = 590
+
+    /// The GPU Operator's images for `gpuStack.mode: operator-precompiled` (profile `lab-operator`): its driver
+    /// manager, container toolkit and standalone DCGM at the chart's default tags (`PrecompiledDriver`), and
+    /// the precompiled driver of the lab's branch for the kernel of the machine that builds the lab bundle,
+    /// which is the lab nodes' kernel (containers share it), on Debian 12: the tag the operator, and install's
+    /// preflight, look for on a node.
+    public static var operatorImages: [Image] {
+        var uts = utsname()
+        uname(&uts)
+        let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let driver = Image(
+            directory: "operator-nvidia-driver-precompiled", repository: PrecompiledDriver.repository,
+            tag: PrecompiledDriver.tag(branch: operatorDriverBranch, kernel: kernel, osID: "debian", osVersion: "12"),
+            purpose: "stand-in: the GPU Operator's precompiled driver container for this kernel (issue 13)")
+        return [driver]
+            + PrecompiledDriver.operandImages.map { ref in
+                let (repository, tag) = (String(ref.split(separator: ":")[0]), String(ref.split(separator: ":")[1]))
+                return stand(
+                    in: repository, tag: tag, prefix: "operator",
+                    purpose: "a GPU Operator operand of operator-precompiled mode (issue 13)")
+            }
     }
 
     /// The images the lab charts' workloads name (`bundles/lab/charts`), at the tags those charts (and the real

@@ -10,7 +10,7 @@ import Foundation
 public enum LabNodeDispatcher {
     public static let tools = [
         "nvidia-smi", "dcgmi", "nvidia-fabricmanager", "nv-fabricmanager", "lspci", "kubeadm", "kubelet", "kubectl",
-        "helm", "nvidia-ctk", "nvidia-container-runtime",
+        "helm", "nvidia-ctk", "nvidia-container-runtime", "nv-hostengine",
         "kube-apiserver-standin", "fault",
     ]
 
@@ -107,6 +107,11 @@ public enum LabNodeDispatcher {
         }
         switch tool {
         case "nvidia-fabricmanager", "nv-fabricmanager":
+            if args.contains("-v") || args.contains("--version") {
+                let out = FabricManager(context: context).versionOutput()
+                emit(out)
+                return out.exitCode
+            }
             blockTerminationSignals()
             let fm = FabricManager(context: context)
             switch fm.start(pid: getpid()) {
@@ -119,6 +124,15 @@ public enum LabNodeDispatcher {
                 fm.stop()
                 return 0
             }
+        case "nv-hostengine":
+            // The DCGM host engine in the foreground (`-n`, as the GPU Operator's nvidia-dcgm container runs it):
+            // the lab's dcgmi needs no engine, so it only announces itself and waits for SIGTERM.
+            blockTerminationSignals()
+            let port =
+                args.firstIndex(of: "-p").flatMap { args.indices.contains($0 + 1) ? args[$0 + 1] : nil } ?? "5555"
+            emit(.ok("Started host engine version \(DCGMI.version) using port number: \(port) \n"))
+            _ = waitForTermination()
+            return 0
         case "kube-apiserver-standin":
             blockTerminationSignals()
             return APIServerStandin.serve(args, context: context)

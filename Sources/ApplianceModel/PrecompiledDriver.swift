@@ -15,6 +15,10 @@ public enum PrecompiledDriver {
     /// the driver's tools are there, not on the host.
     public static let driverRoot = "/run/nvidia/driver"
 
+    /// `pgrep -f` pattern of the driver container's fabric manager (`nv-fabricmanager -c ...`, at any path);
+    /// its 16-character name is longer than the 15 `pgrep -x` compares.
+    public static let fabricManagerProcess = "^[^ ]*nv-fabricmanager( |$)"
+
     /// The tag the operator looks for on a node.
     public static func tag(branch: Int, kernel: String, osID: String, osVersion: String) -> String {
         "\(branch)-\(kernel)-\(osID)\(osVersion)"

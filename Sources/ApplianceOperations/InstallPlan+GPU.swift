@@ -312,10 +312,13 @@ extension InstallContext {
         }
     }
 
-    /// What the packages step installs: everything but the host GPU stack on nodes that get it.
+    /// What the packages step installs: everything but the host GPU stack on nodes that get it, and on no
+    /// node in `operator-precompiled` mode, where the GPU Operator's containers are the GPU stack (a host
+    /// driver would stop its driver container) even when the bundle carries host GPU packages.
     func basePackages(for host: SiteInventory.Host) -> [StagedPackage] {
         let all = stagedPackages(for: host)
-        return hostGPUStack(host) ? all.filter { $0.part == nil }.map(\.package) : all.map(\.package)
+        let withoutGPUStack = hostGPUStack(host) || profile.gpuStack.mode == .operatorPrecompiled
+        return withoutGPUStack ? all.filter { $0.part == nil }.map(\.package) : all.map(\.package)
     }
 
     /// The upstream version of the driver the bundle installs on the node.

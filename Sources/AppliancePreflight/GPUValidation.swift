@@ -92,7 +92,7 @@ public enum GPUValidation {
             droot nvlink-s nvidia-smi nvlink -s
             tool lspci lspci -nn
             fm() {
-              if pgrep -f '^[^ ]*nv-fabricmanager( |$)' >/dev/null 2>&1; then a=active; else a=inactive; fi
+              if pgrep -f '\(PrecompiledDriver.fabricManagerProcess)' >/dev/null 2>&1; then a=active; else a=inactive; fi
               echo "nvidia-fabricmanager active=$a enabled=driver-container"
             }
             sec services fm

@@ -48,7 +48,9 @@ import Testing
                 "registry.k8s.io/coredns/coredns:v1.12.1", "ghcr.io/flannel-io/flannel:v0.28.9",
                 "ghcr.io/flannel-io/flannel-cni-plugin:v1.9.1-flannel3",
             ])
-        #expect(first.count == 9 + LabImages.platformImages.count + LabImages.smokeImages.count)
+        #expect(
+            first.count == 9 + LabImages.platformImages.count + LabImages.operatorImages.count
+                + LabImages.smokeImages.count)
         #expect(Set(first.map(\.image.directory)).count == first.count)
         for b in first {
             let blobs = b.path + "/blobs/sha256/"

@@ -193,13 +193,22 @@ func kubeadmConfig(address: String, node: String, grace: Int = 6) -> String {
     """
 }
 
-/// The output the journal kept for `step` of the newest operation of `kind` in the CLI's state directory.
-func journalOutput(_ cli: ApplianceCLI, kind: String, step: String) throws -> String {
+/// The journal's transitions of `step` in the newest operation of `kind` in the CLI's state directory.
+func journalTransitions(_ cli: ApplianceCLI, kind: String, step: String) throws -> [StepTransition] {
     let clusters = try FileManager.default.contentsOfDirectory(atPath: cli.state + "/clusters")
-    guard let cluster = clusters.first else { return "" }
+    guard let cluster = clusters.first else { return [] }
     let journal = try Journal(stateDirectory: URL(fileURLWithPath: cli.state + "/clusters/" + cluster))
     // Newest first.
-    guard let op = try journal.operations().first(where: { $0.kind == kind }) else { return "" }
-    return try journal.transitions(operation: op.id).filter { $0.step == step }.compactMap(\.outputTail)
-        .joined(separator: "\n")
+    guard let op = try journal.operations().first(where: { $0.kind == kind }) else { return [] }
+    return try journal.transitions(operation: op.id).filter { $0.step == step }
+}
+
+/// The output the journal kept for `step` of the newest operation of `kind` in the CLI's state directory.
+func journalOutput(_ cli: ApplianceCLI, kind: String, step: String) throws -> String {
+    try journalTransitions(cli, kind: kind, step: step).compactMap(\.outputTail).joined(separator: "\n")
+}
+
+/// The states `step` went through in the newest operation of `kind`.
+func journalStates(_ cli: ApplianceCLI, kind: String, step: String) throws -> [StepState] {
+    try journalTransitions(cli, kind: kind, step: step).map(\.state)
 }

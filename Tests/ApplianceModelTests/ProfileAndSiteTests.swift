@@ -11,7 +11,7 @@ struct ProfileAndSiteTests {
 
     @Test func shippedProfilesLoad() throws {
         let catalog = ProfileCatalog(directory: Self.repo + "/profiles")
-        #expect(catalog.names == ["balanced-4xa100", "cost-4xpcie", "hpc-8xa100", "hpc-8xh100", "lab"])
+        #expect(catalog.names == ["balanced-4xa100", "cost-4xpcie", "hpc-8xa100", "hpc-8xh100", "lab", "lab-operator"])
         let all = try catalog.loadAll()
         for p in all { #expect(p.roles[.controlPlane] != nil) }
         let a100 = try catalog.load("hpc-8xa100")

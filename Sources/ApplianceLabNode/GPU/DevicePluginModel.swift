@@ -29,11 +29,10 @@ public struct DevicePluginModel: Sendable {
     }
 
     /// Whether containerd's configuration (the top-level file and what it imports) defines an `nvidia` runtime
-    /// whose binary exists.
+    /// whose binary exists (the host package's `/usr/bin/nvidia-container-runtime`, or the GPU Operator's
+    /// toolkit container's under `/usr/local/nvidia/toolkit`).
     public func nvidiaRuntimeConfigured() -> Bool {
-        guard FileManager.default.isExecutableFile(atPath: context.path(Self.runtimeBinary)),
-            let top = context.read(Self.containerdConfig)
-        else { return false }
+        guard let top = context.read(Self.containerdConfig) else { return false }
         var files = [top]
         for pattern in Self.imports(top) {
             let dir = (pattern as NSString).deletingLastPathComponent
@@ -44,10 +43,17 @@ public struct DevicePluginModel: Sendable {
             }
         }
         return files.contains { text in
-            text.split(separator: "\n").contains {
-                let t = $0.trimmingCharacters(in: .whitespaces)
-                return t.hasPrefix("[") && t.hasSuffix(".containerd.runtimes.nvidia.options]")
-            } && text.contains("BinaryName = \"\(Self.runtimeBinary)\"")
+            let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            guard
+                let table = lines.firstIndex(where: {
+                    $0.hasPrefix("[") && $0.hasSuffix(".containerd.runtimes.nvidia.options]")
+                })
+            else { return false }
+            let body = lines[(table + 1)...].prefix { !$0.hasPrefix("[") }
+            guard let line = body.first(where: { $0.hasPrefix("BinaryName") }), let eq = line.firstIndex(of: "=")
+            else { return false }
+            let binary = line[line.index(after: eq)...].trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
+            return !binary.isEmpty && FileManager.default.isExecutableFile(atPath: context.path(binary))
         }
     }
 

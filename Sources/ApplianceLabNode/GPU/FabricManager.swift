@@ -59,6 +59,20 @@ public struct FabricManager: Sendable {
         )
     }
 
+    /// `nv-fabricmanager --version`: the installed fabric manager's version (the driver's when the package
+    /// records none, as in the GPU Operator's driver container, which carries both at one version).
+    public func versionOutput() -> ToolOutput {
+        let fm = (context.read(LabPaths.fabricManagerInstalled) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        var version = fm
+        if version.isEmpty, let inv = try? GPUInventory.load(context: context), case .loaded(let d) = inv.driver {
+            version = d
+        }
+        guard !version.isEmpty else {
+            return .fail(1, stderr: "nv-fabricmanager (lab stand-in): no fabric manager or driver installed")
+        }
+        return .ok("Fabric Manager version is : \(version)\n")
+    }
+
     public func stop() {
         context.remove(LabPaths.fabricManagerPID)
     }

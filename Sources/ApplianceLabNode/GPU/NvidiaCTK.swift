@@ -140,7 +140,12 @@ public struct NvidiaCTK: Sendable {
     }
 
     /// The edited top-level config and the drop-in's text.
-    public static func configure(topLevel: String, dropInPath: String, runtimeName: String, setAsDefault: Bool) throws
+    /// `runtimeBinary`: the runtime's `BinaryName` (the toolkit container of the GPU Operator installs it under
+    /// `/usr/local/nvidia/toolkit`).
+    public static func configure(
+        topLevel: String, dropInPath: String, runtimeName: String, setAsDefault: Bool,
+        runtimeBinary: String = NvidiaCTK.runtimeBinary
+    ) throws
         -> (topLevel: String, dropIn: String)
     {
         let version = configVersion(topLevel)

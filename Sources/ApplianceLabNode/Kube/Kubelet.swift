@@ -68,6 +68,9 @@ public struct Kubelet: Sendable {
             "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
             "kubernetes.io/hostname": o.nodeName, "kubernetes.io/os": "linux",
         ]
+        // Node Feature Discovery's PCI label, which the GPU Operator places its operands by (the lab's chart
+        // selects on it): the kubelet plays NFD's worker as it plays the device plugin.
+        if (try? context.loadHardware())?.gpus != nil { labels["feature.node.kubernetes.io/pci-10de.present"] = "true" }
         for (k, v) in o.labels { labels[k] = v }
         let ts = K.timestamp(now)
         func cond(_ type: String, _ status: String, _ reason: String, _ msg: String) -> KObject {
@@ -148,6 +151,13 @@ public struct Kubelet: Sendable {
             let present = Set(mine.compactMap { K.meta($0)["uid"] as? String })
             CNPGInstances.shared.stopAbsent(present: present)
             S3Gateways.shared.stopAbsent(present: present)
+            GPUOperands.shared.stopAbsent(present: present)
+            for p in mine
+            where GPUOperand.of(p) != nil
+                && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
+            {
+                try startGPUOperand(p, o, client: client, now: now)
+            }
             for p in mine
             where S3GatewayPod.container(p) != nil
                 && !["Succeeded", "Failed"].contains(K.get(p, "status.phase") as? String ?? "")
@@ -168,7 +178,7 @@ public struct Kubelet: Sendable {
                     try startCNPGInstance(p, o, client: client, now: now)
                     continue
                 }
-                if S3GatewayPod.container(p) != nil { continue }
+                if S3GatewayPod.container(p) != nil || GPUOperand.of(p) != nil { continue }
                 // A container's readiness probe passes `initialDelaySeconds` after the pod was created (the only
                 // part of a probe the stand-in honours): Running, not Ready until then.
                 let created = K.date(K.meta(p)["creationTimestamp"] as? String) ?? now
@@ -307,6 +317,7 @@ public struct Kubelet: Sendable {
         // The servers of CloudNativePG instances are this kubelet's children: stopped with it.
         CNPGInstances.shared.stopAll(seconds: 10)
         S3Gateways.shared.stopAll()
+        GPUOperands.shared.stopAll()
         return 0
     }
 }

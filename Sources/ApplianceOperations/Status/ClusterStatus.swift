@@ -144,7 +144,8 @@ public enum ClusterStatus {
                 n.gpus = .init(
                     declared: gpu.count, model: gpu.model, allocatable: kn?.allocatableGPUs,
                     healthy: kn?.allocatableGPUs == gpu.count && n.cordonReason == nil)
-                n.fabricManagerRequired = gpu.fabricManager && profile?.gpuStack.mode == .hostDriver
+                // The host's unit, or (operator-precompiled) the GPU Operator driver container's process.
+                n.fabricManagerRequired = gpu.fabricManager
             }
             nodes.append(n)
         }
@@ -311,6 +312,8 @@ public enum ClusterStatus {
         printf 'kubelet %s\\n' "$(systemctl is-active kubelet 2>/dev/null)"
         if [ "$(systemctl show -p LoadState --value \(GPUHostStack.fabricManagerUnit) 2>/dev/null)" = loaded ]; then
           printf 'fabricmanager %s\\n' "$(systemctl is-active \(GPUHostStack.fabricManagerUnit) 2>/dev/null)"
+        elif [ -d \(PrecompiledDriver.driverRoot)/usr ]; then
+          if pgrep -f '\(PrecompiledDriver.fabricManagerProcess)' >/dev/null 2>&1; then echo 'fabricmanager active'; else echo 'fabricmanager inactive'; fi
         fi
         true
         """

@@ -101,7 +101,9 @@ public struct StatusReport: Codable, Sendable, Equatable {
         /// `appliance.dev/cordon-reason`: why the GPU gate (install) cordoned it.
         public var cordonReason: String?
         public var gpus: GPUs?
-        /// `systemctl is-active nvidia-fabricmanager` where the unit exists (nil: no unit or not probed).
+        /// `systemctl is-active nvidia-fabricmanager` where the unit exists, else, on a node with the GPU
+        /// Operator's driver root, whether that driver container's `nv-fabricmanager` runs (`active` or
+        /// `inactive`); nil: neither, or not probed.
         public var fabricManager: String?
         /// Whether the profile wants the fabric manager running on this node (NVSwitch GPU nodes).
         public var fabricManagerRequired: Bool
