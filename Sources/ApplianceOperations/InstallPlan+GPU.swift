@@ -144,9 +144,12 @@ extension InstallPlan {
                 : "GPU validation: ")
                 + "nvidia-smi count/model/driver, fabric manager and NVLinks, ECC, dcgmi diag -r \(level), nvidia.com/gpu allocatable; a failure cordons the node",
             timeout: .seconds(1800),
-            check: { _ in
+            check: { ctx in
                 let (result, node) = try await validate()
-                return result.passed && node?.annotations[InstallPlan.cordonReasonAnnotation] == nil
+                let valid = result.passed && node?.annotations[InstallPlan.cordonReasonAnnotation] == nil
+                // What was validated stays in the journal when nothing is left to do, too.
+                if valid { ctx.appendOutput("GPU stack validated: \(result.summary)") }
+                return valid
             },
             apply: { ctx in
                 let (result, node) = try await validate()

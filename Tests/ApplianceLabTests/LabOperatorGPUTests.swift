@@ -62,8 +62,13 @@ extension RealLabSuites {
                 let n = try GPU.node(ssh, cp1, name)
                 #expect(GPU.allocatableGPUs(n) == "8", "\(name): \(n["status"] ?? "")")
                 #expect(!GPU.unschedulable(n) && GPU.cordonReason(n) == nil)
-                // The gate ran and passed (its check found the node valid, so it records no output of its own).
+                // The gate ran after the driver came and passed; the journal keeps what it validated.
                 #expect(try journalStates(cli, kind: "install", step: "gpu-validate/\(name)").last == .done)
+                let validated = try journalOutput(cli, kind: "install", step: "gpu-validate/\(name)")
+                #expect(
+                    validated.contains(
+                        "GPU stack validated: 8x NVIDIA H100 80GB HBM3, driver 590.48.01, fabric manager active, 18 NVLinks per GPU, dcgmi diag -r 1 passed, nvidia.com/gpu 8"
+                    ), "\(validated)")
                 // The host has no NVIDIA tool or package; the driver root, the fabric manager process, the host
                 // engine's namespace and containerd's runtime are the operator's containers'.
                 let host = try ssh.run(
