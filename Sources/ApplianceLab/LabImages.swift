@@ -94,12 +94,10 @@ public struct LabImages: Sendable {
     /// which is the lab nodes' kernel (containers share it), on Debian 12: the tag the operator, and install's
     /// preflight, look for on a node.
     public static var operatorImages: [Image] {
-        var uts = utsname()
-        uname(&uts)
-        let kernel = withUnsafeBytes(of: &uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let driver = Image(
             directory: "operator-nvidia-driver-precompiled", repository: PrecompiledDriver.repository,
-            tag: PrecompiledDriver.tag(branch: operatorDriverBranch, kernel: kernel, osID: "debian", osVersion: "12"),
+            tag: PrecompiledDriver.tag(
+                branch: operatorDriverBranch, kernel: LabServerParity.kernelRelease, osID: "debian", osVersion: "12"),
             purpose: "stand-in: the GPU Operator's precompiled driver container for this kernel (issue 13)")
         return [driver]
             + PrecompiledDriver.operandImages.map { ref in

@@ -137,6 +137,9 @@ extension InstallPlan {
                 catalog: catalog, driverVersion: driverVersion, dcgmLevel: level, allocatable: node?.allocatableGPUs)
             return (result, node)
         }
+        // The reading the check just made, for the apply of the same attempt: `nvidia-smi`, `dcgmi diag` (minutes
+        // at levels 3 and 4) and, in operator mode, the wait for the driver run once per attempt, not twice.
+        let checked = LastReading<(GPUValidation.Result, KubeNode?)>()
         return Step(
             gpuValidate(name), on: .node(name), after: [roles(name)],
             summary: (operatorMode
@@ -146,13 +149,16 @@ extension InstallPlan {
             timeout: .seconds(1800),
             check: { ctx in
                 let (result, node) = try await validate()
+                await checked.keep((result, node))
                 let valid = result.passed && node?.annotations[InstallPlan.cordonReasonAnnotation] == nil
                 // What was validated stays in the journal when nothing is left to do, too.
                 if valid { ctx.appendOutput("GPU stack validated: \(result.summary)") }
                 return valid
             },
             apply: { ctx in
-                let (result, node) = try await validate()
+                let reading: (GPUValidation.Result, KubeNode?)
+                if let kept = await checked.take() { reading = kept } else { reading = try await validate() }
+                let (result, node) = reading
                 guard let cp1 else { return }
                 let api = ClusterAPI(runner: cp1)
                 if !result.passed {
@@ -328,5 +334,15 @@ extension InstallContext {
     func driverVersion(for host: SiteInventory.Host) -> String? {
         GPUHostPackages.driverVersion(
             stagedPackages(for: host).map { .init(name: $0.package.name, version: $0.package.version, artifact: "") })
+    }
+}
+
+/// One value handed from a step's `check` to its `apply` in the same attempt (taken once).
+actor LastReading<Value: Sendable> {
+    private var value: Value?
+    func keep(_ v: Value) { value = v }
+    func take() -> Value? {
+        defer { value = nil }
+        return value
     }
 }

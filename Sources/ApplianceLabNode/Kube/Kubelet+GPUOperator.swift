@@ -32,7 +32,6 @@ enum GPUOperand: String, CaseIterable, Sendable {
         return nil
     }
 
-    static let driverRoot = PrecompiledDriver.driverRoot
     /// Where the operands' images' tools are (symlinks to the lab's multi-call binary), never on the host's
     /// `PATH`.
     static let toolsDirectory = "/var/lib/appliance-lab/gpu-operator"
@@ -123,20 +122,11 @@ extension Kubelet {
     /// The lab's multi-call binary on a node (`LabPackages.nodeBinary`).
     static let labnodeBinary = "/usr/bin/appliance-labnode"
 
-    /// Runs a shell script as root on the node; its output on failure.
+    /// Runs a shell script as root on the node (`Supervisor.run`); its output on failure.
     func shell(_ script: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", script]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else {
-            throw OperandFailure(
-                description: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let (status, output) = Supervisor.run("/bin/sh", ["-c", script])
+        guard status == 0 else {
+            throw OperandFailure(description: output.trimmingCharacters(in: .whitespacesAndNewlines))
         }
     }
 
@@ -149,7 +139,7 @@ extension Kubelet {
         try linkTools(GPUOperand.driverTools, into: tools)
         // Only on a real node root: tests of the model run under a state root, where mounting is not theirs.
         guard context.root == "/" else { return }
-        let root = GPUOperand.driverRoot
+        let root = PrecompiledDriver.driverRoot
         try shell(
             """
             set -e
@@ -223,14 +213,9 @@ extension Kubelet {
             ], log: log)
     }
 
+    /// Appends to the pod's log (which `startGPUOperand` creates).
     static func appendLog(_ path: String, _ text: String) {
-        guard
-            let h = FileHandle(forWritingAtPath: path)
-                ?? {
-                    FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o640])
-                    return FileHandle(forWritingAtPath: path)
-                }()
-        else { return }
+        guard let h = FileHandle(forWritingAtPath: path) else { return }
         h.seekToEndOfFile()
         h.write(Data(text.utf8))
         try? h.close()
